@@ -1,0 +1,62 @@
+"""The ``biornn`` command: one small module per subcommand, each ``add_parser`` + ``run``.
+
+``main() -> int``: 0 on success, 1 on a failed run, 2 on bad usage or bad
+input, with one clear line on stderr (DESIGN principle 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .. import __version__
+from . import cells, check, env
+
+COMMANDS = (env, cells, check)
+
+
+class UsageError(Exception):
+    """Bad usage or bad input: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="biornn",
+        description="Recurrent neural networks for biomedical sequences: "
+        "the textbook recurrences, exact and verified.",
+    )
+    parser.add_argument("--version", action="version", version=f"biornn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(args.run(args))
+    except UsageError as e:
+        print(f"biornn: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # the library's argument checks
+        print(f"biornn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("biornn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

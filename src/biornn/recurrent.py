@@ -1,0 +1,438 @@
+r"""The one loop over time: layers, directions, variable lengths, truncation, traces.
+
+Everything that iterates over time steps lives here (DESIGN principle 3).  A
+:class:`Recurrent` stacks ``num_layers`` layers of one cell type, each
+optionally bidirectional, and unrolls them over a batch of sequences:
+
+.. math::
+
+    s^{(l)}_t = \text{cell}^{(l)}\big(x^{(l)}_t,\; s^{(l)}_{t-1}\big), \qquad
+    x^{(l+1)}_t = \big[\,\text{out}(s^{(l)}_t);\ \text{out}(\overleftarrow{s}^{(l)}_t)\,\big]
+
+Backpropagation through time is autograd through this unrolled graph; the
+hand-written version of the same gradients is :mod:`biornn.reference`.
+
+Parameters are named exactly like ``torch.nn.RNN``/``LSTM``/``GRU``'s
+(``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, and
+``..._reverse`` for the backward direction), so a ``state_dict`` copies between
+a biornn network and its torch twin in both directions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from . import fast
+from .cells import CELLS, Cell, make_cell
+from .cells.base import check_sizes
+
+Traces = list[dict[str, Tensor]]
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of a batch-first tensor within its own length.
+
+    ``x`` (B, T, ...); position t < L_b maps to L_b - 1 - t, padding stays in
+    place.  Applying it twice gives ``x`` back.
+    """
+    if lengths is None:
+        return x.flip(1)
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
+    L = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    index = torch.where(t < L, L - 1 - t, t)  # (B, T)
+    index = index.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Recurrent(nn.Module):
+    r"""A stack of recurrent layers of one cell type, unrolled over time.
+
+    Parameters
+    ----------
+    cell : str or Cell subclass
+        A cell name -- ``elman``, ``elman-relu``, ``irnn``, ``fully-recurrent``,
+        ``lstm1997``, ``lstm``, ``lstm-peephole``, ``gru`` -- or a
+        :class:`biornn.cells.Cell` subclass.
+    input_size : int
+        I, input features per time step.
+    hidden_size : int
+        H, units per layer and direction.
+    num_layers : int
+        Stacked layers; layer l+1 reads layer l's outputs (both directions concatenated).
+    bidirectional : bool
+        Add a backward direction to every layer; outputs are (…, 2 * H).
+    batch_first : bool
+        Inputs and outputs are (B, T, F) if True (the default), else (T, B, F).
+    dropout : float
+        Dropout on the outputs of every layer but the last, in training (as torch.nn).
+    truncate : int, optional
+        Truncated BPTT: detach the state every ``truncate`` steps, so gradients
+        flow back at most that far.  Can be overridden per call.
+    init : str or sequence of str, optional
+        An initialisation scheme from :mod:`biornn.init` (``default``,
+        ``identity``, ``irnn``, ``orthogonal``, ``xavier``), or one per layer.
+        ``irnn`` cells default to ``irnn``, the others to PyTorch's default.
+    fast : bool
+        Use torch's fused kernels when the cell has the same maths and no
+        traces are asked for (:mod:`biornn.fast`); results equal the step loop.
+    **cell_options
+        Passed to every cell: ``nonlinearity``, ``output_size``,
+        ``output_nonlinearity``, ``cells_per_block``, ``g``, ``h``,
+        ``peepholes``, ``bias``.
+
+    Examples
+    --------
+    >>> rnn = Recurrent("lstm1997", input_size=1, hidden_size=16)
+    >>> x = torch.randn(4, 100, 1)                       # (B, T, I)
+    >>> out, (h, c) = rnn(x, lengths=torch.tensor([100, 80, 50, 7]))
+    >>> out.shape, h.shape                               # (B, T, H), (L*D, B, H)
+    (torch.Size([4, 100, 16]), torch.Size([1, 4, 16]))
+    """
+
+    def __init__(
+        self,
+        cell: str | type[Cell],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        *,
+        truncate: int | None = None,
+        init: str | Sequence[str] | None = None,
+        fast: bool = True,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        check_sizes(input_size, hidden_size)
+        _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if truncate is not None:
+            _positive_int("truncate", truncate)
+        if isinstance(cell, str):
+            if cell not in CELLS:
+                raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+            self.cell_name = cell
+
+            def build(i: int) -> Cell:
+                return make_cell(cell, i, hidden_size, **cell_options)
+
+            default_init = CELLS[cell][2]
+        elif isinstance(cell, type) and issubclass(cell, Cell):
+            self.cell_name = cell.__name__
+
+            def build(i: int) -> Cell:
+                try:
+                    return cell(i, hidden_size, **cell_options)
+                except TypeError as e:
+                    raise ValueError(f"cell {cell.__name__}: {e}") from None
+
+            default_init = None
+        else:
+            raise ValueError(f"cell must be a cell name or a Cell subclass, got {cell!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional, self.batch_first = bool(bidirectional), bool(batch_first)
+        self.dropout, self.truncate, self.fast = float(dropout), truncate, bool(fast)
+        self.cell_options = dict(cell_options)
+        D = 2 if self.bidirectional else 1
+        cells: list[list[Cell]] = []
+        layer_input = input_size
+        for _ in range(num_layers):
+            row = [build(layer_input) for _ in range(D)]
+            cells.append(row)
+            layer_input = row[0].output_size * D
+        self.output_size = layer_input
+        # The cells are kept in a plain list, not as submodules: their
+        # parameters are registered here under torch.nn's names instead.
+        self._cells = cells
+        for name in self._torch_names():
+            layer, direction, pname = name
+            self.register_parameter(self._param_name(*name), getattr(cells[layer][direction], pname))
+        if init is not None or default_init is not None:
+            from .init import initialize
+
+            initialize(self, init if init is not None else default_init)
+
+    # -- parameters under torch.nn's names ---------------------------------
+    def _torch_names(self) -> list[tuple[int, int, str]]:
+        return [
+            (layer, direction, pname)
+            for layer, row in enumerate(self._cells)
+            for direction, cell in enumerate(row)
+            for pname, p in cell._parameters.items()
+            if p is not None
+        ]
+
+    @staticmethod
+    def _param_name(layer: int, direction: int, pname: str) -> str:
+        return f"{pname}_l{layer}{'_reverse' if direction else ''}"
+
+    def _sync(self) -> None:
+        """Point each cell at this module's parameters (after ``load_state_dict(assign=True)``,
+        ``.to()`` with swapped tensors, and the like)."""
+        for layer, direction, pname in self._torch_names():
+            self._cells[layer][direction]._parameters[pname] = self._parameters[
+                self._param_name(layer, direction, pname)
+            ]
+
+    @property
+    def cells(self) -> list[list[Cell]]:
+        """The cells, ``cells[layer][direction]``, sharing this module's parameters."""
+        self._sync()
+        return self._cells
+
+    @property
+    def state_type(self) -> type:
+        return self._cells[0][0].state_type
+
+    def extra_repr(self) -> str:
+        s = f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if not self.batch_first:
+            s += ", batch_first=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.truncate:
+            s += f", truncate={self.truncate}"
+        if self.cell_options:
+            s += ", " + ", ".join(f"{k}={v!r}" for k, v in self.cell_options.items())
+        return s
+
+    # -- argument checks ---------------------------------------------------
+    def _check_lengths(self, lengths: Any, B: int, T: int) -> Tensor | None:
+        if lengths is None:
+            return None
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError("lengths must be a 1-D sequence of integers") from None
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+        if lengths.dim() != 1 or lengths.shape[0] != B:
+            raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {tuple(lengths.shape)}")
+        lengths = lengths.to(torch.int64)
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo <= 0 or hi > T:
+            raise ValueError(f"lengths must lie in 1..{T} (the sequence length T), got min {lo}, max {hi}")
+        if lo == T:  # nothing is padded
+            return None
+        return lengths
+
+    def _check_state(self, state: Any, B: int, dtype: torch.dtype, device: torch.device, unbatched: bool):
+        cell = self._cells[0][0]
+        fields = cell.state_type._fields
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        if state is None:
+            return [torch.zeros(LD, B, n, dtype=dtype, device=device) for n in cell.state_sizes()]
+        if isinstance(state, Tensor):
+            state = (state,)
+        if not isinstance(state, (tuple, list)) or len(state) != len(fields):
+            raise ValueError(
+                f"state must be a tuple of {len(fields)} tensor(s) ({', '.join(fields)}) for cell "
+                f"{self.cell_name!r}"
+            )
+        out = []
+        for name, s, n in zip(fields, state, cell.state_sizes()):
+            if not isinstance(s, Tensor):
+                raise ValueError(f"state.{name} must be a tensor, got {type(s).__name__}")
+            if unbatched and s.dim() == 2:
+                s = s.unsqueeze(1)
+            if tuple(s.shape) != (LD, B, n):
+                raise ValueError(
+                    f"state.{name} must have shape (num_layers * num_directions, B, {n}) = "
+                    f"{(LD, B, n)}, got {tuple(s.shape)}"
+                )
+            out.append(s)
+        return out
+
+    # -- the loop ----------------------------------------------------------
+    @staticmethod
+    def scan(
+        cell: Cell,
+        x: Tensor,
+        state: NamedTuple,
+        mask: Tensor | None = None,
+        truncate: int | None = None,
+        traces: bool = False,
+    ) -> tuple[Tensor, NamedTuple, dict[str, Tensor]]:
+        """Run one cell over time, step by step: the definition of the recurrence.
+
+        Parameters
+        ----------
+        cell : Cell
+        x : Tensor, shape (B, T, I)
+            Batch-first input.
+        state : cell.state_type
+            Initial state, each field (B, size).
+        mask : Tensor of bool, shape (B, T), optional
+            True at real steps.  At a padded step the state is carried
+            unchanged and the output (and every trace) is zero.
+        truncate : int, optional
+            Detach the state before steps k, 2k, ... (truncated BPTT).
+        traces : bool
+            Also return every step's state fields and gate activations.
+
+        Returns
+        -------
+        out : Tensor, shape (B, T, O)
+        state : cell.state_type, the state after each sequence's last real step
+        traces : dict of name -> Tensor (B, T, size); empty unless ``traces``
+        """
+        T = x.shape[1]
+        outs: list[Tensor] = []
+        record: dict[str, list[Tensor]] = {}
+        for t in range(T):
+            if truncate and t and t % truncate == 0:
+                state = type(state)(*(s.detach() for s in state))
+            new, gates = cell.step(x[:, t], state)
+            out = cell.output(new)
+            if mask is not None:
+                m = mask[:, t].unsqueeze(1)  # (B, 1)
+                new = type(new)(*(torch.where(m, n, s) for n, s in zip(new, state)))
+                out = torch.where(m, out, 0.0)
+            state = new
+            outs.append(out)
+            if traces:
+                for name, value in (*zip(state._fields, state), *gates.items()):
+                    if mask is not None:
+                        value = torch.where(m, value, 0.0)
+                    record.setdefault(name, []).append(value)
+        return torch.stack(outs, dim=1), state, {k: torch.stack(v, dim=1) for k, v in record.items()}
+
+    def uses_fast_path(self, lengths: Tensor | None = None, return_traces: bool = False,
+                       truncate: int | None = None) -> bool:
+        """Whether a call with these arguments runs on torch's fused kernels."""
+        truncate = self.truncate if truncate is None else truncate
+        return (
+            self.fast
+            and not return_traces
+            and not (truncate and lengths is not None)
+            and all(fast.supports(c) for row in self._cells for c in row)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        state: Any = None,
+        lengths: Tensor | Sequence[int] | None = None,
+        *,
+        return_traces: bool = False,
+        truncate: int | None = None,
+    ):
+        """Unroll the network over a batch of sequences.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, T, I) (or (T, B, I) if not batch_first, or (T, I) unbatched)
+        state : NamedTuple or tuple of Tensor or Tensor, optional
+            Initial state: each field (num_layers * num_directions, B, size),
+            in torch.nn's order (layer-major, forward before reverse).  A
+            single-field state (Elman, GRU) may be a bare tensor.  Default zeros.
+        lengths : Tensor of int or sequence of int, shape (B,), optional
+            True lengths, each in 1..T.  Outputs past a sequence's end are
+            zero and the final state is the state at its last real step.
+        return_traces : bool
+            Also return every step's states and gate activations (step loop only).
+        truncate : int, optional
+            Override the module's truncated-BPTT length for this call.
+
+        Returns
+        -------
+        out : Tensor, shape (B, T, D * O)
+            The last layer's outputs, both directions concatenated.
+        state : cell.state_type
+            Final state, each field (num_layers * num_directions, B, size).
+        traces : list of dict, only if ``return_traces``
+            ``traces[layer * D + direction][name]`` of shape (B, T, size), for
+            ``name`` in the state fields (``h``, ``c``, ``o``) and the cell's
+            ``gate_names``; zero past each sequence's end.
+        """
+        if not isinstance(x, Tensor):
+            raise ValueError(f"input must be a tensor, got {type(x).__name__}")
+        if x.dim() not in (2, 3):
+            raise ValueError(f"input must be 3-D (batch, time, features) or 2-D unbatched, got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input has {x.shape[-1]} features per step but input_size is {self.input_size}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0)
+        elif not self.batch_first:
+            x = x.transpose(0, 1)
+        B, T = x.shape[:2]
+        if T == 0:
+            raise ValueError("input has no time steps (T = 0)")
+        if truncate is not None:
+            _positive_int("truncate", truncate)
+        truncate = self.truncate if truncate is None else truncate
+        lengths = self._check_lengths(lengths, B, T)
+        state_in = self._check_state(state, B, x.dtype, x.device, unbatched)
+        cells = self.cells
+        state_type = cells[0][0].state_type
+        D = 2 if self.bidirectional else 1
+        use_fast = self.uses_fast_path(lengths, return_traces, truncate)
+
+        mask = None
+        if lengths is not None:
+            mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)
+            # padding never reaches the maths: not even a NaN in the padding can
+            # leak into a gradient through 0 * NaN
+            x = torch.where(mask.unsqueeze(2), x, 0.0)
+
+        layer_in = x
+        finals: list[NamedTuple] = []
+        traces: Traces = []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                k = layer * D + direction
+                cell = cells[layer][direction]
+                s0 = state_type(*(s[k] for s in state_in))
+                inp = layer_in if direction == 0 else reverse_padded(layer_in, lengths)
+                if use_fast:
+                    out, s, tr = *fast.scan(cell, inp, s0, lengths, truncate), {}
+                else:
+                    out, s, tr = self.scan(cell, inp, s0, mask, truncate, return_traces)
+                if direction == 1:
+                    out = reverse_padded(out, lengths)
+                    tr = {name: reverse_padded(v, lengths) for name, v in tr.items()}
+                outs.append(out)
+                finals.append(s)
+                traces.append(tr)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                # contiguous: dropout draws its mask in memory order, and the fused
+                # kernels return time-major memory; this way both paths drop the same units
+                layer_in = F.dropout(layer_in.contiguous(), self.dropout, training=True)
+
+        out = layer_in
+        final = state_type(*(torch.stack([s[j] for s in finals]) for j in range(len(state_type._fields))))
+        if unbatched:
+            out = out.squeeze(0)
+            final = state_type(*(f.squeeze(1) for f in final))
+            traces = [{n: v.squeeze(0) for n, v in tr.items()} for tr in traces]
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+            traces = [{n: v.transpose(0, 1) for n, v in tr.items()} for tr in traces]
+        if return_traces:
+            return out, final, traces
+        return out, final

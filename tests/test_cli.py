@@ -1,0 +1,94 @@
+"""The command line: help on every command, exit codes, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from biornn.cli.main import build_parser, main
+
+SUBCOMMANDS = ["env", "cells", "check"]
+
+
+def test_console_script_help_lists_subcommands():
+    exe = os.path.join(os.path.dirname(sys.executable), "biornn")
+    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in res.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    assert "usage: biornn " + name in capsys.readouterr().out
+
+
+def test_env_json_has_versions(capsys):
+    assert main(["env", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["torch"].startswith("2.") and "numpy" in info and info["torch_threads"] >= 1
+
+
+def test_cells_lists_every_name(capsys):
+    from biornn import CELL_NAMES
+
+    assert main(["cells"]) == 0
+    out = capsys.readouterr().out
+    for name in CELL_NAMES:
+        assert name in out
+    assert main(["cells", "lstm1997"]) == 0
+    assert "c_t = z_t * i_t + c_{t-1}" in capsys.readouterr().out
+
+
+def test_check_table_and_json(capsys):
+    assert main(["check", "lstm1997", "fully-recurrent"]) == 0
+    out = capsys.readouterr().out
+    assert "nn.LSTM, f = 1" in out and "all within tolerance" in out
+    assert main(["check", "--json", "gru"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["cell"] == "gru" and row["twin_max_abs"] <= 1e-5 and row["bptt_max_rel"] <= 1e-8
+
+
+def test_check_fails_when_a_reference_disagrees(monkeypatch, capsys):
+    from biornn.cells import GRUCell
+
+    real_step = GRUCell.step
+
+    def wrong_step(self, x, state):  # a GRU with a bug: the update gate ignored
+        new, gates = real_step(self, x, state)
+        return type(new)(gates["candidate"]), gates
+
+    monkeypatch.setattr(GRUCell, "step", wrong_step)
+    assert main(["check", "gru"]) == 1
+    assert "SOME CHECKS FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["cells", "lstm97"], "lstm97"),
+        (["check", "nope"], "nope"),
+        (["frobnicate"], "frobnicate"),
+        (["check", "--seed", "x"], "--seed"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("biornn: error:") and needle in last
+    assert "Traceback" not in err
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_parser_builds():
+    assert build_parser().prog == "biornn"

@@ -1,0 +1,80 @@
+"""Initialisers: each scheme does what its paper says, per gate block and per layer."""
+
+import pytest
+import torch
+
+from biornn import Recurrent
+from biornn.init import SCHEMES, forget_bias_, init_cell, initialize
+
+
+def test_irnn_cell_is_identity_initialised():
+    rnn = Recurrent("irnn", 3, 5)
+    torch.testing.assert_close(rnn.weight_hh_l0, torch.eye(5))
+    assert (rnn.bias_ih_l0 == 0).all() and (rnn.bias_hh_l0 == 0).all()
+    assert rnn.weight_ih_l0.std() < 0.01  # N(0, 0.001^2)
+    # a plain ReLU Elman net keeps torch's default
+    assert not torch.allclose(Recurrent("elman-relu", 3, 5).weight_hh_l0, torch.eye(5))
+
+
+def test_identity_per_gate_block_with_scale():
+    rnn = Recurrent("gru", 2, 4, init="identity")
+    initialize(rnn, "identity", scale=0.5)
+    for block in rnn.weight_hh_l0.split(4):
+        torch.testing.assert_close(block, 0.5 * torch.eye(4))
+
+
+def test_orthogonal_blocks_are_orthogonal():
+    rnn = Recurrent("lstm", 3, 6, init="orthogonal")
+    for block in rnn.weight_hh_l0.split(6):
+        torch.testing.assert_close(block @ block.T, torch.eye(6), atol=1e-5, rtol=0)
+    assert (rnn.bias_ih_l0 == 0).all()
+
+
+def test_xavier_bound():
+    rnn = Recurrent("elman", 30, 20, init="xavier")
+    bound = (6 / (30 + 20)) ** 0.5
+    assert rnn.weight_ih_l0.abs().max() <= bound
+    assert rnn.weight_ih_l0.abs().max() > 0.8 * bound
+
+
+def test_default_is_torchs_uniform():
+    rnn = Recurrent("lstm", 3, 16, init="default")
+    for p in rnn.parameters():
+        assert p.abs().max() <= 1 / 4
+
+
+def test_per_layer_and_selected_layers():
+    rnn = Recurrent("elman-relu", 2, 4, num_layers=3, init=["irnn", "orthogonal", "default"])
+    torch.testing.assert_close(rnn.weight_hh_l0, torch.eye(4))
+    w = rnn.weight_hh_l1
+    torch.testing.assert_close(w @ w.T, torch.eye(4), atol=1e-5, rtol=0)
+    before = rnn.weight_hh_l2.clone()
+    initialize(rnn, "identity", layers=[0])
+    torch.testing.assert_close(rnn.weight_hh_l2, before)
+    with pytest.raises(ValueError, match="layers"):
+        initialize(rnn, "identity", layers=[3])
+    with pytest.raises(ValueError, match="init"):
+        initialize(rnn, ["identity", "orthogonal"])  # 2 schemes for 3 layers
+
+
+def test_bidirectional_reverse_direction_is_initialised_too():
+    rnn = Recurrent("elman-relu", 2, 4, bidirectional=True, init="identity")
+    torch.testing.assert_close(rnn.weight_hh_l0_reverse, torch.eye(4))
+
+
+def test_forget_bias():
+    rnn = Recurrent("lstm", 2, 3)
+    initialize(rnn, "default", forget_bias=1.0)
+    f = slice(3, 6)
+    torch.testing.assert_close(rnn.bias_ih_l0[f] + rnn.bias_hh_l0[f], torch.ones(3))
+    with pytest.raises(ValueError, match="forget"):
+        forget_bias_(Recurrent("lstm1997", 2, 3).cells[0][0], 1.0)
+
+
+def test_unknown_names_are_refused():
+    cell = Recurrent("gru", 2, 3).cells[0][0]
+    with pytest.raises(ValueError, match="recurrent"):
+        init_cell(cell, recurrent="he")
+    with pytest.raises(ValueError, match="init"):
+        initialize(cell, "kaiming")
+    assert set(SCHEMES) == {"default", "identity", "irnn", "orthogonal", "xavier"}

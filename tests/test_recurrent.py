@@ -1,0 +1,379 @@
+"""The time loop against torch.nn's RNN/LSTM/GRU, the fast paths against the step loop,
+padding, truncation, traces and argument checks."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from biornn import CELL_NAMES, Recurrent
+from biornn.fast import supports
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+TWINS = {
+    "elman": lambda I, H, **kw: nn.RNN(I, H, nonlinearity="tanh", **kw),
+    "elman-relu": lambda I, H, **kw: nn.RNN(I, H, nonlinearity="relu", **kw),
+    "irnn": lambda I, H, **kw: nn.RNN(I, H, nonlinearity="relu", **kw),
+    "lstm": lambda I, H, **kw: nn.LSTM(I, H, **kw),
+    "gru": lambda I, H, **kw: nn.GRU(I, H, **kw),
+}
+
+
+def _lengths(B, T):
+    # one full-length sequence, the rest shorter, not sorted
+    lengths = torch.randint(1, T + 1, (B,))
+    lengths[B // 2] = T
+    return lengths
+
+
+def _run_twin(twin, x, lengths, state):
+    if lengths is None:
+        return twin(x, state)
+    packed = pack_padded_sequence(x, lengths, batch_first=twin.batch_first, enforce_sorted=False)
+    out, final = twin(packed, state)
+    out, _ = pad_packed_sequence(out, batch_first=twin.batch_first, total_length=x.shape[1 if twin.batch_first else 0])
+    return out, final
+
+
+def _loss(out, final):
+    g = torch.Generator().manual_seed(1)
+    total = (out * torch.randn(out.shape, generator=g)).sum()
+    for f in final:
+        total = total + (f * torch.randn(f.shape, generator=g)).sum()
+    return total
+
+
+CASES = list(
+    itertools.product(
+        TWINS, [1, 2], [False, True], [False, True], [True, False], [(3, 6), (1, 1), (5, 11)]
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "name,layers,bidirectional,variable,fast,shape",
+    CASES,
+    ids=[f"{n}-L{l}-{'bi' if b else 'uni'}-{'var' if v else 'full'}-{'fast' if f else 'loop'}-B{s[0]}T{s[1]}"
+         for n, l, b, v, f, s in CASES],
+)
+def test_recurrent_equals_torch_twin(name, layers, bidirectional, variable, fast, shape):
+    B, T = shape
+    I, H = 4, 5
+    twin = TWINS[name](I, H, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+    rnn = Recurrent(name, I, H, num_layers=layers, bidirectional=bidirectional, fast=fast)
+    rnn.load_state_dict(twin.state_dict(), strict=True)
+    assert rnn.uses_fast_path() == fast
+    D = 2 if bidirectional else 1
+    x = torch.randn(B, T, I)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    lengths = _lengths(B, T) if variable else None
+    h0 = torch.randn(layers * D, B, H)
+    state = (h0, torch.randn(layers * D, B, H)) if name == "lstm" else h0
+    out, final = rnn(xa, state, lengths)
+    tout, tfinal = _run_twin(twin, xb, lengths, state)
+    tfinal = tfinal if isinstance(tfinal, tuple) else (tfinal,)
+    torch.testing.assert_close(out, tout, **TOL)
+    for a, b in zip(final, tfinal):
+        torch.testing.assert_close(a, b, **TOL)
+    _loss(out, final).backward()
+    _loss(tout, tfinal).backward()
+    torch.testing.assert_close(xa.grad, xb.grad, **TOL)
+    ours = dict(rnn.named_parameters())
+    for pname, p in twin.named_parameters():
+        torch.testing.assert_close(ours[pname].grad, p.grad, **TOL, msg=lambda m: f"{pname}: {m}")
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
+def test_time_major_and_unbatched_match_torch(name):
+    twin = TWINS[name](3, 4, num_layers=2, batch_first=False)
+    rnn = Recurrent(name, 3, 4, num_layers=2, batch_first=False)
+    rnn.load_state_dict(twin.state_dict())
+    x = torch.randn(7, 2, 3)  # (T, B, I)
+    torch.testing.assert_close(rnn(x)[0], twin(x)[0], **TOL)
+    x1 = torch.randn(7, 3)  # unbatched (T, I)
+    out, final = rnn(x1)
+    tout, tfinal = twin(x1)
+    torch.testing.assert_close(out, tout, **TOL)
+    torch.testing.assert_close(final[0], tfinal[0] if name == "lstm" else tfinal, **TOL)
+
+
+def test_state_dict_round_trip_with_torch():
+    lstm = nn.LSTM(3, 6, num_layers=2, bidirectional=True, batch_first=True)
+    rnn = Recurrent("lstm", 3, 6, num_layers=2, bidirectional=True)
+    rnn.load_state_dict(lstm.state_dict())
+    back = nn.LSTM(3, 6, num_layers=2, bidirectional=True, batch_first=True)
+    back.load_state_dict(rnn.state_dict())
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(back(x)[0], lstm(x)[0], rtol=0, atol=0)
+    assert list(rnn.state_dict()) == list(lstm.state_dict())
+
+
+def _lstm_with_forget_gate_at_one(rnn: Recurrent) -> nn.LSTM:
+    """Build, independently of biornn.fast, the nn.LSTM that a 1997 LSTM (S=1, tanh) is."""
+    H = rnn.hidden_size
+    twin = nn.LSTM(rnn.input_size, H, num_layers=rnn.num_layers, bidirectional=rnn.bidirectional,
+                   batch_first=True)
+    with torch.no_grad():
+        for name, p in twin.named_parameters():
+            ours = dict(rnn.named_parameters())[name]  # rows i, g, o
+            p.zero_()
+            p[0:H] = ours[0:H]  # i
+            p[2 * H:3 * H] = ours[H:2 * H]  # g
+            p[3 * H:4 * H] = ours[2 * H:3 * H]  # o
+            if name.startswith("bias_ih"):
+                p[H:2 * H] = 1e4  # sigmoid(1e4) == 1.0: the forget gate held open
+    return twin
+
+
+@pytest.mark.parametrize("variable", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm1997_equals_lstm_with_forget_gate_held_at_one(bidirectional, variable):
+    rnn = Recurrent("lstm1997", 3, 4, num_layers=2, bidirectional=bidirectional, fast=False)
+    twin = _lstm_with_forget_gate_at_one(rnn)
+    x = torch.randn(5, 9, 3)
+    lengths = _lengths(5, 9) if variable else None
+    out, (h, c) = rnn(x, lengths=lengths)
+    tout, (th, tc) = _run_twin(twin, x, lengths, None)
+    torch.testing.assert_close(out, tout, **TOL)
+    torch.testing.assert_close(c, tc, **TOL)
+    _loss(out, (h, c)).backward()
+    _loss(tout, (th, tc)).backward()
+    H = 4
+    theirs = dict(twin.named_parameters())
+    for name, p in rnn.named_parameters():
+        g = theirs[name].grad
+        torch.testing.assert_close(p.grad, torch.cat([g[:H], g[2 * H:]]), **TOL)
+
+
+FAST_CONFIGS = {
+    "elman": {},
+    "elman-relu": {},
+    "irnn": {},
+    "lstm": {},
+    "gru": {},
+    "lstm1997": {},
+    "lstm1997-blocks": {"cells_per_block": 2},
+    "lstm1997-paper": {"g": "scaled-sigmoid", "h": "scaled-sigmoid"},
+    "lstm1997-paper-blocks-nobias": {"g": "scaled-sigmoid", "h": "scaled-sigmoid", "cells_per_block": 2, "bias": False},
+}
+
+
+def _cell_name(key):
+    return "lstm1997" if key.startswith("lstm1997") else key
+
+
+@pytest.mark.parametrize("key", FAST_CONFIGS)
+@pytest.mark.parametrize("variable,truncate", [(False, None), (True, None), (False, 3)])
+def test_fast_path_equals_step_loop(key, variable, truncate):
+    name = _cell_name(key)
+    loop = Recurrent(name, 3, 4, num_layers=2, bidirectional=True, fast=False, truncate=truncate,
+                     **FAST_CONFIGS[key])
+    fused = copy.deepcopy(loop)
+    fused.fast = True
+    assert fused.uses_fast_path() and not loop.uses_fast_path()
+    x = torch.randn(4, 8, 3) * 2
+    lengths = _lengths(4, 8) if variable else None
+    state = tuple(torch.randn(4, 4, 4) * 0.5 for _ in loop.state_type._fields)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, fin_a = loop(xa, state, lengths)
+    out_b, fin_b = fused(xb, state, lengths)
+    torch.testing.assert_close(out_a, out_b, **TOL)
+    for a, b in zip(fin_a, fin_b):
+        torch.testing.assert_close(a, b, **TOL)
+    _loss(out_a, fin_a).backward()
+    _loss(out_b, fin_b).backward()
+    torch.testing.assert_close(xa.grad, xb.grad, **TOL)
+    for (n, p), q in zip(loop.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, **TOL, msg=lambda m: f"{n}: {m}")
+
+
+def test_fast_path_is_used_only_where_the_maths_is_torchs():
+    assert not Recurrent("fully-recurrent", 2, 3).uses_fast_path()
+    assert not Recurrent("lstm-peephole", 2, 3).uses_fast_path()
+    assert not Recurrent("elman", 2, 3, nonlinearity="sigmoid").uses_fast_path()
+    assert not Recurrent("lstm1997", 2, 3, g="scaled-sigmoid").uses_fast_path()
+    assert not Recurrent("lstm", 2, 3).uses_fast_path(return_traces=True)
+    assert not Recurrent("lstm", 2, 3, truncate=2).uses_fast_path(lengths=torch.tensor([1]))
+    for name in ("elman", "elman-relu", "irnn", "lstm1997", "lstm", "gru"):
+        assert Recurrent(name, 2, 3).uses_fast_path()
+
+
+ALL_CONFIGS = {
+    **{n: {} for n in CELL_NAMES},
+    "elman-sigmoid": {"nonlinearity": "sigmoid"},
+    "fully-recurrent-O2": {"output_size": 2},
+    "lstm1997-paper-blocks": {"g": "scaled-sigmoid", "h": "scaled-sigmoid", "cells_per_block": 2},
+}
+
+
+def _base(key):
+    for n in sorted(CELL_NAMES, key=len, reverse=True):
+        if key.startswith(n):
+            return n
+    raise KeyError(key)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "loop"])
+@pytest.mark.parametrize("key", ALL_CONFIGS)
+def test_padding_never_changes_real_steps(key, fast):
+    """Outputs, final states and every gradient of a padded batch equal those of each
+    sequence run alone, whatever the padding holds (even NaN)."""
+    torch.manual_seed(3)
+    rnn = Recurrent(_base(key), 3, 4, num_layers=2, bidirectional=True, fast=fast, **ALL_CONFIGS[key])
+    lengths = torch.tensor([6, 2, 4])
+    x = torch.randn(3, 6, 3)
+    pad = torch.arange(6).unsqueeze(0) >= lengths.unsqueeze(1)
+    x_nan = x.masked_fill(pad.unsqueeze(2), float("nan")).requires_grad_()
+    out, final = rnn(x_nan, lengths=lengths)
+    assert torch.isfinite(out).all()
+    assert (out[pad] == 0).all()
+    (out.square().sum() + sum(f.square().sum() for f in final)).backward()
+    grads = [p.grad.clone() for p in rnn.parameters()]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert (x_nan.grad[pad] == 0).all()
+
+    rnn.zero_grad()
+    alone_grads = [torch.zeros_like(g) for g in grads]
+    for b in range(3):
+        L = int(lengths[b])
+        xb = x[b : b + 1, :L].clone().requires_grad_()
+        ob, fb = rnn(xb)
+        torch.testing.assert_close(out[b : b + 1, :L], ob, **TOL)
+        for f, g in zip(final, fb):
+            torch.testing.assert_close(f[:, b : b + 1], g, **TOL)
+        (ob.square().sum() + sum(f.square().sum() for f in fb)).backward()
+        torch.testing.assert_close(x_nan.grad[b, :L], xb.grad[0], **TOL)
+    for g, p in zip(grads, rnn.parameters()):
+        torch.testing.assert_close(g, p.grad, **TOL)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_gradcheck_every_cell(name):
+    # default init for irnn too: its tiny input weights put ReLU pre-activations
+    # within gradcheck's finite-difference step of the kink at 0
+    rnn = Recurrent(name, 2, 2, num_layers=2, bidirectional=True, fast=False, init="default").double()
+    lengths = torch.tensor([3, 2])
+    x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = list(rnn.parameters())
+
+    def f(x, *ps):
+        out, final = torch.func.functional_call(rnn, dict(zip(dict(rnn.named_parameters()), ps)), (x,), {"lengths": lengths})
+        return out, *final
+
+    assert torch.autograd.gradcheck(f, (x, *[p.detach().clone().requires_grad_() for p in params]))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_truncated_bptt_cuts_the_gradient_not_the_values(fast):
+    rnn = Recurrent("lstm", 2, 3, num_layers=2, fast=fast)
+    x = torch.randn(2, 10, 2)
+    full, _ = rnn(x)
+    xt = x.clone().requires_grad_()
+    out, _ = rnn(xt, truncate=4)
+    torch.testing.assert_close(out, full, rtol=0, atol=0)
+    out[:, -1].sum().backward()
+    # the state is detached before steps 4 and 8: step 9 sees x_8 and x_9 only
+    assert (xt.grad[:, :8] == 0).all()
+    assert (xt.grad[:, 8:].abs() > 0).all()
+
+
+def test_traces_are_the_loops_states_and_gates():
+    rnn = Recurrent("lstm", 2, 3, num_layers=2, bidirectional=True)
+    x = torch.randn(4, 6, 2)
+    lengths = torch.tensor([6, 3, 5, 1])
+    out, (h, c), traces = rnn(x, lengths=lengths, return_traces=True)
+    out_fast, _ = rnn(x, lengths=lengths)
+    torch.testing.assert_close(out, out_fast, **TOL)
+    assert len(traces) == 4  # layer * 2 + direction
+    assert set(traces[0]) == {"h", "c", "input_gate", "forget_gate", "cell_input", "output_gate"}
+    # the last layer's traces are its outputs: forward half, then the reverse half
+    torch.testing.assert_close(traces[2]["h"], out[..., :3])
+    torch.testing.assert_close(traces[3]["h"], out[..., 3:])
+    # the forward trace's c at each true last step is the final c
+    last = traces[2]["c"][torch.arange(4), lengths - 1]
+    torch.testing.assert_close(last, c[2])
+    # the reverse direction ends at t = 0
+    torch.testing.assert_close(traces[3]["c"][:, 0], c[3])
+    gates = traces[0]["forget_gate"]
+    assert gates.shape == (4, 6, 3) and (gates >= 0).all() and (gates <= 1).all()
+    assert (traces[0]["c"][1, 3:] == 0).all()  # zero past the end
+
+
+def test_lstm1997_cell_state_is_the_running_sum_of_gated_inputs():
+    rnn = Recurrent("lstm1997", 1, 3)
+    _, _, (tr,) = rnn(torch.randn(2, 20, 1), return_traces=True)
+    torch.testing.assert_close(tr["c"], torch.cumsum(tr["input_gate"] * tr["cell_input"], dim=1))
+
+
+def test_fully_recurrent_outputs_are_its_output_units():
+    rnn = Recurrent("fully-recurrent", 3, 6, num_layers=2, output_size=2)
+    out, final, traces = rnn(torch.randn(4, 5, 3), return_traces=True)
+    assert out.shape == (4, 5, 2) and final.h.shape == (2, 4, 6) and final.o.shape == (2, 4, 2)
+    torch.testing.assert_close(out, traces[1]["o"])
+    assert rnn.cells[1][0].input_size == 2
+
+
+def test_dropout_between_layers_only_in_training():
+    rnn = Recurrent("gru", 3, 8, num_layers=2, dropout=0.5)
+    x = torch.randn(4, 5, 3)
+    rnn.eval()
+    a, _ = rnn(x)
+    b, _ = rnn(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rnn.train()
+    torch.manual_seed(0)
+    c, _ = rnn(x)
+    torch.manual_seed(0)
+    rnn.fast = False
+    d, _ = rnn(x)
+    assert not torch.allclose(a, c)
+    torch.testing.assert_close(c, d, **TOL)  # the same dropout masks on both paths
+
+
+def test_module_conversions_keep_cells_in_sync():
+    rnn = Recurrent("lstm-peephole", 2, 3)
+    rnn.double()
+    out, _ = rnn(torch.randn(1, 4, 2, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    other = Recurrent("lstm-peephole", 2, 3).double()
+    rnn.load_state_dict(other.state_dict(), assign=True)
+    x = torch.randn(1, 4, 2, dtype=torch.float64)
+    torch.testing.assert_close(rnn(x)[0], other(x)[0], rtol=0, atol=0)
+    clone = copy.deepcopy(rnn)
+    with torch.no_grad():
+        clone.weight_hh_l0.add_(1.0)
+    assert not torch.allclose(clone(x)[0], rnn(x)[0])
+
+
+@pytest.mark.parametrize(
+    "call,argument",
+    [
+        (lambda: Recurrent("lsmt", 3, 4), "cell"),
+        (lambda: Recurrent("lstm", 3, 0), "hidden_size"),
+        (lambda: Recurrent("lstm", 3, -1), "hidden_size"),
+        (lambda: Recurrent("lstm", 0, 4), "input_size"),
+        (lambda: Recurrent("lstm", 3, 4, num_layers=0), "num_layers"),
+        (lambda: Recurrent("lstm", 3, 4, dropout=1.5), "dropout"),
+        (lambda: Recurrent("lstm", 3, 4, truncate=0), "truncate"),
+        (lambda: Recurrent("lstm", 3, 4, init="he"), "init"),
+        (lambda: Recurrent("gru", 3, 4, cells_per_block=2), "cells_per_block"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 4)), "input_size"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5)), "input_size"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(5, 3, 2, 1)), "input"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), lengths=[5, 6]), "lengths"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), lengths=[5, 0]), "lengths"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), lengths=[5, -1]), "lengths"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), lengths=[5]), "lengths"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), lengths=[5.0, 2.0]), "lengths"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), state=torch.zeros(1, 2, 4)), "state"),
+        (lambda: Recurrent("gru", 3, 4)(torch.randn(2, 5, 3), state=torch.zeros(1, 3, 4)), "state"),
+        (lambda: Recurrent("gru", 3, 4)(torch.randn(2, 5, 3), truncate=-1), "truncate"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call()

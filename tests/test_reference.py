@@ -1,0 +1,363 @@
+"""The NumPy reference (forward pass and hand-written BPTT) against torch autograd and
+against finite differences.
+
+* every cell configuration: forward outputs, final state and the gradients of
+  every parameter, of the input and of the initial state equal those of
+  :class:`biornn.Recurrent` under torch autograd, in float64, to 1e-8 -- with
+  and without variable lengths, both losses, both reductions, a non-zero
+  initial state;
+* the same gradients by central finite differences, independent of torch;
+* bad arguments raise ValueError naming the argument.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from biornn import Recurrent
+from biornn import reference as ref
+
+B, T, I, H, K = 3, 5, 3, 4, 2
+LENGTHS = np.array([3, 5, 1])  # unsorted, one full-length sequence, one of length 1
+
+# (cell name, options), id
+CONFIGS = [
+    pytest.param("elman", {}, id="elman-tanh"),
+    pytest.param("elman", {"nonlinearity": "relu"}, id="elman-relu-option"),
+    pytest.param("elman", {"nonlinearity": "sigmoid"}, id="elman-sigmoid"),
+    pytest.param("elman", {"nonlinearity": "identity"}, id="elman-identity"),
+    pytest.param("elman-relu", {}, id="elman-relu"),
+    pytest.param("irnn", {}, id="irnn"),
+    pytest.param("fully-recurrent", {}, id="fully-recurrent"),
+    pytest.param(
+        "fully-recurrent",
+        {"output_size": 3, "nonlinearity": "sigmoid", "output_nonlinearity": "identity"},
+        id="fully-recurrent-O3-sigmoid-identity",
+    ),
+    pytest.param("fully-recurrent", {"output_size": 6}, id="fully-recurrent-O6"),
+    pytest.param("lstm1997", {}, id="lstm1997-S1-tanh"),
+    pytest.param("lstm1997", {"cells_per_block": 2}, id="lstm1997-S2-tanh"),
+    pytest.param("lstm1997", {"g": "scaled-sigmoid", "h": "scaled-sigmoid"}, id="lstm1997-S1-scaled"),
+    pytest.param(
+        "lstm1997", {"cells_per_block": 2, "g": "scaled-sigmoid", "h": "scaled-sigmoid"}, id="lstm1997-S2-scaled"
+    ),
+    pytest.param("lstm1997", {"cells_per_block": 4, "g": "scaled-sigmoid"}, id="lstm1997-S4-g-scaled"),
+    pytest.param("lstm", {}, id="lstm"),
+    pytest.param("lstm", {"peepholes": True}, id="lstm-peepholes-option"),
+    pytest.param("lstm-peephole", {}, id="lstm-peephole"),
+    pytest.param("gru", {}, id="gru"),
+]
+
+ATOL, RTOL = 1e-10, 1e-8
+
+
+def _state_sizes(cell: str, params: dict[str, np.ndarray]) -> list[int]:
+    O = params["weight_hy"].shape[1]  # the cell's output width
+    return [O if name == "o" else H for name in ref.state_names(cell)]
+
+
+def _problem(cell: str, options: dict, loss: str, lengths: np.ndarray | None, seed: int = 0):
+    """Random params (with read-out), input, non-zero initial state and target.
+
+    At padded steps the target is junk (NaN for mse, -1 for ce) that must never
+    reach the loss.
+    """
+    rng = np.random.default_rng(seed)
+    params = ref.random_params(cell, I, H, rng, readout_size=K, **options)
+    x = rng.standard_normal((B, T, I))
+    state = tuple(0.5 * rng.standard_normal((B, n)) for n in _state_sizes(cell, params))
+    mask = np.ones((B, T), bool) if lengths is None else np.arange(T)[None] < lengths[:, None]
+    if loss == "mse":
+        target = np.where(mask[..., None], rng.standard_normal((B, T, K)), np.nan)
+    else:
+        target = np.where(mask, rng.integers(0, K, (B, T)), -1)
+    return params, x, state, target
+
+
+def _torch_run(cell, options, params, x, state, lengths):
+    """biornn.Recurrent with ``params`` copied in; leaves that require grad."""
+    rnn = Recurrent(cell, I, H, fast=False, **options).double()
+    names = {name.removesuffix("_l0") for name, _ in rnn.named_parameters()}
+    cell_keys = set(params) - {"weight_hy", "bias_y"}
+    assert names == cell_keys, f"torch parameters {sorted(names)} vs reference {sorted(cell_keys)}"
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            p.copy_(torch.from_numpy(params[name.removesuffix("_l0")]))
+    xt = torch.tensor(x, requires_grad=True)
+    st = tuple(torch.tensor(s[None], requires_grad=True) for s in state)  # (1, B, size)
+    lt = None if lengths is None else torch.tensor(lengths, dtype=torch.int64)
+    out, final = rnn(xt, state=st, lengths=lt)
+    return rnn, xt, st, out, final
+
+
+def _close(actual, expected, what):
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize("cell, options", CONFIGS)
+def test_matches_torch_autograd(cell, options, lengths, loss, reduction):
+    params, x, state, target = _problem(cell, options, loss, lengths)
+
+    # --- NumPy: forward, then loss and hand-written BPTT
+    out_np, final_np, _ = ref.forward(cell, params, x, state=state, lengths=lengths, **options)
+    E, grads = ref.loss_and_grads(
+        cell, params, x, target, loss=loss, reduction=reduction, state=state, lengths=lengths, **options
+    )
+    names = ref.state_names(cell)
+    assert set(grads) == set(params) | {"x"} | {n + "0" for n in names}
+    for key, g in grads.items():
+        assert np.all(np.isfinite(g)), key
+
+    # --- torch: biornn.Recurrent + read-out + loss, autograd
+    rnn, xt, st, out, final = _torch_run(cell, options, params, x, state, lengths)
+    W_hy = torch.tensor(params["weight_hy"], requires_grad=True)
+    b_y = torch.tensor(params["bias_y"], requires_grad=True)
+    y = out @ W_hy.T + b_y  # (B, T, K)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    if lengths is not None:
+        mask = torch.arange(T)[None] < torch.tensor(lengths)[:, None]
+    if loss == "mse":
+        E_t = 0.5 * ((y[mask] - torch.tensor(target)[mask]) ** 2).sum()
+    else:
+        E_t = F.cross_entropy(y[mask], torch.tensor(target)[mask], reduction="sum")
+    if reduction == "mean":
+        E_t = E_t / mask.sum()
+    E_t.backward()
+
+    _close(out_np, out.detach().numpy(), "outputs")
+    if lengths is not None:
+        assert np.all(out_np[~mask.numpy()] == 0.0)
+    for name, f_np, f_t in zip(names, final_np, final):
+        _close(f_np, f_t[0].detach().numpy(), f"final state {name}")
+    _close(E, E_t.item(), "loss")
+    for name, p in rnn.named_parameters():
+        _close(grads[name.removesuffix("_l0")], p.grad.numpy(), f"d{name}")
+    _close(grads["weight_hy"], W_hy.grad.numpy(), "dweight_hy")
+    _close(grads["bias_y"], b_y.grad.numpy(), "dbias_y")
+    _close(grads["x"], xt.grad.numpy(), "dx")
+    for name, s in zip(names, st):
+        _close(grads[name + "0"], s.grad[0].numpy(), f"d{name}0")
+
+
+@pytest.mark.parametrize(
+    "cell, options",
+    [
+        pytest.param("elman", {}, id="elman"),
+        pytest.param("fully-recurrent", {"output_size": 3}, id="fully-recurrent-O3"),
+        pytest.param("lstm1997", {"cells_per_block": 2}, id="lstm1997-S2"),
+        pytest.param("lstm-peephole", {}, id="lstm-peephole"),
+        pytest.param("gru", {}, id="gru"),
+    ],
+)
+def test_backward_from_final_state_matches_torch(cell, options):
+    """``backward(cache, d_outputs, d_final)``: a loss on the outputs *and* the final state."""
+    params, x, state, _ = _problem(cell, options, "mse", LENGTHS, seed=1)
+    cell_params = {k: v for k, v in params.items() if k not in ("weight_hy", "bias_y")}
+    rng = np.random.default_rng(2)
+    out_np, final_np, cache = ref.forward(cell, cell_params, x, state=state, lengths=LENGTHS, **options)
+    A = rng.standard_normal(out_np.shape)
+    C = [rng.standard_normal(f.shape) for f in final_np]
+    grads = ref.backward(cache, A, tuple(C))  # E = sum(A * out) + sum_k sum(C_k * final_k)
+
+    rnn, xt, st, out, final = _torch_run(cell, options, cell_params, x, state, LENGTHS)
+    E = (out * torch.tensor(A)).sum() + sum((f[0] * torch.tensor(c)).sum() for f, c in zip(final, C))
+    E.backward()
+    for name, p in rnn.named_parameters():
+        _close(grads[name.removesuffix("_l0")], p.grad.numpy(), f"d{name}")
+    _close(grads["x"], xt.grad.numpy(), "dx")
+    for name, s in zip(ref.state_names(cell), st):
+        _close(grads[name + "0"], s.grad[0].numpy(), f"d{name}0")
+
+
+# --------------------------------------------------------------------------
+# Finite differences: independent of torch
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cell, options, loss",
+    [
+        pytest.param("elman", {}, "mse", id="elman-mse"),
+        pytest.param("elman-relu", {}, "ce", id="elman-relu-ce"),
+        pytest.param("irnn", {}, "mse", id="irnn-mse"),
+        pytest.param("fully-recurrent", {"output_size": 3}, "mse", id="fully-recurrent-O3-mse"),
+        pytest.param("lstm1997", {"cells_per_block": 2, "g": "scaled-sigmoid", "h": "scaled-sigmoid"}, "ce",
+                     id="lstm1997-S2-scaled-ce"),
+        pytest.param("lstm", {}, "mse", id="lstm-mse"),
+        pytest.param("lstm-peephole", {}, "ce", id="lstm-peephole-ce"),
+        pytest.param("gru", {}, "mse", id="gru-mse"),
+    ],
+)
+def test_gradients_match_finite_differences(cell, options, loss):
+    lengths = np.array([2, 4])
+    rng = np.random.default_rng(3)
+    b, t, i, h, k = 2, 4, 2, 4, 3
+    params = ref.random_params(cell, i, h, rng, readout_size=k, **options)
+    x = rng.standard_normal((b, t, i))
+    sizes = [params["weight_hy"].shape[1] if n == "o" else h for n in ref.state_names(cell)]
+    state = tuple(0.5 * rng.standard_normal((b, n)) for n in sizes)
+    target = rng.standard_normal((b, t, k)) if loss == "mse" else rng.integers(0, k, (b, t))
+
+    def E(params=params, x=x, state=state):
+        return ref.loss_and_grads(
+            cell, params, x, target, loss=loss, reduction="mean", state=state, lengths=lengths, **options
+        )[0]
+
+    _, grads = ref.loss_and_grads(
+        cell, params, x, target, loss=loss, reduction="mean", state=state, lengths=lengths, **options
+    )
+    # every array we differentiate with respect to, and how to rebuild the call with it changed
+    arrays = {key: (value, lambda v, key=key: E(params={**params, key: v})) for key, value in params.items()}
+    arrays["x"] = (x, lambda v: E(x=v))
+    for j, name in enumerate(ref.state_names(cell)):
+        arrays[name + "0"] = (state[j], lambda v, j=j: E(state=state[:j] + (v,) + state[j + 1 :]))
+
+    eps = 1e-6
+    for key, (value, loss_with) in arrays.items():
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            plus, minus = value.copy(), value.copy()
+            plus[idx] += eps
+            minus[idx] -= eps
+            numeric[idx] = (loss_with(plus) - loss_with(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[key], numeric, rtol=1e-6, atol=1e-8, err_msg=f"d{key}")
+    # the padded steps of x get no gradient at all
+    assert np.all(grads["x"][0, 2:] == 0.0)
+
+
+# --------------------------------------------------------------------------
+# Small properties
+# --------------------------------------------------------------------------
+
+
+def test_full_lengths_equal_no_lengths():
+    params, x, state, target = _problem("lstm", {}, "mse", None)
+    a = ref.loss_and_grads("lstm", params, x, target, state=state)
+    b = ref.loss_and_grads("lstm", params, x, target, state=state, lengths=np.full(B, T))
+    assert a[0] == b[0]
+    for key in a[1]:
+        np.testing.assert_array_equal(a[1][key], b[1][key])
+
+
+def test_padded_steps_carry_the_state():
+    """A sequence of length L gives the same final state as its first L steps alone."""
+    params, x, state, _ = _problem("gru", {}, "mse", None)
+    params = {k: v for k, v in params.items() if k not in ("weight_hy", "bias_y")}
+    _, final, _ = ref.forward("gru", params, x, state=state, lengths=np.array([2, 2, 2]))
+    _, final_short, _ = ref.forward("gru", params, x[:, :2], state=state)
+    np.testing.assert_array_equal(final[0], final_short[0])
+
+
+def test_reference_does_not_import_torch():
+    source = Path(ref.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0] if node.level == 0 else "biornn")
+    assert imported <= {"__future__", "typing", "numpy"}, imported
+
+
+# --------------------------------------------------------------------------
+# Bad arguments
+# --------------------------------------------------------------------------
+
+
+def _valid_call():
+    cell, options = "lstm1997", {"cells_per_block": 2}
+    params, x, state, target = _problem(cell, options, "ce", LENGTHS)
+    return {
+        "cell": cell,
+        "params": params,
+        "x": x,
+        "target": target,
+        "loss": "ce",
+        "reduction": "sum",
+        "state": state,
+        "lengths": LENGTHS,
+        **options,
+    }
+
+
+def _without(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+BAD = [
+    pytest.param({"cell": "lstm2000"}, "cell", id="unknown-cell"),
+    pytest.param({"cell": "elman", "cells_per_block": 2}, "cells_per_block", id="option-of-another-cell"),
+    pytest.param({"cells_per_block": 3}, "cells_per_block", id="cells_per_block-not-dividing-H"),
+    pytest.param({"cells_per_block": 0}, "cells_per_block", id="cells_per_block-zero"),
+    pytest.param({"cells_per_block": "2"}, "cells_per_block", id="cells_per_block-str"),
+    pytest.param({"g": "relu"}, "g", id="bad-g"),
+    pytest.param({"h": "sigmoid"}, "h", id="bad-h"),
+    pytest.param({"loss": "l1"}, "loss", id="bad-loss"),
+    pytest.param({"reduction": "none"}, "reduction", id="bad-reduction"),
+    pytest.param({"lengths": np.array([0, 5, 1])}, "lengths", id="lengths-zero"),
+    pytest.param({"lengths": np.array([3, 6, 1])}, "lengths", id="lengths-beyond-T"),
+    pytest.param({"lengths": np.array([3, 5])}, "lengths", id="lengths-wrong-shape"),
+    pytest.param({"lengths": np.array([3.0, 5.0, 1.0])}, "lengths", id="lengths-float"),
+    pytest.param({"x": np.zeros((B, T))}, "x", id="x-2d"),
+    pytest.param({"state": (np.zeros((B, H)),)}, "state", id="state-one-field-for-lstm"),
+    pytest.param({"state": (np.zeros((B, H)), np.zeros((B, H + 1)))}, "state", id="state-wrong-size"),
+    pytest.param({"target": np.zeros((B, T, K))}, "target", id="ce-target-float"),
+    pytest.param({"target": np.full((B, T), K)}, "target", id="ce-target-out-of-range"),
+    pytest.param({"loss": "mse"}, "target", id="mse-target-wrong-shape"),
+]
+
+
+@pytest.mark.parametrize("change, name", BAD)
+def test_bad_arguments_raise_value_error_naming_them(change, name):
+    call = {**_valid_call(), **change}
+    with pytest.raises(ValueError, match=name):
+        ref.loss_and_grads(**call)
+
+
+@pytest.mark.parametrize(
+    "cell, options, name",
+    [
+        pytest.param("elman", {"nonlinearity": "softplus"}, "nonlinearity", id="elman-nonlinearity"),
+        pytest.param("fully-recurrent", {"output_nonlinearity": "gelu"}, "output_nonlinearity",
+                     id="fully-recurrent-output_nonlinearity"),
+        pytest.param("fully-recurrent", {"output_size": 0}, "output_size", id="fully-recurrent-output_size"),
+        pytest.param("lstm", {"peepholes": "yes"}, "peepholes", id="lstm-peepholes"),
+        pytest.param("gru", {"nonlinearity": "tanh"}, "nonlinearity", id="gru-has-no-options"),
+    ],
+)
+def test_bad_cell_options_raise_value_error_naming_them(cell, options, name):
+    rng = np.random.default_rng(0)
+    params = ref.random_params(cell, I, H, rng)
+    with pytest.raises(ValueError, match=name):
+        ref.forward(cell, params, np.zeros((B, T, I)), **options)
+
+
+def test_bad_params_raise_value_error_naming_them():
+    rng = np.random.default_rng(0)
+    params = ref.random_params("lstm-peephole", I, H, rng, readout_size=K)
+    x = np.zeros((B, T, I))
+    with pytest.raises(ValueError, match="weight_co"):
+        ref.forward("lstm-peephole", _without(params, "weight_co"), x)
+    with pytest.raises(ValueError, match="weight_co"):  # peepholes of a cell without them
+        ref.forward("lstm", params, x)
+    with pytest.raises(ValueError, match="bias_hh"):
+        ref.forward("lstm-peephole", {**params, "bias_hh": np.zeros(3 * H)}, x)
+    with pytest.raises(ValueError, match="weight_ih"):  # input width disagrees with x
+        ref.forward("lstm-peephole", params, np.zeros((B, T, I + 1)))
+    with pytest.raises(ValueError, match="bias_y"):
+        ref.loss_and_grads("lstm-peephole", _without(params, "bias_y"), x, np.zeros((B, T, K)))
+    with pytest.raises(ValueError, match="weight_hy"):
+        bad = {**params, "weight_hy": np.zeros((K, H + 1))}
+        ref.loss_and_grads("lstm-peephole", bad, x, np.zeros((B, T, K)))
+    fr = ref.random_params("fully-recurrent", I, H, rng, output_size=3)
+    with pytest.raises(ValueError, match="output_size"):
+        ref.forward("fully-recurrent", fr, x, output_size=2)
