@@ -153,13 +153,37 @@ def test_make_cell_every_name(name):
         (lambda: make_cell("lstm", 3, -2), "hidden_size"),
         (lambda: make_cell("gru", 0, 4), "input_size"),
         (lambda: ElmanCell(3, 4, nonlinearity="softsign"), "nonlinearity"),
+        (lambda: ElmanCell(3, 4, nonlinearity=["tanh"]), "nonlinearity"),
         (lambda: FullyRecurrentCell(3, 4, output_nonlinearity="x"), "output_nonlinearity"),
         (lambda: FullyRecurrentCell(3, 4, output_size=0), "output_size"),
         (lambda: LSTM1997Cell(3, 4, cells_per_block=3), "cells_per_block"),
         (lambda: LSTM1997Cell(3, 4, g="sigmoid"), "g"),
+        (lambda: LSTM1997Cell(3, 4, h=["tanh"]), "h"),
+        (lambda: LSTMCell(3, 4, peepholes="no"), "peepholes"),
+        (lambda: GRUCell(3, 4, bias=0), "bias"),
         (lambda: make_cell("gru", 3, 4, peepholes=True), "peepholes"),
+        (lambda: GRUCell(3, 4)(torch.randn(2, 5)), "input_size"),
+        (lambda: GRUCell(3, 4)(torch.randn(2, 3, 3)), "input"),
+        (lambda: GRUCell(3, 4)(torch.randn(2, 3).double()), "dtype"),
+        (lambda: ElmanCell(3, 4)(torch.randn(1, 3), torch.randn(5, 4)), "state.h"),
+        (lambda: LSTMCell(3, 4)(torch.randn(2, 3), (torch.randn(2, 4),)), "state"),
+        (lambda: LSTMCell(3, 4)(torch.randn(2, 3), FullyRecurrentCell(3, 4).initial_state(2)), "state"),
     ],
 )
 def test_bad_cell_arguments(call, argument):
-    with pytest.raises(ValueError, match=argument):
+    # the argument must be named as a whole word, so a one-letter name cannot match by chance
+    with pytest.raises(ValueError, match=rf"(?:^|\b){argument}\b"):
         call()
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_unbatched_step_is_the_batched_step_of_one(name):
+    cell = make_cell(name, 3, 4)
+    x = torch.randn(3)
+    state = cell(x)
+    batched = cell(x.unsqueeze(0))
+    for a, b in zip(state, batched):
+        assert a.shape == b.shape[1:]
+        torch.testing.assert_close(a, b[0])
+    again = cell(x, state)  # an unbatched state is accepted back
+    assert again.h.shape == (4,)

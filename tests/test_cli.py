@@ -75,19 +75,34 @@ def test_check_fails_when_a_reference_disagrees(monkeypatch, capsys):
         (["check", "nope"], "nope"),
         (["frobnicate"], "frobnicate"),
         (["check", "--seed", "x"], "--seed"),
+        (["check", "--seed", "99999999999999999999"], "--seed"),
+        (["check", "--seed"], "--seed"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("biornn: error:") and needle in last
-    assert "Traceback" not in err
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("biornn: error:") and needle in lines[0]
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
-    assert "usage" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "usage" in captured.out
+    assert captured.err.splitlines() == ["biornn: error: no command given (see 'biornn --help')"]
+
+
+def test_closed_pipe_and_full_disk_are_one_line_not_a_traceback(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "biornn")
+    res = subprocess.run(f"'{exe}' cells | head -c 10 >/dev/null", shell=True, capture_output=True,
+                         text=True, timeout=120)
+    assert "Traceback" not in res.stderr and "Exception" not in res.stderr
+    if os.path.exists("/dev/full"):
+        res = subprocess.run([exe, "env"], stdout=open("/dev/full", "w"), stderr=subprocess.PIPE,
+                             text=True, timeout=120)
+        assert res.returncode == 1
+        assert res.stderr.splitlines() == ["biornn: error: No space left on device"]
 
 
 def test_parser_builds():

@@ -38,9 +38,12 @@ def test_xavier_bound():
 
 
 def test_default_is_torchs_uniform():
-    rnn = Recurrent("lstm", 3, 16, init="default")
-    for p in rnn.parameters():
-        assert p.abs().max() <= 1 / 4
+    rnn = Recurrent("lstm", 3, 64, init="orthogonal")  # biases zero ...
+    initialize(rnn, "default")  # ... and back to U(-1/8, 1/8) everywhere
+    for name, p in rnn.named_parameters():
+        assert p.abs().max() <= 1 / 8, name
+        assert p.abs().max() > 0.9 / 8, name  # spans the range
+        assert abs(p.std().item() - (1 / 8) / 3**0.5) < 0.01, name  # the uniform's std
 
 
 def test_per_layer_and_selected_layers():

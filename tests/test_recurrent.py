@@ -372,8 +372,91 @@ def test_module_conversions_keep_cells_in_sync():
         (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), state=torch.zeros(1, 2, 4)), "state"),
         (lambda: Recurrent("gru", 3, 4)(torch.randn(2, 5, 3), state=torch.zeros(1, 3, 4)), "state"),
         (lambda: Recurrent("gru", 3, 4)(torch.randn(2, 5, 3), truncate=-1), "truncate"),
+        (lambda: Recurrent("lstm", 3, 4, init=3), "init"),
+        (lambda: Recurrent("lstm1997", 3, 4, g=["tanh"]), "g"),
+        (lambda: Recurrent("lstm", 3, 4, peepholes="no"), "peepholes"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3).double()), "dtype"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randint(0, 3, (2, 5, 3))), "floating"),
+        (lambda: Recurrent("lstm", 3, 4)([[0.0, 1.0, 2.0]]), "tensor"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), state=(torch.zeros(1, 2, 4).double(),) * 2), "state.h"),
+        (lambda: Recurrent("lstm", 3, 4)(torch.randn(2, 5, 3), state=Recurrent("fully-recurrent", 3, 4)(torch.randn(2, 5, 3))[1]), "state"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(call, argument):
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(ValueError, match=rf"(?:^|\b){argument}\b"):
         call()
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_time_major_with_lengths_matches_torch(name):
+    twin = TWINS[name](3, 4, num_layers=2, bidirectional=True, batch_first=False)
+    rnn = Recurrent(name, 3, 4, num_layers=2, bidirectional=True, batch_first=False)
+    rnn.load_state_dict(twin.state_dict())
+    x = torch.randn(7, 3, 3)  # (T, B, I)
+    lengths = torch.tensor([3, 7, 5])
+    out, final = rnn(x, lengths=lengths)
+    tout, tfinal = _run_twin(twin, x, lengths, None)
+    torch.testing.assert_close(out, tout, **TOL)
+    for a, b in zip(final, tfinal if name == "lstm" else (tfinal,)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_parametrizations_and_pruning_apply():
+    """torch's parametrizations (orthogonal recurrent weights) and pruning work as on nn.RNN."""
+    from torch.nn.utils import parametrizations, prune
+
+    rnn = Recurrent("elman", 3, 4)
+    twin = nn.RNN(3, 4, batch_first=True)
+    twin.load_state_dict(rnn.state_dict())
+    parametrizations.orthogonal(rnn, "weight_hh_l0")
+    parametrizations.orthogonal(twin, "weight_hh_l0")
+    w = rnn.weight_hh_l0
+    torch.testing.assert_close(w @ w.T, torch.eye(4), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        twin.parametrizations.weight_hh_l0.original.copy_(rnn.parametrizations.weight_hh_l0.original)
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(rnn(x)[0], twin(x)[0], **TOL)
+    out, _ = rnn(x)
+    out.sum().backward()
+    assert rnn.parametrizations.weight_hh_l0.original.grad is not None
+
+    pruned = Recurrent("gru", 3, 4)
+    prune.l1_unstructured(pruned, "weight_hh_l0", amount=0.5)
+    pruned_out, _ = pruned(x)
+    assert (pruned.weight_hh_l0 == 0).sum() == 24
+    step_out, _ = Recurrent.scan(pruned.cells[0][0], x, pruned.cells[0][0].initial_state(2))[:2]
+    torch.testing.assert_close(pruned_out, step_out, **TOL)
+
+
+def test_uses_fast_path_tells_what_forward_does(monkeypatch):
+    from biornn import fast
+
+    calls = []
+    real = fast.scan
+    monkeypatch.setattr(fast, "scan", lambda *a: calls.append(1) or real(*a))
+    rnn = Recurrent("lstm", 2, 3, truncate=2)
+    x = torch.randn(2, 5, 2)
+    for lengths in (None, torch.tensor([5, 5]), torch.tensor([5, 3])):
+        calls.clear()
+        rnn(x, lengths=lengths)
+        assert bool(calls) == rnn.uses_fast_path(lengths)
+
+
+def test_empty_batch():
+    rnn = Recurrent("lstm", 3, 4)
+    out, (h, c) = rnn(torch.randn(0, 5, 3), lengths=torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 5, 4) and h.shape == (1, 0, 4)
+
+
+def test_calls_do_not_mutate_shared_cells():
+    """Every call binds fresh views of the cells, so copies sharing the templates
+    (DataParallel replicas do) never see each other's parameters."""
+    rnn = Recurrent("gru", 3, 4)
+    shallow = copy.copy(rnn)
+    shallow._parameters = {k: nn.Parameter(v.detach() + 1) for k, v in rnn._parameters.items()}
+    x = torch.randn(2, 5, 3)
+    before, _ = rnn(x)
+    shallow(x)
+    after, _ = rnn(x)
+    torch.testing.assert_close(before, after, rtol=0, atol=0)
+    assert rnn._cells[0][0].weight_hh is not shallow._parameters["weight_hh_l0"]

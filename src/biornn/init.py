@@ -196,8 +196,11 @@ def initialize(
 
     Examples
     --------
+    >>> from biornn import Recurrent
     >>> rnn = Recurrent("elman-relu", 1, 100, num_layers=2)
-    >>> initialize(rnn, ["irnn", "orthogonal"])  # layer 0 IRNN, layer 1 orthogonal
+    >>> _ = initialize(rnn, ["irnn", "orthogonal"])  # layer 0 IRNN, layer 1 orthogonal
+    >>> bool((rnn.weight_hh_l0 == torch.eye(100)).all())
+    True
     """
     cells: list[list[Cell]]
     if isinstance(rnn, Cell):
@@ -207,7 +210,12 @@ def initialize(
     else:
         raise ValueError(f"initialize expects a Recurrent or a Cell, got {type(rnn).__name__}")
     n = len(cells)
-    names = [scheme] * n if isinstance(scheme, str) else list(scheme)
+    if isinstance(scheme, str):
+        names = [scheme] * n
+    elif isinstance(scheme, (list, tuple)) and all(isinstance(x, str) for x in scheme):
+        names = list(scheme)
+    else:
+        raise ValueError(f"init must be a scheme name or a list of them, one per layer; got {scheme!r}")
     if len(names) != n:
         raise ValueError(f"init: got {len(names)} schemes for {n} layers")
     for name in names:

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from . import fast
 from .cells import CELLS, Cell, make_cell
-from .cells.base import check_sizes
+from .cells.base import check_input, check_sizes, coerce_state
 
 Traces = list[dict[str, Tensor]]
 
@@ -36,8 +36,17 @@ Traces = list[dict[str, Tensor]]
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of a batch-first tensor within its own length.
 
-    ``x`` (B, T, ...); position t < L_b maps to L_b - 1 - t, padding stays in
-    place.  Applying it twice gives ``x`` back.
+    Position t < L_b maps to L_b - 1 - t; padding stays in place.  Applying it
+    twice gives ``x`` back.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, T, ...)
+    lengths : Tensor of int, shape (B,), or None (every sequence has length T)
+
+    Returns
+    -------
+    Tensor, shape (B, T, ...)
     """
     if lengths is None:
         return x.flip(1)
@@ -156,7 +165,8 @@ class Recurrent(nn.Module):
             layer_input = row[0].output_size * D
         self.output_size = layer_input
         # The cells are kept in a plain list, not as submodules: their
-        # parameters are registered here under torch.nn's names instead.
+        # parameters are registered here under torch.nn's names instead, and
+        # every call runs on views of the cells bound to them (see _bound).
         self._cells = cells
         for name in self._torch_names():
             layer, direction, pname = name
@@ -180,19 +190,33 @@ class Recurrent(nn.Module):
     def _param_name(layer: int, direction: int, pname: str) -> str:
         return f"{pname}_l{layer}{'_reverse' if direction else ''}"
 
-    def _sync(self) -> None:
-        """Point each cell at this module's parameters (after ``load_state_dict(assign=True)``,
-        ``.to()`` with swapped tensors, and the like)."""
-        for layer, direction, pname in self._torch_names():
-            self._cells[layer][direction]._parameters[pname] = self._parameters[
-                self._param_name(layer, direction, pname)
-            ]
+    def _bound(self, cell: Cell, layer: int, direction: int) -> Cell:
+        """A shallow copy of ``cell`` whose parameters are this module's, as they are now.
+
+        Read through ``getattr`` so that parametrizations (e.g.
+        ``torch.nn.utils.parametrizations.orthogonal``) and pruning apply; a
+        fresh copy per call, so nothing shared is mutated (``DataParallel``
+        replicas, ``load_state_dict(assign=True)``, ``.to()`` all just work).
+        """
+        view = object.__new__(type(cell))
+        view.__dict__.update(cell.__dict__)
+        view.__dict__["_parameters"] = {
+            pname: (getattr(self, self._param_name(layer, direction, pname)) if p is not None else None)
+            for pname, p in cell._parameters.items()
+        }
+        return view
 
     @property
     def cells(self) -> list[list[Cell]]:
-        """The cells, ``cells[layer][direction]``, sharing this module's parameters."""
-        self._sync()
-        return self._cells
+        """The cells, ``cells[layer][direction]``, using this module's parameters.
+
+        Each access returns fresh views; in-place changes to their parameters
+        (as :mod:`biornn.init` makes) change this module's.
+        """
+        return [
+            [self._bound(cell, layer, direction) for direction, cell in enumerate(row)]
+            for layer, row in enumerate(self._cells)
+        ]
 
     @property
     def state_type(self) -> type:
@@ -227,6 +251,8 @@ class Recurrent(nn.Module):
         if lengths.dim() != 1 or lengths.shape[0] != B:
             raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {tuple(lengths.shape)}")
         lengths = lengths.to(torch.int64)
+        if lengths.numel() == 0:  # an empty batch: nothing to pad
+            return None
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo <= 0 or hi > T:
             raise ValueError(f"lengths must lie in 1..{T} (the sequence length T), got min {lo}, max {hi}")
@@ -234,32 +260,15 @@ class Recurrent(nn.Module):
             return None
         return lengths
 
-    def _check_state(self, state: Any, B: int, dtype: torch.dtype, device: torch.device, unbatched: bool):
+    def _check_state(self, state: Any, B: int, like: Tensor, unbatched: bool) -> list[Tensor]:
+        """The initial state's fields, each (num_layers * num_directions, B, size)."""
         cell = self._cells[0][0]
-        fields = cell.state_type._fields
         LD = self.num_layers * (2 if self.bidirectional else 1)
         if state is None:
-            return [torch.zeros(LD, B, n, dtype=dtype, device=device) for n in cell.state_sizes()]
-        if isinstance(state, Tensor):
-            state = (state,)
-        if not isinstance(state, (tuple, list)) or len(state) != len(fields):
-            raise ValueError(
-                f"state must be a tuple of {len(fields)} tensor(s) ({', '.join(fields)}) for cell "
-                f"{self.cell_name!r}"
-            )
-        out = []
-        for name, s, n in zip(fields, state, cell.state_sizes()):
-            if not isinstance(s, Tensor):
-                raise ValueError(f"state.{name} must be a tensor, got {type(s).__name__}")
-            if unbatched and s.dim() == 2:
-                s = s.unsqueeze(1)
-            if tuple(s.shape) != (LD, B, n):
-                raise ValueError(
-                    f"state.{name} must have shape (num_layers * num_directions, B, {n}) = "
-                    f"{(LD, B, n)}, got {tuple(s.shape)}"
-                )
-            out.append(s)
-        return out
+            return [torch.zeros(LD, B, n, dtype=like.dtype, device=like.device) for n in cell.state_sizes()]
+        shapes = [((LD, n),) if unbatched else ((LD, B, n),) for n in cell.state_sizes()]
+        fields = coerce_state(state, cell.state_type, shapes, like)
+        return [f.unsqueeze(1) for f in fields] if unbatched else fields
 
     # -- the loop ----------------------------------------------------------
     @staticmethod
@@ -315,9 +324,15 @@ class Recurrent(nn.Module):
                     record.setdefault(name, []).append(value)
         return torch.stack(outs, dim=1), state, {k: torch.stack(v, dim=1) for k, v in record.items()}
 
-    def uses_fast_path(self, lengths: Tensor | None = None, return_traces: bool = False,
-                       truncate: int | None = None) -> bool:
-        """Whether a call with these arguments runs on torch's fused kernels."""
+    def uses_fast_path(
+        self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None
+    ) -> bool:
+        """Whether a call with these arguments runs on torch's fused kernels.
+
+        The fused kernels serve every call without traces, except truncated
+        BPTT together with ``lengths`` (the step loop does that), for cells
+        whose maths torch has (:func:`biornn.fast.supports`).
+        """
         truncate = self.truncate if truncate is None else truncate
         return (
             self.fast
@@ -334,7 +349,7 @@ class Recurrent(nn.Module):
         *,
         return_traces: bool = False,
         truncate: int | None = None,
-    ):
+    ) -> tuple[Tensor, tuple[Tensor, ...]] | tuple[Tensor, tuple[Tensor, ...], Traces]:
         """Unroll the network over a batch of sequences.
 
         Parameters
@@ -363,16 +378,7 @@ class Recurrent(nn.Module):
             ``name`` in the state fields (``h``, ``c``, ``o``) and the cell's
             ``gate_names``; zero past each sequence's end.
         """
-        if not isinstance(x, Tensor):
-            raise ValueError(f"input must be a tensor, got {type(x).__name__}")
-        if x.dim() not in (2, 3):
-            raise ValueError(f"input must be 3-D (batch, time, features) or 2-D unbatched, got shape {tuple(x.shape)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input has {x.shape[-1]} features per step but input_size is {self.input_size}"
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        check_input(x, self.input_size, (2, 3), next(self.parameters()).dtype)
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(0)
@@ -384,12 +390,13 @@ class Recurrent(nn.Module):
         if truncate is not None:
             _positive_int("truncate", truncate)
         truncate = self.truncate if truncate is None else truncate
+        # decided on the lengths as given, so that uses_fast_path(lengths) tells the truth
+        use_fast = self.uses_fast_path(lengths, return_traces, truncate)
         lengths = self._check_lengths(lengths, B, T)
-        state_in = self._check_state(state, B, x.dtype, x.device, unbatched)
+        state_in = self._check_state(state, B, x, unbatched)
         cells = self.cells
         state_type = cells[0][0].state_type
         D = 2 if self.bidirectional else 1
-        use_fast = self.uses_fast_path(lengths, return_traces, truncate)
 
         mask = None
         if lengths is not None:

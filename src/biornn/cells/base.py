@@ -34,12 +34,18 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 def activation(name: str, argument: str = "nonlinearity") -> Callable[[Tensor], Tensor]:
     """Return the activation called ``name``; ``ValueError`` naming ``argument`` if unknown."""
-    try:
+    if isinstance(name, str) and name in ACTIVATIONS:
         return ACTIVATIONS[name]
-    except (KeyError, TypeError):
+    else:
         raise ValueError(
             f"{argument} must be one of {sorted(ACTIVATIONS)}, got {name!r}"
         ) from None
+
+
+def check_flag(name: str, value: object) -> None:
+    """Refuse a non-bool where a flag is expected (``bool("no")`` is True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def check_sizes(input_size: int, hidden_size: int) -> None:
@@ -47,6 +53,66 @@ def check_sizes(input_size: int, hidden_size: int) -> None:
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _param_dtype(module: nn.Module) -> torch.dtype | None:
+    p = next(iter(module.parameters()), None)
+    return None if p is None else p.dtype
+
+
+def check_input(x: object, input_size: int, dims: tuple[int, ...], dtype: torch.dtype | None) -> None:
+    """Refuse an input that is not a floating tensor of ``dims`` dimensions, ``input_size``
+    features in the last one and the parameters' dtype, naming the problem."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"input must be a tensor, got {type(x).__name__}")
+    if x.dim() not in dims:
+        want = " or ".join(f"{d}-D" for d in dims)
+        raise ValueError(f"input must be {want} (..., features), got shape {tuple(x.shape)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"input has {x.shape[-1]} features per step but input_size is {input_size}")
+    if not x.is_floating_point():
+        raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"input has dtype {x.dtype} but the parameters are {dtype}; convert one of them")
+
+
+def coerce_state(
+    state: object,
+    state_type: type,
+    shapes: list[tuple[tuple[int, ...], ...]],
+    like: Tensor,
+) -> list[Tensor]:
+    """Check a user-given state against the cell's ``state_type`` and return its fields.
+
+    ``state`` may be a ``state_type``, a plain tuple or list of tensors, or,
+    for a one-field state, a bare tensor.  ``shapes[k]`` lists the shapes the
+    k-th field may have.  Every field must match ``like``'s dtype and device.
+    A ``NamedTuple`` of another cell's type is refused.
+    """
+    fields = state_type._fields
+    if isinstance(state, Tensor):
+        state = (state,)
+    if hasattr(state, "_fields") and tuple(state._fields) != tuple(fields):
+        raise ValueError(
+            f"state is a {type(state).__name__} ({', '.join(state._fields)}) but this cell's state is "
+            f"{state_type.__name__} ({', '.join(fields)})"
+        )
+    if not isinstance(state, (tuple, list)) or len(state) != len(fields):
+        raise ValueError(f"state must be a tuple of {len(fields)} tensor(s) ({', '.join(fields)})")
+    out = []
+    for name, s, allowed in zip(fields, state, shapes):
+        if not isinstance(s, Tensor):
+            raise ValueError(f"state.{name} must be a tensor, got {type(s).__name__}")
+        if tuple(s.shape) not in allowed:
+            raise ValueError(
+                f"state.{name} must have shape {' or '.join(map(str, allowed))}, got {tuple(s.shape)}"
+            )
+        if s.dtype != like.dtype or s.device != like.device:
+            raise ValueError(
+                f"state.{name} is {s.dtype} on {s.device} but the input is {like.dtype} on {like.device}"
+            )
+        out.append(s)
+    return out
 
 
 class Cell(nn.Module):
@@ -84,49 +150,66 @@ class Cell(nn.Module):
 
     def initial_state(
         self, batch_size: int, dtype: torch.dtype | None = None, device: torch.device | None = None
-    ):
-        """The zero state for a batch: each field of shape (B, size)."""
+    ) -> tuple[Tensor, ...]:
+        """The zero state for a batch: a ``state_type``, each field of shape (B, size)."""
         return self.state_type(
             *(torch.zeros(batch_size, n, dtype=dtype, device=device) for n in self.state_sizes())
         )
 
-    def output(self, state) -> Tensor:
+    def output(self, state: tuple[Tensor, ...]) -> Tensor:
         """What the cell emits at this step (B, output_size): ``h`` unless overridden."""
         return state.h
 
-    def step(self, x: Tensor, state) -> tuple[object, dict[str, Tensor]]:
-        """One time step: ``x`` (B, I), ``state`` -> (new state, gate activations)."""
-        raise NotImplementedError
-
-    def forward(self, x: Tensor, state=None):
-        """One time step without the gate activations.
+    def step(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], dict[str, Tensor]]:
+        """One time step, with the gate activations.
 
         Parameters
         ----------
         x : Tensor, shape (B, I)
             The input at time t.
-        state : state_type or None
-            The state at time t-1, each field (B, size); ``None`` is the zero state.
+        state : state_type
+            The state at time t-1, each field (B, size).
+
+        Returns
+        -------
+        state : state_type
+            The state at time t, each field (B, size).
+        gates : dict of str -> Tensor
+            The gate activations at time t by name (``gate_names``), each (B, size).
+        """
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, state: tuple[Tensor, ...] | Tensor | None = None) -> tuple[Tensor, ...]:
+        """One time step without the gate activations.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, I), or (I,) unbatched
+            The input at time t.
+        state : state_type, tuple of Tensor, Tensor or None
+            The state at time t-1, each field (B, size) (or (size,) unbatched);
+            a one-field state may be a bare tensor; ``None`` is the zero state.
 
         Returns
         -------
         state_type
-            The state at time t.
+            The state at time t, each field (B, size) (or (size,) unbatched).
         """
-        return self.step(x, self.as_state(state, x))[0]
-
-    def as_state(self, state, x: Tensor):
-        """Accept ``None`` (zeros), a plain tuple or, for one-field states, a tensor."""
+        check_input(x, self.input_size, (1, 2), _param_dtype(self))
+        unbatched = x.dim() == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        B = x.shape[0]
         if state is None:
-            return self.initial_state(x.shape[0], x.dtype, x.device)
-        if isinstance(state, Tensor):
-            state = (state,)
-        if not isinstance(state, tuple) or len(state) != len(self.state_type._fields):
-            raise ValueError(
-                f"state must be a tuple of {len(self.state_type._fields)} tensor(s) "
-                f"({', '.join(self.state_type._fields)})"
+            state = self.initial_state(B, x.dtype, x.device)
+        else:
+            fields = coerce_state(
+                state, self.state_type, [((B, n), (n,)) if unbatched else ((B, n),) for n in self.state_sizes()],
+                x,
             )
-        return state if isinstance(state, self.state_type) else self.state_type(*state)
+            state = self.state_type(*(f.unsqueeze(0) if unbatched else f for f in fields))
+        new = self.step(x, state)[0]
+        return self.state_type(*(f.squeeze(0) for f in new)) if unbatched else new
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

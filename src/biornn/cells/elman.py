@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import Cell, activation, check_sizes
+from .base import Cell, activation, check_flag, check_sizes
 
 
 class ElmanState(NamedTuple):
@@ -72,6 +72,7 @@ class ElmanCell(Cell):
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_flag("bias", bias)
         self.f_h = activation(nonlinearity, "nonlinearity")
         self.nonlinearity = nonlinearity
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
@@ -160,6 +161,7 @@ class FullyRecurrentCell(Cell):
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_flag("bias", bias)
         if output_size is None:
             output_size = hidden_size
         if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size <= 0:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import Cell, check_sizes
+from .base import Cell, check_flag, check_sizes
 
 
 class GRUState(NamedTuple):
@@ -60,6 +60,7 @@ class GRUCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_flag("bias", bias)
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.bias = bias
         H = hidden_size

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import Cell, check_sizes, scaled_sigmoid_g, scaled_sigmoid_h
+from .base import Cell, check_flag, check_sizes, scaled_sigmoid_g, scaled_sigmoid_h
 
 SQUASHINGS = {
     "g": {"tanh": torch.tanh, "scaled-sigmoid": scaled_sigmoid_g},
@@ -119,6 +119,7 @@ class LSTM1997Cell(Cell):
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_flag("bias", bias)
         if (
             isinstance(cells_per_block, bool)
             or not isinstance(cells_per_block, int)
@@ -130,7 +131,7 @@ class LSTM1997Cell(Cell):
                 f"got {cells_per_block!r}"
             )
         for name, value in (("g", g), ("h", h)):
-            if value not in SQUASHINGS[name]:
+            if not isinstance(value, str) or value not in SQUASHINGS[name]:
                 raise ValueError(f"{name} must be one of {sorted(SQUASHINGS[name])}, got {value!r}")
         self.g_name, self.h_name = g, h
         self.g, self.h = SQUASHINGS["g"][g], SQUASHINGS["h"][h]
@@ -215,8 +216,10 @@ class LSTMCell(Cell):
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_flag("peepholes", peepholes)
+        check_flag("bias", bias)
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
-        self.bias, self.peepholes = bias, bool(peepholes)
+        self.bias, self.peepholes = bias, peepholes
         H = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * H, H))

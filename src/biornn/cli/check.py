@@ -9,6 +9,17 @@ import json
 TWIN_TOL, BPTT_TOL, FAST_TOL = 1e-5, 1e-8, 1e-5
 
 
+def seed(text: str) -> int:
+    """argparse type: a seed torch accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in 0 .. 2**32-1, got {value}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
@@ -19,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"the step loop. Exit 1 if any exceeds its tolerance ({TWIN_TOL:g}, {BPTT_TOL:g}, {FAST_TOL:g}).",
     )
     p.add_argument("cells", nargs="*", metavar="CELL", help="cell names (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="one JSON object per cell instead of a table")
     p.set_defaults(run=run)
 

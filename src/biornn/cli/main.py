@@ -7,6 +7,7 @@ input, with one clear line on stderr (DESIGN principle 11).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -22,8 +23,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        raise UsageError(message)
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,19 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``biornn`` command line; return the exit code."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
-            return 2
-        return int(args.run(args))
-    except UsageError as e:
+            raise UsageError("no command given (see 'biornn --help')")
+        code = int(args.run(args))
+        sys.stdout.flush()
+        return code
+    except (UsageError, ValueError) as e:  # bad usage, and the library's argument checks
         print(f"biornn: error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # the library's argument checks
-        print(f"biornn: error: {e}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        # the reader went away (biornn cells | head): not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as e:  # e.g. stdout on a full disk
+        print(f"biornn: error: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("biornn: interrupted", file=sys.stderr)
         return 130
