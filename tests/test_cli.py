@@ -107,3 +107,8 @@ def test_closed_pipe_and_full_disk_are_one_line_not_a_traceback(tmp_path):
 
 def test_parser_builds():
     assert build_parser().prog == "biornn"
+
+
+def test_check_reports_gradcheck(capsys):
+    assert main(["check", "--json", "lstm-peephole"]) == 0
+    assert json.loads(capsys.readouterr().out)["gradcheck"] is True

@@ -1,11 +1,11 @@
 """The NumPy reference (forward pass and hand-written BPTT) against torch autograd and
 against finite differences.
 
-* every cell configuration: forward outputs, final state and the gradients of
-  every parameter, of the input and of the initial state equal those of
-  :class:`biornn.Recurrent` under torch autograd, in float64, to 1e-8 -- with
-  and without variable lengths, both losses, both reductions, a non-zero
-  initial state;
+* every cell configuration, with biases and without (``bias=False``): forward
+  outputs, final state and the gradients of every parameter, of the input and
+  of the initial state equal those of :class:`biornn.Recurrent` under torch
+  autograd, in float64, to 1e-8 -- with and without variable lengths, both
+  losses, both reductions, a non-zero initial state;
 * the same gradients by central finite differences, independent of torch;
 * bad arguments raise ValueError naming the argument.
 """
@@ -53,6 +53,14 @@ CONFIGS = [
     pytest.param("lstm-peephole", {}, id="lstm-peephole"),
     pytest.param("gru", {}, id="gru"),
 ]
+
+# every configuration again without biases: no bias_ih/bias_hh (nor bias_ho for fully-recurrent)
+NO_BIAS_CONFIGS = [
+    pytest.param(p.values[0], {**p.values[1], "bias": False}, id=f"{p.id}-nobias") for p in CONFIGS
+]
+
+#: The cell's own biases (the read-out's bias_y is not one of them).
+BIAS_KEYS = {"bias_ih", "bias_hh", "bias_ho"}
 
 ATOL, RTOL = 1e-10, 1e-8
 
@@ -103,9 +111,11 @@ def _close(actual, expected, what):
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
-@pytest.mark.parametrize("cell, options", CONFIGS)
+@pytest.mark.parametrize("cell, options", CONFIGS + NO_BIAS_CONFIGS)
 def test_matches_torch_autograd(cell, options, lengths, loss, reduction):
     params, x, state, target = _problem(cell, options, loss, lengths)
+    if options.get("bias", True) is False:
+        assert not BIAS_KEYS & set(params) and "bias_y" in params
 
     # --- NumPy: forward, then loss and hand-written BPTT
     out_np, final_np, _ = ref.forward(cell, params, x, state=state, lengths=lengths, **options)
@@ -156,6 +166,9 @@ def test_matches_torch_autograd(cell, options, lengths, loss, reduction):
         pytest.param("lstm1997", {"cells_per_block": 2}, id="lstm1997-S2"),
         pytest.param("lstm-peephole", {}, id="lstm-peephole"),
         pytest.param("gru", {}, id="gru"),
+        pytest.param("fully-recurrent", {"output_size": 3, "bias": False}, id="fully-recurrent-O3-nobias"),
+        pytest.param("lstm-peephole", {"bias": False}, id="lstm-peephole-nobias"),
+        pytest.param("gru", {"bias": False}, id="gru-nobias"),
     ],
 )
 def test_backward_from_final_state_matches_torch(cell, options):
@@ -195,6 +208,12 @@ def test_backward_from_final_state_matches_torch(cell, options):
         pytest.param("lstm", {}, "mse", id="lstm-mse"),
         pytest.param("lstm-peephole", {}, "ce", id="lstm-peephole-ce"),
         pytest.param("gru", {}, "mse", id="gru-mse"),
+        pytest.param("elman", {"bias": False}, "ce", id="elman-nobias-ce"),
+        pytest.param("fully-recurrent", {"output_size": 3, "bias": False}, "mse", id="fully-recurrent-O3-nobias-mse"),
+        pytest.param("lstm1997", {"cells_per_block": 2, "g": "scaled-sigmoid", "bias": False}, "mse",
+                     id="lstm1997-S2-nobias-mse"),
+        pytest.param("lstm-peephole", {"bias": False}, "mse", id="lstm-peephole-nobias-mse"),
+        pytest.param("gru", {"bias": False}, "ce", id="gru-nobias-ce"),
     ],
 )
 def test_gradients_match_finite_differences(cell, options, loss):
@@ -248,6 +267,31 @@ def test_full_lengths_equal_no_lengths():
         np.testing.assert_array_equal(a[1][key], b[1][key])
 
 
+@pytest.mark.parametrize(
+    "cell, options",
+    [
+        pytest.param("elman", {}, id="elman"),
+        pytest.param("fully-recurrent", {"output_size": 3}, id="fully-recurrent-O3"),
+        pytest.param("lstm1997", {"cells_per_block": 2}, id="lstm1997-S2"),
+        pytest.param("lstm-peephole", {}, id="lstm-peephole"),
+        pytest.param("gru", {}, id="gru"),
+    ],
+)
+def test_no_bias_equals_zero_bias(cell, options):
+    """bias=False is the same network as bias=True with every bias 0, minus the bias gradients."""
+    params, x, state, target = _problem(cell, {**options, "bias": False}, "mse", LENGTHS)
+    assert set(params) == set(ref.param_shapes(cell, I, H, bias=False, **options)) | {"weight_hy", "bias_y"}
+    zero = {**params, **{k: np.zeros(s) for k, s in ref.param_shapes(cell, I, H, **options).items()
+                         if k in BIAS_KEYS}}
+    assert BIAS_KEYS & set(zero)
+    E0, g0 = ref.loss_and_grads(cell, params, x, target, state=state, lengths=LENGTHS, bias=False, **options)
+    E1, g1 = ref.loss_and_grads(cell, zero, x, target, state=state, lengths=LENGTHS, **options)
+    assert set(g1) - set(g0) == BIAS_KEYS & set(zero)
+    np.testing.assert_allclose(E0, E1, rtol=1e-14)
+    for key in g0:
+        np.testing.assert_allclose(g0[key], g1[key], rtol=1e-12, atol=1e-14, err_msg=key)
+
+
 def test_padded_steps_carry_the_state():
     """A sequence of length L gives the same final state as its first L steps alone."""
     params, x, state, _ = _problem("gru", {}, "mse", None)
@@ -294,20 +338,22 @@ def _without(d, key):
 
 
 BAD = [
-    pytest.param({"cell": "lstm2000"}, "cell", id="unknown-cell"),
+    pytest.param({"cell": "lstm2000"}, r"^cell must be one of", id="unknown-cell"),
     pytest.param({"cell": "elman", "cells_per_block": 2}, "cells_per_block", id="option-of-another-cell"),
     pytest.param({"cells_per_block": 3}, "cells_per_block", id="cells_per_block-not-dividing-H"),
     pytest.param({"cells_per_block": 0}, "cells_per_block", id="cells_per_block-zero"),
     pytest.param({"cells_per_block": "2"}, "cells_per_block", id="cells_per_block-str"),
-    pytest.param({"g": "relu"}, "g", id="bad-g"),
-    pytest.param({"h": "sigmoid"}, "h", id="bad-h"),
+    pytest.param({"g": "relu"}, r"^g must be one of", id="bad-g"),
+    pytest.param({"h": "sigmoid"}, r"^h must be one of", id="bad-h"),
+    pytest.param({"bias": "no"}, r"^bias must be True or False", id="bias-str"),
+    pytest.param({"bias": 1}, r"^bias must be True or False", id="bias-int"),
     pytest.param({"loss": "l1"}, "loss", id="bad-loss"),
     pytest.param({"reduction": "none"}, "reduction", id="bad-reduction"),
     pytest.param({"lengths": np.array([0, 5, 1])}, "lengths", id="lengths-zero"),
     pytest.param({"lengths": np.array([3, 6, 1])}, "lengths", id="lengths-beyond-T"),
     pytest.param({"lengths": np.array([3, 5])}, "lengths", id="lengths-wrong-shape"),
     pytest.param({"lengths": np.array([3.0, 5.0, 1.0])}, "lengths", id="lengths-float"),
-    pytest.param({"x": np.zeros((B, T))}, "x", id="x-2d"),
+    pytest.param({"x": np.zeros((B, T))}, r"^x must be", id="x-2d"),
     pytest.param({"state": (np.zeros((B, H)),)}, "state", id="state-one-field-for-lstm"),
     pytest.param({"state": (np.zeros((B, H)), np.zeros((B, H + 1)))}, "state", id="state-wrong-size"),
     pytest.param({"target": np.zeros((B, T, K))}, "target", id="ce-target-float"),
@@ -332,6 +378,11 @@ def test_bad_arguments_raise_value_error_naming_them(change, name):
         pytest.param("fully-recurrent", {"output_size": 0}, "output_size", id="fully-recurrent-output_size"),
         pytest.param("lstm", {"peepholes": "yes"}, "peepholes", id="lstm-peepholes"),
         pytest.param("gru", {"nonlinearity": "tanh"}, "nonlinearity", id="gru-has-no-options"),
+        pytest.param("elman", {"bias": "False"}, r"^bias must be True or False", id="elman-bias-str"),
+        pytest.param("fully-recurrent", {"bias": 0}, r"^bias must be True or False", id="fully-recurrent-bias-0"),
+        pytest.param("lstm1997", {"bias": None}, r"^bias must be True or False", id="lstm1997-bias-None"),
+        pytest.param("lstm", {"bias": 1.0}, r"^bias must be True or False", id="lstm-bias-float"),
+        pytest.param("gru", {"bias": np.array([True])}, r"^bias must be True or False", id="gru-bias-array"),
     ],
 )
 def test_bad_cell_options_raise_value_error_naming_them(cell, options, name):
@@ -361,3 +412,64 @@ def test_bad_params_raise_value_error_naming_them():
     fr = ref.random_params("fully-recurrent", I, H, rng, output_size=3)
     with pytest.raises(ValueError, match="output_size"):
         ref.forward("fully-recurrent", fr, x, output_size=2)
+
+
+def test_bias_option_is_checked_everywhere():
+    rng = np.random.default_rng(0)
+    for call in (
+        lambda: ref.param_shapes("gru", I, H, bias="no"),
+        lambda: ref.random_params("lstm", I, H, rng, bias=0),
+    ):
+        with pytest.raises(ValueError, match=r"^bias must be True or False"):
+            call()
+    # numpy's bool is a real bool too
+    assert ref.param_shapes("gru", I, H, bias=np.False_) == {"weight_ih": (3 * H, I), "weight_hh": (3 * H, H)}
+    assert set(ref.param_shapes("fully-recurrent", I, H, output_size=3, bias=False)) == {
+        "weight_ih", "weight_hh", "weight_oh", "weight_ho"
+    }
+
+
+@pytest.mark.parametrize(
+    "cell, options",
+    [
+        pytest.param("elman", {}, id="elman"),
+        pytest.param("lstm1997", {"cells_per_block": 2}, id="lstm1997-S2"),
+        pytest.param("lstm-peephole", {}, id="lstm-peephole"),
+        pytest.param("gru", {}, id="gru"),
+    ],
+)
+def test_bias_keys_must_match_the_bias_option(cell, options):
+    rng = np.random.default_rng(0)
+    x = np.zeros((B, T, I))
+    with_bias = ref.random_params(cell, I, H, rng, readout_size=K, **options)
+    no_bias = _without(_without(with_bias, "bias_ih"), "bias_hh")
+    # bias=False but the biases are there: an error naming them
+    with pytest.raises(ValueError, match=r"'bias_hh', 'bias_ih', but bias=False"):
+        ref.forward(cell, with_bias, x, bias=False, **options)
+    with pytest.raises(ValueError, match=r"'bias_ih', but bias=False"):  # only one of them
+        ref.forward(cell, _without(with_bias, "bias_hh"), x, bias=False, **options)
+    with pytest.raises(ValueError, match=r"'bias_hh', but bias=False"):
+        ref.loss_and_grads(cell, _without(with_bias, "bias_ih"), x, np.zeros((B, T, K)), bias=False, **options)
+    # bias=True (the default) and a bias missing: an error naming it
+    with pytest.raises(ValueError, match=r"missing 'bias_ih'"):
+        ref.forward(cell, no_bias, x, **options)
+    with pytest.raises(ValueError, match=r"missing 'bias_hh'"):
+        ref.forward(cell, _without(with_bias, "bias_hh"), x, bias=True, **options)
+    # and the matching pairs work; the read-out's bias_y is not the cell's and stays
+    ref.forward(cell, with_bias, x, bias=True, **options)
+    _, grads = ref.loss_and_grads(cell, no_bias, x, np.zeros((B, T, K)), bias=False, **options)
+    assert "bias_y" in grads and not BIAS_KEYS & set(grads)
+    with pytest.raises(ValueError, match=r"bias_y"):
+        ref.loss_and_grads(cell, _without(no_bias, "bias_y"), x, np.zeros((B, T, K)), bias=False, **options)
+
+
+def test_fully_recurrent_bias_ho_follows_the_bias_option():
+    rng = np.random.default_rng(0)
+    x = np.zeros((B, T, I))
+    params = ref.random_params("fully-recurrent", I, H, rng, output_size=3)
+    only_bias_ho = _without(_without(params, "bias_ih"), "bias_hh")
+    with pytest.raises(ValueError, match=r"'bias_ho', but bias=False"):
+        ref.forward("fully-recurrent", only_bias_ho, x, bias=False)
+    with pytest.raises(ValueError, match=r"missing 'bias_ho'"):
+        ref.forward("fully-recurrent", _without(params, "bias_ho"), x)
+    ref.forward("fully-recurrent", _without(only_bias_ho, "bias_ho"), x, bias=False)

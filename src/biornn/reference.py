@@ -85,6 +85,15 @@ the emitted output is 0 and the step adds nothing to the loss.  In the
 backward sweep the Jacobian of that step is the identity, so
 :math:`\partial E/\partial s_t` passes through to :math:`s_{t-1}` unchanged.
 
+Cells without biases
+--------------------
+
+Every cell takes ``bias=False``, as the torch cells do: then it has no
+``bias_ih``/``bias_hh`` (and the fully recurrent net no ``bias_ho``), the
+pre-activation is just :math:`W_{xh} x_t + W_{hh} h_{t-1}`, and BPTT is the same
+sweep minus the bias gradients.  The read-out's ``bias_y`` (in
+:func:`loss_and_grads`) belongs to the read-out, not to the cell, and stays.
+
 Everything is computed in float64.
 """
 
@@ -166,6 +175,13 @@ _CELLS: dict[str, tuple[str, dict[str, Any]]] = {
     "gru": ("gru", {}),
 }
 
+#: Options that every cell takes, with their defaults.  ``bias=False``: the cell
+#: has no ``bias_ih``/``bias_hh`` (nor the fully recurrent net's ``bias_ho``).
+_COMMON_OPTIONS: dict[str, Any] = {"bias": True}
+
+#: The cell's own biases, as named in ``params`` (the read-out's ``bias_y`` is not one).
+_BIAS_KEYS = ("bias_ih", "bias_hh", "bias_ho")
+
 #: The cell names this module knows, as on the command line.
 CELL_NAMES: tuple[str, ...] = tuple(_CELLS)
 
@@ -192,7 +208,8 @@ def _resolve(cell: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Check the cell name and its options; return (recurrence, options with defaults)."""
     if not isinstance(cell, str) or cell not in _CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELL_NAMES)}; got {cell!r}")
-    kind, defaults = _CELLS[cell]
+    kind, cell_defaults = _CELLS[cell]
+    defaults = {**_COMMON_OPTIONS, **cell_defaults}
     for key in options:
         if key not in defaults:
             allowed = ", ".join(defaults) or "none"
@@ -216,15 +233,27 @@ def _resolve(cell: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if not _is_int(o) or o <= 0:
             raise ValueError(f"output_size must be a positive integer, got {o!r}")
         opt["output_size"] = int(o)
-    if "peepholes" in opt:
-        if not isinstance(opt["peepholes"], (bool, np.bool_)):
-            raise ValueError(f"peepholes must be True or False, got {opt['peepholes']!r}")
-        opt["peepholes"] = bool(opt["peepholes"])
+    for key in ("bias", "peepholes"):  # switches: a real bool, not merely truthy (no "no", 0.0, ...)
+        if key in opt:
+            if not isinstance(opt[key], (bool, np.bool_)):
+                raise ValueError(f"{key} must be True or False, got {opt[key]!r}")
+            opt[key] = bool(opt[key])
     return kind, opt
 
 
 def _shapes(kind: str, opt: dict[str, Any], I: int, H: int) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape for one recurrence (``opt`` already resolved)."""
+    """Parameter name -> shape for one recurrence (``opt`` already resolved).
+
+    With ``opt["bias"]`` False the biases (:data:`_BIAS_KEYS`) are left out.
+    """
+    shapes = _shapes_with_bias(kind, opt, I, H)
+    if not opt["bias"]:
+        shapes = {k: v for k, v in shapes.items() if k not in _BIAS_KEYS}
+    return shapes
+
+
+def _shapes_with_bias(kind: str, opt: dict[str, Any], I: int, H: int) -> dict[str, tuple[int, ...]]:
+    """Every parameter of the recurrence, biases included."""
     if kind == "elman":
         return {"weight_ih": (H, I), "weight_hh": (H, H), "bias_ih": (H,), "bias_hh": (H,)}
     if kind == "fully-recurrent":
@@ -263,13 +292,14 @@ def param_shapes(cell: str, input_size: int, hidden_size: int, **options: Any) -
     input_size, hidden_size : int
         I and H.
     **options
-        The cell's options (``nonlinearity``, ``output_size``, ``cells_per_block``, ...).
+        The cell's options (``nonlinearity``, ``output_size``, ``cells_per_block``,
+        ``bias``, ...).
 
     Returns
     -------
     dict[str, tuple[int, ...]]
         For example ``{"weight_ih": (H, I), "weight_hh": (H, H), "bias_ih": (H,),
-        "bias_hh": (H,)}`` for ``elman``.
+        "bias_hh": (H,)}`` for ``elman``, and only the two weights with ``bias=False``.
     """
     kind, opt = _resolve(cell, options)
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
@@ -334,12 +364,19 @@ def random_params(
 #     dE/db_ih += sum_b delta_a      dE/db_hh += sum_b delta_a
 #     dE/dx_t   = W_ih^T delta_a     dE/dh_{t-1} += W_hh^T delta_a
 # (in row-vector code: ``delta_a @ W``).  _affine_backward does exactly that.
+#
+# A cell built with bias=False has no bias keys in ``p`` at all (_check_params
+# makes sure of that), so every "+ b" below is written ``if "bias_.." in p``:
+# the bias terms, and their gradients, simply drop out.
 # ==========================================================================
 
 
 def _affine(p: dict[str, Array], x: Array, h: Array) -> Array:
-    """a = W_ih x + b_ih + W_hh h + b_hh, (B, G)."""
-    return x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+    """a = W_ih x + b_ih + W_hh h + b_hh, (B, G); without biases a = W_ih x + W_hh h."""
+    a = x @ p["weight_ih"].T + h @ p["weight_hh"].T
+    if "bias_ih" in p:  # bias=True
+        a = a + p["bias_ih"] + p["bias_hh"]
+    return a
 
 
 def _affine_backward(
@@ -348,8 +385,9 @@ def _affine_backward(
     """Backward of :func:`_affine`: accumulate the weight grads, return (dE/dx, dE/dh)."""
     grads["weight_ih"] += da.T @ x  # (G, I): sum over the batch of delta_a x^T
     grads["weight_hh"] += da.T @ h  # (G, H)
-    grads["bias_ih"] += da.sum(axis=0)
-    grads["bias_hh"] += da.sum(axis=0)
+    if "bias_ih" in p:  # da/db_ih = da/db_hh = identity: both get the batch sum of delta_a
+        grads["bias_ih"] += da.sum(axis=0)
+        grads["bias_hh"] += da.sum(axis=0)
     return da @ p["weight_ih"], da @ p["weight_hh"]  # W^T delta_a, as rows
 
 
@@ -378,6 +416,7 @@ def _elman_step_backward(
 # --- Fully recurrent net: the output units feed back ------------------------
 #   s_t = f_h(W_ih x_t + b_ih + W_hh s_{t-1} + b_hh + W_oh o_{t-1})
 #   o_t = f_o(W_ho s_t + b_ho)
+# (with bias=False: no b_ih, b_hh and no b_ho either)
 
 
 def _fully_recurrent_step(
@@ -388,7 +427,9 @@ def _fully_recurrent_step(
     f_o, _ = _ACTIVATIONS[opt["output_nonlinearity"]]
     a = _affine(p, x, s_prev) + o_prev @ p["weight_oh"].T  # (B, H)
     s = f_h(a)
-    b = s @ p["weight_ho"].T + p["bias_ho"]  # (B, O)
+    b = s @ p["weight_ho"].T  # (B, O)
+    if "bias_ho" in p:
+        b = b + p["bias_ho"]
     o = f_o(b)
     return (s, o), {"x": x, "s_prev": s_prev, "o_prev": o_prev, "a": a, "s": s, "b": b}
 
@@ -404,7 +445,8 @@ def _fully_recurrent_step_backward(
     # o_t = f_o(b_t), b_t = W_ho s_t + b_ho
     db = do * df_o(cache["b"])  # (B, O)
     grads["weight_ho"] += db.T @ cache["s"]
-    grads["bias_ho"] += db.sum(axis=0)
+    if "bias_ho" in p:
+        grads["bias_ho"] += db.sum(axis=0)
     ds = ds + db @ p["weight_ho"]  # s_t reaches E through o_t as well
     # s_t = f_h(a_t), a_t = W_ih x_t + b_ih + W_hh s_{t-1} + b_hh + W_oh o_{t-1}
     da = ds * df_h(cache["a"])  # (B, H)
@@ -529,7 +571,8 @@ def _lstm_step_backward(
 #   r_t = sigma(i_r + h_r)      z_t = sigma(i_z + h_z)
 #   n_t = tanh(i_n + r_t * h_n)
 #   h_t = (1 - z_t) * n_t + z_t * h_{t-1}
-# where (i_r, i_z, i_n) = W_ih x_t + b_ih and (h_r, h_z, h_n) = W_hh h_{t-1} + b_hh.
+# where (i_r, i_z, i_n) = W_ih x_t + b_ih and (h_r, h_z, h_n) = W_hh h_{t-1} + b_hh
+# (without the b's for bias=False).
 # The reset gate multiplies h_n *after* the matrix product, so the input and
 # recurrent halves must be kept apart (no single _affine here).
 
@@ -537,8 +580,10 @@ def _lstm_step_backward(
 def _gru_step(p: dict[str, Array], x: Array, state: State, opt: dict[str, Any]) -> tuple[State, dict]:
     (h_prev,) = state
     H = h_prev.shape[1]
-    gi = x @ p["weight_ih"].T + p["bias_ih"]  # (B, 3H)
-    gh = h_prev @ p["weight_hh"].T + p["bias_hh"]  # (B, 3H)
+    gi = x @ p["weight_ih"].T  # (B, 3H)
+    gh = h_prev @ p["weight_hh"].T  # (B, 3H)
+    if "bias_ih" in p:  # bias=True
+        gi, gh = gi + p["bias_ih"], gh + p["bias_hh"]
     r = _sigmoid(gi[:, :H] + gh[:, :H])
     z = _sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
     h_n = gh[:, 2 * H :]
@@ -565,9 +610,10 @@ def _gru_step_backward(
     dgi = np.concatenate([da_r, da_z, da_n], axis=1)  # dE/d(W_ih x + b_ih)
     dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # dE/d(W_hh h + b_hh)
     grads["weight_ih"] += dgi.T @ x
-    grads["bias_ih"] += dgi.sum(axis=0)
     grads["weight_hh"] += dgh.T @ h_prev
-    grads["bias_hh"] += dgh.sum(axis=0)
+    if "bias_ih" in p:
+        grads["bias_ih"] += dgi.sum(axis=0)
+        grads["bias_hh"] += dgh.sum(axis=0)
     dx = dgi @ p["weight_ih"]
     dh_prev = dh_prev + dgh @ p["weight_hh"]
     return (dh_prev,), dx
@@ -605,9 +651,16 @@ def _check_params(
             f"output_size={opt['output_size']} does not match params['weight_ho'] of shape "
             f"{tuple(np.shape(params.get('weight_ho', ())))}"
         )
+    if not opt["bias"]:
+        # a cell without biases has none: a bias key here is a mistake, not something to ignore
+        present = sorted((set(_shapes_with_bias(kind, opt, I, H)) - set(shapes)) & set(params))
+        if present:
+            names = ", ".join(map(repr, present))
+            raise ValueError(f"params has {names}, but bias=False: this cell has no biases")
     for name, shape in shapes.items():
         if name not in params:
-            raise ValueError(f"params is missing {name!r} (shape {shape})")
+            hint = " (or pass bias=False for a cell without biases)" if name in _BIAS_KEYS else ""
+            raise ValueError(f"params is missing {name!r} (shape {shape}){hint}")
         if np.shape(params[name]) != shape:
             raise ValueError(
                 f"params[{name!r}] must have shape {shape}, got {tuple(np.shape(params[name]))}"
@@ -675,8 +728,8 @@ def forward(
     params : dict[str, ndarray]
         The cell's parameters in PyTorch's layout (see :func:`param_shapes`),
         e.g. ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih``,
-        ``bias_hh`` (G*H,).  A read-out ``weight_hy``/``bias_y`` may be present
-        and is ignored here.
+        ``bias_hh`` (G*H,) -- the biases present exactly when ``bias`` is True.
+        A read-out ``weight_hy``/``bias_y`` may be present and is ignored here.
     x : ndarray, shape (B, T, I)
         The inputs, batch first.
     state : tuple of ndarray, optional
@@ -687,7 +740,8 @@ def forward(
         True lengths in 1..T.  Steps t >= ``lengths[b]`` leave sequence b's
         state unchanged and emit 0.  ``None``: every sequence has length T.
     **options
-        The cell's options: ``nonlinearity`` (elman, fully-recurrent),
+        The cell's options: ``bias`` (every cell; False: no ``bias_ih``,
+        ``bias_hh``, ``bias_ho``), ``nonlinearity`` (elman, fully-recurrent),
         ``output_nonlinearity`` and ``output_size`` (fully-recurrent),
         ``cells_per_block``, ``g``, ``h`` (lstm1997), ``peepholes`` (lstm).
 
@@ -705,7 +759,8 @@ def forward(
     ------
     ValueError
         For an unknown cell, an option it does not take or a bad option value,
-        or arrays of the wrong shape; the message names the argument.
+        arrays of the wrong shape, or a bias in ``params`` of a cell with
+        ``bias=False`` (or none with ``bias=True``); the message names the argument.
 
     Examples
     --------
@@ -831,7 +886,8 @@ def loss_and_grads(
     cell : str
         One of :data:`CELL_NAMES`.
     params : dict[str, ndarray]
-        The cell's parameters plus the read-out ``weight_hy`` (K, O) and ``bias_y`` (K,).
+        The cell's parameters plus the read-out ``weight_hy`` (K, O) and ``bias_y`` (K,)
+        (``bias_y`` is needed with ``bias=False`` too: that option is the cell's).
     x : ndarray, shape (B, T, I)
         Inputs.
     target : ndarray
@@ -842,7 +898,7 @@ def loss_and_grads(
     reduction : {"sum", "mean"}
         ``"mean"`` divides by the number of real (b, t) steps.
     state, lengths, **options
-        As in :func:`forward`.
+        As in :func:`forward` (``bias`` among the options).
 
     Returns
     -------

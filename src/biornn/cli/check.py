@@ -23,11 +23,12 @@ def seed(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
-        help="check every cell against torch.nn, the NumPy BPTT and the fast path",
+        help="check every cell against torch.nn, the NumPy BPTT, the fast path and gradcheck",
         description="Run every cell (or the ones named) on a random batch with variable lengths and "
         "print the largest difference from its torch.nn twin (float32, outputs and gradients), "
         "from the hand-written NumPy BPTT (float64, relative), and between the fused fast path and "
-        f"the step loop. Exit 1 if any exceeds its tolerance ({TWIN_TOL:g}, {BPTT_TOL:g}, {FAST_TOL:g}).",
+        f"the step loop, and whether torch.autograd.gradcheck passes on the step loop. Exit 1 if any "
+        f"difference exceeds its tolerance ({TWIN_TOL:g}, {BPTT_TOL:g}, {FAST_TOL:g}) or a gradcheck fails.",
     )
     p.add_argument("cells", nargs="*", metavar="CELL", help="cell names (default: all)")
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         (r.twin_max_abs is None or r.twin_max_abs <= TWIN_TOL)
         and r.bptt_max_rel <= BPTT_TOL
         and (r.fast_max_abs is None or r.fast_max_abs <= FAST_TOL)
+        and r.gradcheck
         for r in rows
     )
     if args.json:
@@ -56,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
         print(f"\n{'all within tolerance' if ok else 'SOME CHECKS FAILED'} "
-              f"(twin <= {TWIN_TOL:g}, BPTT <= {BPTT_TOL:g}, fast <= {FAST_TOL:g})")
+              f"(twin <= {TWIN_TOL:g}, BPTT <= {BPTT_TOL:g}, fast <= {FAST_TOL:g}, gradcheck passes)")
     return 0 if ok else 1
