@@ -303,13 +303,14 @@ class Recurrent(nn.Module):
         state : cell.state_type, the state after each sequence's last real step
         traces : dict of name -> Tensor (B, T, size); empty unless ``traces``
         """
-        T = x.shape[1]
         outs: list[Tensor] = []
         record: dict[str, list[Tensor]] = {}
-        for t in range(T):
+        # unbind, not x[:, t]: the backward of T separate indexings would write T
+        # full-size zero tensors (O(T^2)); unbind's backward is one stack
+        for t, x_t in enumerate(x.unbind(1)):
             if truncate and t and t % truncate == 0:
                 state = type(state)(*(s.detach() for s in state))
-            new, gates = cell.step(x[:, t], state)
+            new, gates = cell.step(x_t, state)
             out = cell.output(new)
             if mask is not None:
                 m = mask[:, t].unsqueeze(1)  # (B, 1)
