@@ -6,6 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.biornn-installed
 TORCH  := torch==2.13.0
+# extra pip arguments for torch alone, e.g. --index-url of a CPU wheel index
+TORCH_PIP_ARGS ?=
 
 # The reference data mirror beside the checkout, when there is one.
 SHARED_DATA := $(abspath ../shared/data)
@@ -21,7 +23,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -112,3 +112,16 @@ def test_parser_builds():
 def test_check_reports_gradcheck(capsys):
     assert main(["check", "--json", "lstm-peephole"]) == 0
     assert json.loads(capsys.readouterr().out)["gradcheck"] is True
+
+
+@pytest.mark.parametrize("name", ["elman", "irnn", "fully-recurrent", "lstm1997", "lstm-peephole", "gru"])
+def test_cells_name_prints_plain_text(name, capsys):
+    assert main(["cells", name]) == 0
+    out = capsys.readouterr().out
+    assert "\\" not in out and ".. math::" not in out and ":math:" not in out and "&=" not in out
+    assert "Parameters" in out
+
+
+def test_cells_irnn_says_how_it_is_initialised(capsys):
+    assert main(["cells", "irnn"]) == 0
+    assert "recurrent weights identity, input weights normal, biases zeros" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from . import fast
 from .cells import CELLS, Cell, make_cell
-from .cells.base import check_input, check_sizes, coerce_state
+from .cells.base import check_flag, check_input, check_sizes, coerce_state
 
 Traces = list[dict[str, Tensor]]
 
@@ -127,6 +127,8 @@ class Recurrent(nn.Module):
         super().__init__()
         check_sizes(input_size, hidden_size)
         _positive_int("num_layers", num_layers)
+        for flag, value in (("bidirectional", bidirectional), ("batch_first", batch_first), ("fast", fast)):
+            check_flag(flag, value)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if truncate is not None:
@@ -153,8 +155,8 @@ class Recurrent(nn.Module):
         else:
             raise ValueError(f"cell must be a cell name or a Cell subclass, got {cell!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bidirectional, self.batch_first = bool(bidirectional), bool(batch_first)
-        self.dropout, self.truncate, self.fast = float(dropout), truncate, bool(fast)
+        self.bidirectional, self.batch_first = bidirectional, batch_first
+        self.dropout, self.truncate, self.fast = float(dropout), truncate, fast
         self.cell_options = dict(cell_options)
         D = 2 if self.bidirectional else 1
         cells: list[list[Cell]] = []
@@ -380,6 +382,7 @@ class Recurrent(nn.Module):
             ``gate_names``; zero past each sequence's end.
         """
         check_input(x, self.input_size, (2, 3), next(self.parameters()).dtype)
+        check_flag("return_traces", return_traces)
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(0)

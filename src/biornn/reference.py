@@ -9,7 +9,7 @@ Backpropagation through time on the unfolded network
 
 A recurrent network run for T steps is, once *unfolded* in time, an ordinary
 feed-forward network with T layers that all share the same weights.  In the
-lectures' notation (Elman's net, one sequence):
+usual textbook notation (Elman's net, one sequence):
 
 .. math::
 
@@ -49,8 +49,13 @@ Unrolling the recursion shows why plain recurrent nets forget: the error that
 reaches step t from step t + k is multiplied by k Jacobians
 :math:`W_{hh}^\top \operatorname{diag} f'(a)`, so it shrinks (or blows up)
 geometrically in k.  The 1997 LSTM's *constant error carousel*
-:math:`c_t = c_{t-1} + z_t \odot i_t` has Jacobian 1 and carries error back
-unchanged; see :func:`_lstm1997_step_backward`.
+:math:`c_t = c_{t-1} + z_t \odot i_t` has the direct derivative
+:math:`\partial c_t / \partial c_{t-1} = 1` and carries error back along itself
+unchanged; see :func:`_lstm1997_step_backward`.  That is the whole story only
+in the paper's truncated gradient, which cut the other paths from
+:math:`c_{t-1}` to :math:`c_t` (through :math:`h_{t-1}` into the gates and the
+cell input).  This module, like autograd, computes the full BPTT gradient,
+which includes them.
 
 Every cell, the same sweep
 --------------------------
@@ -360,7 +365,9 @@ def random_params(
 #
 # Shared pattern: a pre-activation a = W_ih x + b_ih + W_hh h_{t-1} + b_hh, so
 # once delta_a = dE/da (B, G) is known,
-#     dE/dW_ih += delta_a^T x        dE/dW_hh += delta_a^T h_{t-1}
+#     dE/dW_ih += delta_a x^T        dE/dW_hh += delta_a h_{t-1}^T   (outer products,
+#                                                                summed over the batch:
+#                                                                ``da.T @ x`` in row-vector code)
 #     dE/db_ih += sum_b delta_a      dE/db_hh += sum_b delta_a
 #     dE/dx_t   = W_ih^T delta_a     dE/dh_{t-1} += W_hh^T delta_a
 # (in row-vector code: ``delta_a @ W``).  _affine_backward does exactly that.
@@ -877,7 +884,7 @@ def loss_and_grads(
     :func:`forward`'s outputs, and the loss sums over the real steps only:
 
     * ``"mse"``: :math:`E = \\sum_t \\tfrac12 \\lVert y_t - d_t \\rVert^2`
-      (the lectures' squared error), so :math:`e_t = y_t - d_t`;
+      (the squared error of the INT301 course lectures), so :math:`e_t = y_t - d_t`;
     * ``"ce"``: :math:`E = -\\sum_t \\log \\mathrm{softmax}(y_t)_{d_t}`,
       so :math:`e_t = \\mathrm{softmax}(y_t) - \\mathrm{onehot}(d_t)`.
 

@@ -1,16 +1,16 @@
 r"""The simple recurrent networks: Elman's partly recurrent net and the fully recurrent net.
 
 Elman (1990), "Finding structure in time", Cognitive Science 14:179-211.  In
-the lectures' notation, with the input-to-hidden weights :math:`W_{xh}` and the
-recurrent (context-to-hidden) weights :math:`W_{hh}`:
+the usual textbook notation, with the input-to-hidden weights :math:`W_{xh}` and
+the recurrent (context-to-hidden) weights :math:`W_{hh}`:
 
 .. math::
 
     h_t = f_h(W_{xh} x_t + W_{hh} h_{t-1} + b), \qquad y_t = f_o(W_{hy} h_t)
 
-The output layer :math:`y_t = W_{hy} h_t` is not part of the cell (it is the
-model's read-out, :mod:`biornn.models`), except in the fully recurrent net,
-whose output units are themselves recurrent.
+The output layer :math:`y_t = f_o(W_{hy} h_t)` is not part of the cell: it is
+the model's read-out, put on top of the recurrence.  Only in the fully
+recurrent net below are output units part of the recurrence.
 
 PyTorch's layout: ``weight_ih`` is :math:`W_{xh}` (H, I), ``weight_hh`` is
 :math:`W_{hh}` (H, H), and the bias :math:`b` is split into ``bias_ih + bias_hh``
@@ -109,17 +109,24 @@ class FullyRecurrentCell(Cell):
     In a partly recurrent (Elman) net only the hidden units are recurrent and
     the output layer is a read-out.  Here the output units are part of the
     recurrence: every hidden unit receives the inputs, all hidden units and all
-    output units of the previous step, so every unit gets input from all units
-    (Williams & Zipser 1989's fully connected net, in its layered form):
+    output units of the previous step (Elman's context units and Jordan's
+    output feedback at once), and the output units read the hidden units of
+    the same step:
 
     .. math::
 
         s_t &= f_h(W_{xh} x_t + W_{hh} s_{t-1} + W_{oh} o_{t-1} + b_h) \\
         o_t &= f_o(V s_t + b_o)
 
+    The state field ``h`` holds :math:`s_t`, the field ``o`` holds :math:`o_t`.
     The cell emits :math:`o_t` (B, O), so a layer stacked on it reads the
     output units.  With ``weight_oh`` at zero it is an Elman cell followed by a
     read-out.
+
+    This is a layered form of the fully recurrent net.  In Williams & Zipser's
+    (1989) fully connected net every unit, outputs included, reads every unit
+    and every input of the previous step, with no hidden-then-output order
+    within a step; here the outputs read only the current hidden units.
 
     Parameters
     ----------

@@ -1,8 +1,11 @@
 r"""The gated recurrent unit: Cho et al. (2014), "Learning phrase representations
 using RNN encoder-decoder for statistical machine translation", EMNLP.
 
-In ``torch.nn.GRUCell``'s form (the reset gate applied after the recurrent
-matrix product, which is what cuDNN and torch compute):
+Cho et al. apply the reset gate *before* the recurrent matrix product,
+:math:`n_t = \tanh(W_{xn} x_t + W_{hn}(r_t \odot h_{t-1}))`.  biornn computes
+``torch.nn.GRUCell``'s form (the one cuDNN and torch compute), which applies
+it *after* the product, so that weights copy to and from ``torch.nn.GRU``.
+The two are not the same function of the weights:
 
 .. math::
 

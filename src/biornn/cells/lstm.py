@@ -13,10 +13,10 @@ of fixed weight 1.0,
     z_t &= g(W_{xz} x_t + W_{hz} h_{t-1} + b_z)            &\text{cell input}\\
     o_t &= \sigma(W_{xo} x_t + W_{ho} h_{t-1} + b_o)       &\text{output gate}\\
     c_t &= z_t \odot i_t + c_{t-1}                          &\text{the CEC}\\
-    y_t &= h(c_t) \odot o_t                                 &\text{cell output } (= h_t)
+    y_t &= h(c_t) \odot o_t                                 &\text{cell output, also written } h_t
 
-Because :math:`\partial c_t / \partial c_{t-1} = 1`, error flows back through
-the carousel undiminished -- and on a continuous stream :math:`c_t` grows
+Because the carousel's own derivative is :math:`\partial c_t / \partial c_{t-1} = 1`,
+error flows back along it undiminished -- and on a continuous stream :math:`c_t` grows
 without bound, which is what the forget gate was added to fix.
 
 **LSTMCell** -- Gers, Schmidhuber & Cummins (2000), "Learning to forget:
@@ -75,9 +75,10 @@ class LSTM1997Cell(Cell):
     with :math:`i_t, o_t` sigmoid gates and :math:`z_t = g(\cdot)` the cell
     input (full equations in the module docstring).
 
-    The paper's *memory blocks*: ``cells_per_block`` = S memory cells share one
-    input gate and one output gate ("memory blocks allow cells to share the
-    same gates").  With H = ``hidden_size`` memory cells there are H/S blocks,
+    The paper's *memory cell blocks*: ``cells_per_block`` = S memory cells share
+    one input gate and one output gate (a "memory cell block of size S",
+    Sec. 4 of the paper; in the course slides, "memory blocks allow cells to
+    share the same gates").  With H = ``hidden_size`` memory cells there are H/S blocks,
     and the parameters stack the rows [input gates (H/S), cell inputs (H),
     output gates (H/S)]: ``weight_ih`` is (2H/S + H, I), which is PyTorch's
     (G*H, I) with G = 3 when S = 1.
