@@ -9,7 +9,7 @@ import pytest
 
 from biornn.cli.main import build_parser, main
 
-SUBCOMMANDS = ["env", "cells", "check"]
+SUBCOMMANDS = ["train", "evaluate", "predict", "data", "env", "cells", "check"]
 
 
 def test_console_script_help_lists_subcommands():

@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="List the cell names (as Recurrent and the command line take them), each with its "
                        "equation and paper; with a NAME, print that cell's full documentation.")
     p.add_argument("name", nargs="?", help="a cell name for its full documentation")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("cells", nargs="*", metavar="CELL", help="cell names (default: all)")
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="one JSON object per cell instead of a table")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

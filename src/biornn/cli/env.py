@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Print the versions of biornn, Python, torch and NumPy, "
                        "and torch's thread settings.")
     p.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

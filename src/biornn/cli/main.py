@@ -12,9 +12,9 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import cells, check, env
+from . import cells, check, data, env, evaluate, predict, train
 
-COMMANDS = (env, cells, check)
+COMMANDS = (train, evaluate, predict, data, cells, check, env)
 
 
 class UsageError(Exception):
@@ -43,11 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``biornn`` command line; return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # key=value overrides may come after options (train TASK --epochs 3 lr=1e-3)
+            if hasattr(args, "key_values") and all("=" in e and not e.startswith("-") for e in extra):
+                args.key_values = [*args.key_values, *extra]
+            else:
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see 'biornn --help')")
         if args.command is None:
             parser.print_help()
             raise UsageError("no command given (see 'biornn --help')")
-        code = int(args.run(args))
+        code = int(args.handler(args))
         sys.stdout.flush()
         return code
     except (UsageError, ValueError) as e:  # bad usage, and the library's argument checks

@@ -1,0 +1,128 @@
+"""The names task against its baselines, all on the same split.
+
+Trains on the training split of ``split_names(read_names(root), seed=split_seed)``
+and scores the test split, for
+
+(a) biornn's default names model (``biornn.train.train(TrainConfig(task="names"))``),
+(b) the PyTorch tutorial's character-level RNN, its recipe unchanged
+    (:class:`biornn.baselines.TutorialRNN`, 100,000 single-name SGD steps),
+(c) character 1..4-gram TF-IDF + logistic regression (:class:`biornn.baselines.NgramLogReg`),
+(d) the same, class-balanced,
+
+and prints one table: accuracy, balanced accuracy, macro-F1, training seconds.
+The baselines need scikit-learn.
+
+    BIORNN_DATA=../shared/data .venv/bin/python benchmarks/names.py
+    .venv/bin/python benchmarks/names.py --data-dir DIR --split-seed 0 --steps 100000 --json
+    .venv/bin/python benchmarks/names.py --quick        # a smoke run: few steps, 1 epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biornn.baselines import NgramLogReg, TutorialRNN, evaluate_probs
+from biornn.data.names import languages, read_names, split_names
+from biornn.data.registry import DataError, locate
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def biornn_default(split_seed: int, data_dir: str | None, quick: bool) -> dict:
+    """Row (a): the default names model through ``biornn.train.train``; a note if that is not there yet."""
+    try:
+        from biornn.config import TrainConfig
+        from biornn.train import train
+    except ImportError as e:
+        return {"model": "biornn default", "note": f"skipped: biornn.train is not available ({e})"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs: dict = {"task": "names", "split_seed": split_seed}
+    if quick and "epochs" in names:
+        kwargs["epochs"] = 1
+    if data_dir is not None and "data_dir" in names:
+        kwargs["data_dir"] = data_dir
+    cfg = TrainConfig(**kwargs)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        metrics = train(cfg, Path(out) / "run")
+        wall = time.perf_counter() - t0
+    test = metrics["test"]
+    label = f"biornn {metrics.get('cell', cfg.cell)} (default)"
+    return {"model": label, **{k: float(test[k]) for k in METRICS},
+            "train_seconds": float(metrics.get("train_seconds", wall))}
+
+
+def baseline_row(label: str, model, fit_kwargs: dict, train, test, langs: list[str]) -> dict:
+    """Fit one baseline on ``train`` and score it on ``test``: one table row."""
+    x, y = train
+    t0 = time.perf_counter()
+    model.fit(x, y, len(langs), **fit_kwargs)
+    seconds = time.perf_counter() - t0
+    m = evaluate_probs(model.predict_proba(test[0]), test[1], langs)
+    return {"model": label, **{k: m[k] for k in METRICS}, "train_seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=None, help="data directory (default: $BIORNN_DATA, then the cache)")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=100_000, help="TutorialRNN's SGD steps (default 100000)")
+    ap.add_argument("--seed", type=int, default=0, help="TutorialRNN's seed")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2000 tutorial steps, 1 epoch of biornn")
+    ap.add_argument("--skip-biornn", action="store_true", help="baselines only")
+    ap.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps = min(args.steps, 2000) if args.quick else args.steps
+
+    try:
+        root = locate("names", args.data_dir)
+        pairs = read_names(root)
+    except DataError as e:
+        print(f"names.py: {e}", file=sys.stderr)
+        return 2
+    split = split_names(pairs, seed=args.split_seed)
+    langs = languages(pairs)
+    index = {lang: i for i, lang in enumerate(langs)}
+
+    def xy(part: str) -> tuple[list[str], np.ndarray]:
+        return [n for n, _ in split[part]], np.array([index[lang] for _, lang in split[part]])
+
+    train, test = xy("train"), xy("test")
+    rows = []
+    if not args.skip_biornn:
+        rows.append(biornn_default(args.split_seed, args.data_dir, args.quick))
+    rows.append(baseline_row(f"TutorialRNN ({steps} steps)", TutorialRNN(), {"steps": steps, "seed": args.seed},
+                             train, test, langs))
+    rows.append(baseline_row("n-gram LR", NgramLogReg(), {}, train, test, langs))
+    rows.append(baseline_row("n-gram LR, balanced", NgramLogReg(class_weight="balanced"), {}, train, test, langs))
+
+    info = {"data": str(root), "split_seed": args.split_seed, "n_train": len(train[1]), "n_test": len(test[1]),
+            "n_classes": len(langs), "threads": args.threads}
+    if args.json:
+        print(json.dumps({**info, "rows": rows}, indent=2))
+        return 0
+    print(f"names: {info['n_train']} train / {info['n_test']} test names, {info['n_classes']} languages, "
+          f"split seed {args.split_seed}, {args.threads} torch threads")
+    print(f"{'model':<30} {'accuracy':>8} {'bal.acc':>8} {'macro-F1':>8} {'train s':>8}")
+    for r in rows:
+        if "note" in r:
+            print(f"{r['model']:<30} {r['note']}")
+        else:
+            print(f"{r['model']:<30} {r['accuracy']:8.4f} {r['balanced_accuracy']:8.4f} {r['macro_f1']:8.4f} "
+                  f"{r['train_seconds']:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Run directories on disk: atomic writes, weights in safetensors, resumable training state.
+
+A run directory holds ``config.json``, ``model.safetensors`` (the weights,
+with the config, vocabulary and labels as JSON metadata), ``metrics.json``,
+``log.csv``, ``steps.csv``, plots, and ``checkpoint.pt`` (what ``--resume``
+needs: optimiser, scheduler and RNG state).  Every file is written to a
+temporary file in the same directory and renamed into place, so a crash
+leaves either the old file or the new one, never half of one.  Nothing here
+runs code from a file: weights load with safetensors, training state with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+#: bumped when the run directory's layout changes incompatibly
+FORMAT_VERSION = "1"
+RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_weights(path: str | os.PathLike, module: torch.nn.Module, metadata: dict[str, Any]) -> None:
+    """The module's state dict as safetensors, ``metadata`` (JSON-able values) in the header."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    header = {k: json.dumps(v) for k, v in metadata.items()}
+    header["format_version"] = FORMAT_VERSION
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and decoded metadata of a safetensors file; ``ValueError`` naming it if unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+    version = raw.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by a different biornn run format ({version!r}, this version reads "
+            f"{FORMAT_VERSION!r}); retrain or use the biornn version that wrote it"
+        )
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items()}
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: metadata is not valid JSON") from None
+    return tensors, meta
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Training state (tensors, numbers, strings, lists, dicts) for ``--resume``, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load training state with ``weights_only=True``: a checkpoint cannot run code."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing, nothing to resume") from None
+    except Exception as e:  # unpickling refused or a damaged file
+        raise ValueError(f"{path}: not a loadable checkpoint ({str(e).splitlines()[0][:120]})") from None
+
+
+def check_run_dir(run: str | os.PathLike) -> Path:
+    """A run directory with its essential files; ``ValueError`` naming what is missing."""
+    run = Path(run)
+    if not run.exists():
+        raise ValueError(f"{run}: no such run directory")
+    if not run.is_dir():
+        raise ValueError(f"{run}: not a directory")
+    missing = [f for f in RUN_FILES if not (run / f).is_file()]
+    if missing:
+        raise ValueError(f"{run}: not a complete run directory (missing {', '.join(missing)})")
+    return run

@@ -1,0 +1,42 @@
+"""``biornn predict RUN INPUT ...``: one JSON object per input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict with a run: one JSON object per input",
+                       description="Predict with a run directory's model. For names: the top classes "
+                       "(languages) with their probabilities, one JSON object per input line.")
+    p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs, e.g. surnames")
+    p.add_argument("--file", metavar="F", help="read inputs from a UTF-8 file, one per line")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import predict
+
+    inputs = list(args.inputs)
+    if args.file:
+        path = Path(args.file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        except (IsADirectoryError, PermissionError) as e:
+            raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+        inputs += [line.strip() for line in text.splitlines() if line.strip()]
+    if not inputs:
+        raise ValueError("give at least one INPUT or --file F")
+    if args.top <= 0:
+        raise ValueError("--top must be positive")
+    for row in predict(args.run, inputs, top=args.top):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0

@@ -1,0 +1,76 @@
+"""``biornn train TASK``: train by BPTT and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..config import TrainConfig
+    from ..tasks import TASKS
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on a task and write a run directory",
+        description="Train a recurrent model by backpropagation through time and write a run directory "
+        "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, curves.png, confusion.png). "
+        f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME. "
+        "Config keys (key=value): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + ".",
+    )
+    p.add_argument("task", metavar="TASK", nargs="?", help="a built-in task name or a TOML config file")
+    p.add_argument("key_values", nargs="*", metavar="key=value", help="config overrides, type-checked")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BIORNN_DATA, then ~/.cache/biornn)")
+    p.add_argument("--out", metavar="RUN", help="run directory to create (default runs/TASK-CELL-sSEED)")
+    p.add_argument("--cell", help="cell name (see 'biornn cells')")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
+    p.add_argument("--config", metavar="FILE.toml", help="a flat TOML config file")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only on a terminal)")
+    p.set_defaults(handler=run, key_values=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_toml, resolve
+    from ..train import TrainingError, train
+
+    if args.resume:
+        if args.task or args.key_values or args.config or args.cell or args.epochs is not None or args.seed is not None:
+            raise ValueError("--resume continues a run with its recorded config; give no other options")
+        out = Path(args.resume)
+        try:
+            metrics = train(None, out, data_dir=args.data_dir, resume=True, progress=args.progress)
+        except TrainingError as e:
+            print(f"biornn: training failed: {e}", file=sys.stderr)
+            return 1
+    else:
+        if not args.task:
+            raise ValueError("give a TASK to train (or --resume RUN); see 'biornn train --help'")
+        task, config_file = args.task, args.config
+        if task.endswith(".toml"):
+            if config_file:
+                raise ValueError("give the TOML file either as TASK or as --config, not both")
+            config_file = task
+            data = load_toml(task)
+            if "task" not in data:
+                raise ValueError(f"{task}: a TOML task file must set task = NAME")
+            task = data["task"]
+        cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed},
+                      args.key_values)
+        from ..tasks import get
+
+        get(cfg.task)
+        out = Path(args.out) if args.out else Path("runs") / f"{cfg.task}-{cfg.cell}-s{cfg.seed}"
+        try:
+            metrics = train(cfg, out, data_dir=args.data_dir, progress=args.progress)
+        except TrainingError as e:
+            print(f"biornn: training failed: {e}", file=sys.stderr)
+            return 1
+    print(json.dumps({"run": str(out), "test": metrics["test"], "baseline": metrics["baseline"],
+                      "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]}))
+    return 0

@@ -1,0 +1,288 @@
+"""Flat, typed training configs: defaults, a TOML file, ``key=value`` overrides.
+
+One dataclass (nanoGPT's ``GPTConfig`` style) holds every option of a run.  A
+config is resolved in this order -- later wins -- and the result is written
+as ``config.json`` into the run directory:
+
+1. the dataclass defaults (the built-in task's defaults are the class defaults);
+2. a TOML file (``--config FILE.toml``), flat ``key = value`` pairs;
+3. the command line's named options (``--cell``, ``--epochs``, ``--seed``);
+4. ``key=value`` overrides, each checked against the field's type.
+
+Every value is validated (:meth:`TrainConfig.validate`); a bad one raises
+``ValueError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .cells import CELL_NAMES
+from .init import SCHEMES
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "cell": CELL_NAMES,
+    "loss": ("ce", "mse"),
+    "reduction": ("mean", "sum"),
+    "class_weighting": ("none", "balanced", "sqrt"),
+    "init": tuple(SCHEMES),
+    "optimizer": ("sgd", "adam", "adamw"),
+    "lr_schedule": ("none", "onecycle", "cosine", "step", "plateau"),
+    "monitor": ("loss", "accuracy", "balanced_accuracy", "macro_f1"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run.  Defaults are the ``names`` task's.
+
+    Model
+        ``cell`` (a cell name), ``hidden_size``, ``num_layers``,
+        ``bidirectional``, ``dropout`` (between layers and before the
+        read-out), ``embedding_dim`` (0: one-hot inputs), ``init`` (a scheme
+        of :mod:`biornn.init`), ``forget_bias`` (``lstm`` only; ``None`` leaves it).
+    Loss
+        ``loss`` (``ce`` cross-entropy or ``mse`` squared error against the
+        one-hot target), ``reduction`` (``mean`` or ``sum`` over the steps and
+        examples of a batch: the loss summed over time steps, as BPTT is
+        usually written, or averaged), ``class_weighting`` (``none``,
+        ``balanced``: weights N / (K n_k), or ``sqrt`` of those),
+        ``logit_adjustment`` (tau: at prediction, subtract tau * log prior
+        from the logits, Menon et al. 2021; 0 = off).
+    Optimisation
+        ``optimizer`` (``sgd`` with ``momentum``, ``adam``, ``adamw``), ``lr``,
+        ``weight_decay``, ``lr_schedule`` (``none``, ``onecycle``, ``cosine``,
+        ``step`` every ``lr_step`` epochs by ``lr_gamma``, ``plateau`` on the
+        monitored metric), ``batch_size``, ``epochs``, ``clip_norm`` (clip the
+        global gradient norm; 0 = off), ``clip_value`` (clip each gradient
+        element; 0 = off), ``truncate`` (truncated BPTT length; 0 = full).
+    Stopping
+        ``monitor`` (validation metric that picks the best epoch),
+        ``patience`` (stop after this many epochs without improvement; 0 =
+        never), ``max_seconds`` (stop after the epoch that passes this
+        training time; 0 = no limit -- a time limit makes runs depend on the
+        machine's speed).
+    Reproducibility
+        ``seed`` (weights, shuffling, dropout: the same seed gives the same
+        weights), ``split_seed`` (the train/validation/test split),
+        ``threads`` (torch threads; 0 = torch's default).
+    """
+
+    task: str = "names"
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    embedding_dim: int = 64
+    init: str = "default"
+    forget_bias: float | None = None
+    loss: str = "ce"
+    reduction: str = "mean"
+    class_weighting: str = "sqrt"
+    logit_adjustment: float = 0.0
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: str = "onecycle"
+    lr_step: int = 10
+    lr_gamma: float = 0.5
+    batch_size: int = 64
+    epochs: int = 12
+    clip_norm: float = 1.0
+    clip_value: float = 0.0
+    truncate: int = 0
+    monitor: str = "balanced_accuracy"
+    patience: int = 0
+    max_seconds: float = 0.0
+    seed: int = 0
+    split_seed: int = 0
+    threads: int = 0
+
+    # -- validation --------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Check every value; ``ValueError`` naming the key.  Returns ``self``."""
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), _hints()[f.name])
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"config: {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ValueError(f"config: {key} must be positive, got {getattr(self, key)}")
+        non_negative = ("embedding_dim", "weight_decay", "clip_norm", "clip_value", "truncate", "patience",
+                        "max_seconds", "threads", "logit_adjustment", "momentum")
+        for key in non_negative:
+            if getattr(self, key) < 0:
+                raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.lr <= 10.0:
+            raise ValueError(f"config: lr must be in (0, 10], got {self.lr}")
+        if not 0.0 < self.lr_gamma <= 1.0:
+            raise ValueError(f"config: lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.seed < 0 or self.split_seed < 0:
+            raise ValueError("config: seed and split_seed must be >= 0")
+        if self.forget_bias is not None and self.cell not in ("lstm", "lstm-peephole"):
+            raise ValueError(f"config: forget_bias applies to lstm and lstm-peephole, not {self.cell!r}")
+        if self.hidden_size > 65536 or self.batch_size > 1_000_000 or self.epochs > 1_000_000:
+            raise ValueError("config: hidden_size, batch_size or epochs is absurdly large")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for t in options:
+        if t is type(None) and value is None:
+            return
+        if t is bool and isinstance(value, bool):
+            return
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if t is str and isinstance(value, str):
+            return
+    names = " or ".join("none" if t is type(None) else t.__name__ for t in options)
+    raise ValueError(f"config: {key} must be {names}, got {value!r}")
+
+
+def _unknown(key: str) -> ValueError:
+    keys = [f.name for f in fields(TrainConfig)]
+    near = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return ValueError(f"config: unknown key {key!r}{hint}")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Parse the text of a ``key=value`` override as the field's type."""
+    hints = _hints()
+    if key not in hints:
+        raise _unknown(key)
+    hint = hints[key]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    t = text.strip()
+    if type(None) in options and t.lower() in ("none", "null", ""):
+        return None
+    for typ in options:
+        if typ is bool:
+            low = t.lower()
+            if low in ("true", "yes", "1", "on"):
+                return True
+            if low in ("false", "no", "0", "off"):
+                return False
+        elif typ is int:
+            try:
+                return int(t)
+            except ValueError:
+                pass
+        elif typ is float:
+            try:
+                value = float(t)
+            except ValueError:
+                continue
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"config: {key} must be a finite number, got {text!r}")
+            return value
+        elif typ is str:
+            return t
+    names = " or ".join("none" if o is type(None) else o.__name__ for o in options)
+    raise ValueError(f"config: {key} must be {names}, got {text!r}")
+
+
+def apply(cfg: TrainConfig, values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A copy of ``cfg`` with ``values`` set; unknown keys and wrong types refused."""
+    hints = _hints()
+    out = dataclasses.replace(cfg)
+    for key, value in values.items():
+        if key not in hints:
+            raise ValueError(f"{source}: {_unknown(key).args[0].removeprefix('config: ')}")
+        if isinstance(value, int) and not isinstance(value, bool) and hints[key] in (float, float | None):
+            value = float(value)
+        try:
+            _check_type(key, value, hints[key])
+        except ValueError as e:
+            raise ValueError(f"{source}: {e.args[0].removeprefix('config: ')}") from None
+        setattr(out, key, value)
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a flat TOML config file; ``ValueError`` naming the file on any problem."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such config file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{p}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ValueError(f"{p}: not readable") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: not valid TOML ({e})") from None
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ValueError(f"{p}: configs are flat key = value pairs; found a table [{nested[0]}]")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["hidden_size=256", "cell=gru"]`` -> typed values; ``ValueError`` naming the item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        out[key.strip()] = parse_value(key.strip(), text)
+    return out
+
+
+def resolve(
+    task: str,
+    config_file: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> TrainConfig:
+    """Defaults < TOML file < named options < ``key=value`` overrides, then validated."""
+    cfg = TrainConfig(task=task)
+    if config_file is not None:
+        cfg = apply(cfg, load_toml(config_file), source=str(config_file))
+    if options:
+        cfg = apply(cfg, {k: v for k, v in options.items() if v is not None}, source="option")
+    if overrides:
+        cfg = apply(cfg, parse_overrides(overrides), source="override")
+    return cfg.validate()
+
+
+def from_json(text: str, source: str = "config.json") -> TrainConfig:
+    """The config a run directory recorded; unknown keys (a newer version) are refused."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: not a JSON object")
+    return apply(TrainConfig(), data, source=source).validate()

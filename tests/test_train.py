@@ -1,0 +1,260 @@
+"""Training from the command line on a tiny names data set made here: the run directory,
+evaluate, predict, seeds, resume, configs and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from biornn.cli.main import main
+from biornn.config import TrainConfig, load_toml, parse_overrides, resolve
+from biornn.data.registry import DATASETS
+from biornn.train import train
+
+LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
+TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=16", "epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """18 language files of made-up names, each language with its own ending."""
+    root = tmp_path_factory.mktemp("data")
+    names = root / "names"
+    names.mkdir()
+    rng = random.Random(0)
+    letters = "abcdefghijklmnoprstuvz"
+    for k, lang in enumerate(LANGS):
+        ending = letters[k % len(letters)] + letters[(3 * k + 1) % len(letters)] + "é" * (k % 2)
+        rows = {"".join(rng.choice(letters) for _ in range(rng.randint(2, 5))).title() + ending for _ in range(12)}
+        (names / f"{lang}.txt").write_text("\n".join(sorted(rows)) + "\n", encoding="utf-8")
+    (names / "LICENSE").write_text("made up for tests\n")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("BIORNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _train(data_dir, out, *extra, expect=0, capsys=None):
+    code = main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY, *extra])
+    assert code == expect
+    return code
+
+
+# -- configs -------------------------------------------------------------------
+
+def test_config_precedence(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('cell = "gru"\nhidden_size = 32\nlr = 1\n')
+    cfg = resolve("names", toml, {"cell": "elman", "epochs": None}, ["hidden_size=16"])
+    assert (cfg.cell, cfg.hidden_size, cfg.lr, cfg.epochs) == ("elman", 16, 1.0, TrainConfig().epochs)
+    assert isinstance(cfg.lr, float)
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["hiden_size=3"], "did you mean hidden_size"),
+        (["hidden_size=abc"], "hidden_size must be int"),
+        (["hidden_size=0"], "hidden_size must be positive"),
+        (["cell=lsmt"], "cell must be one of"),
+        (["bidirectional=maybe"], "bidirectional must be bool"),
+        (["lr=inf"], "lr must be a finite number"),
+        (["dropout=-0.1"], "dropout"),
+        (["forget_bias=1"], "forget_bias applies to lstm"),
+        (["noequals"], "key=value"),
+    ],
+)
+def test_bad_overrides(overrides, needle):
+    with pytest.raises(ValueError, match=needle):
+        resolve("names", overrides=overrides if overrides != ["forget_bias=1"] else ["cell=gru", "forget_bias=1"])
+
+
+def test_bad_toml(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("cell = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_toml(p)
+    p.write_text("[model]\ncell = 'gru'\n")
+    with pytest.raises(ValueError, match="flat"):
+        load_toml(p)
+    p.write_text("hidden_size = '12'\n")
+    with pytest.raises(ValueError, match="hidden_size must be int"):
+        resolve("names", p)
+    with pytest.raises(ValueError, match="no such config file"):
+        load_toml(tmp_path / "missing.toml")
+
+
+def test_parse_overrides_types():
+    v = parse_overrides(["bidirectional=no", "forget_bias=none", "lr=0.5", "epochs=3", "cell=gru"])
+    assert v == {"bidirectional": False, "forget_bias": None, "lr": 0.5, "epochs": 3, "cell": "gru"}
+
+
+# -- a run from the command line ------------------------------------------------
+
+def test_train_writes_a_complete_run_and_evaluate_predict_read_it(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    _train(data_dir, run)
+    summary = json.loads(capsys.readouterr().out)
+    for name in ("config.json", "model.safetensors", "metrics.json", "log.csv", "steps.csv", "curves.png",
+                 "confusion.png", "checkpoint.pt"):
+        assert (run / name).is_file(), name
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "names" and metrics["cell"] == "lstm" and metrics["epochs"] == 2
+    assert set(metrics["test"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["train_seconds"] > 0
+    assert metrics["baseline"]["name"] == "ngram-logreg-balanced" and "accuracy" in metrics["baseline"]
+    assert summary["test"] == metrics["test"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["hidden_size"] == 8 and config["task"] == "names"
+    log = (run / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,train_loss,val_loss") and len(log) == 3
+    steps = (run / "steps.csv").read_text().splitlines()
+    assert steps[0] == "step,epoch,loss,grad_norm,lr" and len(steps) > 3
+
+    assert main(["evaluate", str(run), "--data-dir", str(data_dir)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for k, v in metrics["test"].items():
+        assert evaluated["test"][k] == pytest.approx(v)
+
+    assert main(["predict", str(run), "Dostoevsky", "Satoshi", "Nguyễn"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == ["Dostoevsky", "Satoshi", "Nguyễn"]
+    for r in rows:
+        assert len(r["top"]) == 3 and r["top"][0]["label"] in LANGS
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0001
+    f = tmp_path / "names.txt"
+    f.write_text("Smith\n\nO'Neill\n", encoding="utf-8")
+    assert main(["predict", str(run), "--file", str(f), "--top", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_same_seed_same_weights_different_seed_different(data_dir, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _train(data_dir, a, "--seed", "3")
+    _train(data_dir, b, "--seed", "3")
+    _train(data_dir, c, "--seed", "4")
+    wa, wb, wc = (load_file(str(r / "model.safetensors")) for r in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_ends_with_the_same_weights(data_dir, tmp_path, capsys):
+    cfg = resolve("names", overrides=TINY + ["epochs=4", "dropout=0.3", "lr_schedule=onecycle"])
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg, full, data_dir=str(data_dir), progress=False, log=lambda s: None)
+    assert train(cfg, part, data_dir=str(data_dir), progress=False, log=lambda s: None, stop_after_epochs=2) == {}
+    assert not (part / "metrics.json").exists()
+    assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 0
+    wa, wb = (load_file(str(r / "model.safetensors")) for r in (full, part))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    la = (full / "log.csv").read_text().splitlines()
+    lb = (part / "log.csv").read_text().splitlines()
+    assert [r.split(",")[:7] for r in la] == [r.split(",")[:7] for r in lb]  # same losses and metrics
+
+
+def test_toml_task_file(data_dir, tmp_path, capsys):
+    toml = tmp_path / "exp.toml"
+    toml.write_text('task = "names"\ncell = "gru"\nhidden_size = 8\nembedding_dim = 0\nepochs = 1\n')
+    assert main(["train", str(toml), "--data-dir", str(data_dir), "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["cell"] == "gru"
+
+
+# -- bad input: one line, exit 2, nothing half-written ------------------------------
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biornn: error:"), err
+    for n in needles:
+        assert n in err[0], err[0]
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["train", "recipes"], ["recipes", "names"]),
+        (["train", "names", "--cell", "lstm97"], ["cell"]),
+        (["train", "names", "hiden_size=3"], ["hiden_size", "hidden_size"]),
+        (["train", "names", "epochs=many"], ["epochs"]),
+        (["train", "names", "--config", "/nonexistent.toml"], ["/nonexistent.toml"]),
+    ],
+)
+def test_bad_train_arguments(argv, needles, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_dir_without_the_task_files(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "names", "--data-dir", str(empty), "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "names", str(empty), "biornn data fetch")
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_dir_not_empty(data_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 2
+    _one_line_error(capsys, "not empty")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "r"
+    cfg = resolve("names", overrides=TINY + ["epochs=1"])
+    train(cfg, run, data_dir=str(data_dir), progress=False, log=lambda s: None)
+    return run
+
+
+def test_predict_bad_inputs(trained, capsys):
+    assert main(["predict", str(trained), "12345"]) == 2
+    _one_line_error(capsys, "12345", "no character")
+    assert main(["predict", str(trained)]) == 2
+    _one_line_error(capsys, "INPUT")
+    assert main(["predict", str(trained), "--file", "/nonexistent.txt"]) == 2
+    _one_line_error(capsys, "/nonexistent.txt")
+
+
+def test_run_dir_missing_files_or_other_version(trained, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    _one_line_error(capsys, "no such run directory")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((trained / "config.json").read_text())
+    assert main(["predict", str(broken), "Smith"]) == 2
+    _one_line_error(capsys, "missing", "model.safetensors")
+
+    from safetensors.torch import safe_open, save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (other / name).write_text((trained / name).read_text())
+    with safe_open(str(trained / "model.safetensors"), framework="pt") as fh:
+        meta = dict(fh.metadata())
+    meta["format_version"] = "0"
+    save_file(load_file(str(trained / "model.safetensors")), str(other / "model.safetensors"), metadata=meta)
+    assert main(["predict", str(other), "Smith"]) == 2
+    _one_line_error(capsys, "different biornn run format")
+
+    (other / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert main(["predict", str(other), "Smith"]) == 2
+    _one_line_error(capsys, "model.safetensors")
+
+    (other / "config.json").write_text('{"hidden_size": 8, "colour": "red"}')
+    assert main(["evaluate", str(other)]) == 2
+    _one_line_error(capsys, "colour")
