@@ -27,8 +27,17 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on its default data: train the names task (surname -> language)
+# with the defaults, print the test metrics beside the n-gram baseline, write
+# the plots, predict a few names, and check every cell against its references.
+DEMO_RUN ?= runs/demo-names-$(shell date +%Y%m%d-%H%M%S)
+DEMO_NAMES := Dostoevsky Satoshi Nguyen Schmidt "O'Brien" Rossi Kowalski Papadopoulos
+
 demo: $(STAMP)
-	$(VENV)/bin/biornn env
+	@$(VENV)/bin/biornn data verify names >/dev/null 2>&1 || $(VENV)/bin/biornn data fetch names
+	$(VENV)/bin/biornn train names --out $(DEMO_RUN)
+	$(VENV)/bin/biornn predict $(DEMO_RUN) $(DEMO_NAMES)
+	@echo "run directory: $(DEMO_RUN) (metrics.json, log.csv, curves.png, confusion.png)"
 	$(VENV)/bin/biornn check
 
 # pytest exits 5 when it collects no test: make fails on any non-zero exit.

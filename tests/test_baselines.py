@@ -12,6 +12,7 @@ from biornn.baselines import (
     N_LETTERS,
     NgramLogReg,
     TutorialNet,
+    TrainingDiverged,
     TutorialRNN,
     evaluate_probs,
     line_to_indices,
@@ -178,3 +179,10 @@ def test_tutorial_rnn_probabilities_and_odd_inputs():
     assert isinstance(m.to_module(), TutorialNet)
     with pytest.raises(ValueError):
         TutorialRNN().fit(["ß"], [0], 1, steps=10)
+
+
+def test_tutorial_rnn_reports_divergence():
+    texts, y = make_names()
+    with pytest.raises(TrainingDiverged) as e:
+        TutorialRNN(learning_rate=5.0).fit(texts, y, 2, steps=2000)
+    assert 1 <= e.value.step <= 2000

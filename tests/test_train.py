@@ -258,3 +258,40 @@ def test_run_dir_missing_files_or_other_version(trained, tmp_path, capsys):
     (other / "config.json").write_text('{"hidden_size": 8, "colour": "red"}')
     assert main(["evaluate", str(other)]) == 2
     _one_line_error(capsys, "colour")
+
+
+def test_ensemble_trains_saves_and_predicts(data_dir, tmp_path, capsys):
+    run = tmp_path / "ens"
+    _train(data_dir, run, "ensemble=2", "epochs=1")
+    keys = load_file(str(run / "model.safetensors"))
+    assert any(k.startswith("members.1.") for k in keys)
+    assert main(["evaluate", str(run), "--data-dir", str(data_dir)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), "Smith", "--top", "18"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert sum(t["probability"] for t in row["top"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_ensemble_averages_member_probabilities():
+    from biornn.models import Ensemble, SequenceClassifier
+
+    torch.manual_seed(0)
+    members = [SequenceClassifier(10, 4, cell="gru", hidden_size=5, embedding_dim=3) for _ in range(3)]
+    ens = Ensemble(members).eval()
+    x, lengths = torch.randint(1, 10, (2, 6)), torch.tensor([6, 3])
+    expected = torch.stack([torch.softmax(m(x, lengths), -1) for m in members]).mean(0)
+    torch.testing.assert_close(torch.softmax(ens(x, lengths), -1), expected)
+
+
+def test_names_benchmark_quick_runs(data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "names.py"
+    res = subprocess.run([sys.executable, str(script), "--quick", "--json", "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    rows = out["rows"] if isinstance(out, dict) and "rows" in out else out
+    text = json.dumps(rows)
+    assert "n-gram" in text and "Tutorial" in text and "biornn" in text

@@ -47,7 +47,9 @@ class TrainConfig:
     Model
         ``cell`` (a cell name), ``hidden_size``, ``num_layers``,
         ``bidirectional``, ``dropout`` (between layers and before the
-        read-out), ``embedding_dim`` (0: one-hot inputs), ``init`` (a scheme
+        read-out), ``embedding_dim`` (0: one-hot inputs), ``ensemble`` (M
+        models trained side by side, each from its own initialisation, whose
+        class probabilities are averaged), ``init`` (a scheme
         of :mod:`biornn.init`), ``forget_bias`` (``lstm`` only; ``None`` leaves it).
     Loss
         ``loss`` (``ce`` cross-entropy or ``mse`` squared error against the
@@ -83,12 +85,13 @@ class TrainConfig:
     bidirectional: bool = True
     dropout: float = 0.3
     embedding_dim: int = 64
+    ensemble: int = 3
     init: str = "default"
     forget_bias: float | None = None
     loss: str = "ce"
     reduction: str = "mean"
-    class_weighting: str = "sqrt"
-    logit_adjustment: float = 0.0
+    class_weighting: str = "none"
+    logit_adjustment: float = 0.5
     optimizer: str = "adamw"
     lr: float = 3e-3
     momentum: float = 0.9
@@ -116,7 +119,7 @@ class TrainConfig:
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"config: {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step")
+        positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step", "ensemble")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ValueError(f"config: {key} must be positive, got {getattr(self, key)}")

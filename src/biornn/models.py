@@ -44,6 +44,29 @@ def last_outputs(out: Tensor, lengths: Tensor | None, directions: int) -> Tensor
     return torch.cat([forward, out[:, 0, O:]], dim=1)
 
 
+class Ensemble(nn.Module):
+    """Members trained side by side on the same batches; predicts the mean of their
+    class probabilities.
+
+    ``forward`` returns log mean probabilities (B, K), which serve as logits:
+    ``softmax`` of them gives the ensemble's probabilities back.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("ensemble: needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Every member's logits, (M, B, K)."""
+        return torch.stack([m(x, lengths) for m in self.members])
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        log_probs = torch.log_softmax(self.member_logits(x, lengths), dim=-1)  # (M, B, K)
+        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+
+
 class SequenceClassifier(nn.Module):
     """Many-to-one: symbols (B, T) -> class logits (B, K).
 

@@ -211,7 +211,10 @@ def train(
             idx = order[start : start + cfg.batch_size].tolist()
             x, lengths = pad_batch([train_split.encoded[i] for i in idx])
             y = torch.from_numpy(train_split.y[idx])
-            loss = loss_fn(cfg, model(x, lengths), y, weight)
+            if hasattr(model, "member_logits"):  # an ensemble: each member learns from its own loss
+                loss = torch.stack([loss_fn(cfg, o, y, weight) for o in model.member_logits(x, lengths)]).mean()
+            else:
+                loss = loss_fn(cfg, model(x, lengths), y, weight)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise TrainingError(f"epoch {epoch}: the loss became {loss_value}; lower lr or clip gradients")

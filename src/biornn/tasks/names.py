@@ -9,10 +9,11 @@ character-level RNN" tutorial.  Here the same 18 surname files are
   Arabic file's 2000 lines hold 108 distinct names);
 - split by ``split_seed`` into train/validation/test (70/15/15), stratified by
   language and grouped so that no name string is in two splits;
-- trained in batches of variable-length names (masking; never one name at a
-  time), with a class-weighted loss (``class_weighting``: ``balanced`` weights
-  each language by N / (K n_k), ``sqrt`` by its square root, the default) and
-  optional logit adjustment at prediction (``logit_adjustment`` tau);
+- trained in batches of variable-length names (packed; never one name at a
+  time), the class imbalance handled by logit adjustment at prediction
+  (``logit_adjustment`` tau, default 0.5: argmax of logit - tau * log prior)
+  or by a class-weighted loss (``class_weighting``: ``balanced`` weights each
+  language by N / (K n_k), ``sqrt`` by its square root);
 - measured by accuracy, balanced accuracy (mean per-language recall) and
   macro-F1, beside a character 1-4-gram TF-IDF logistic regression trained on
   the same split (the ``baseline`` in ``metrics.json``).
@@ -34,7 +35,7 @@ from ..data.batching import UNK as UNKNOWN, Vocabulary, pad_batch
 from ..data.names import read_names, split_names
 from ..data.registry import locate
 from ..metrics import classification_metrics
-from ..models import SequenceClassifier
+from ..models import Ensemble, SequenceClassifier
 
 KIND = "classification"
 
@@ -78,8 +79,15 @@ def load(cfg: TrainConfig, data_dir: str | None = None) -> TaskData:
     return TaskData(vocab, labels, splits)
 
 
-def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier:
-    """The many-to-one classifier the config describes."""
+def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier | Ensemble:
+    """The many-to-one classifier the config describes; ``cfg.ensemble`` > 1 members
+    (each its own initialisation) make an :class:`Ensemble`."""
+    if cfg.ensemble > 1:
+        return Ensemble([_classifier(cfg, vocab_size, n_classes) for _ in range(cfg.ensemble)])
+    return _classifier(cfg, vocab_size, n_classes)
+
+
+def _classifier(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier:
     return SequenceClassifier(
         vocab_size,
         n_classes,
