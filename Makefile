@@ -30,7 +30,10 @@ $(STAMP): $(PY) pyproject.toml
 # The main job on its default data: train the names task (surname -> language)
 # with the defaults, print the test metrics beside the n-gram baseline, write
 # the plots, predict a few names, and check every cell against its references.
-DEMO_RUN ?= runs/demo-names-$(shell date +%Y%m%d-%H%M%S)
+# evaluated once (:=), so every recipe line names the same directory
+ifndef DEMO_RUN
+DEMO_RUN := runs/demo-names-$(shell date +%Y%m%d-%H%M%S)
+endif
 DEMO_NAMES := Dostoevsky Satoshi Nguyen Schmidt "O'Brien" Rossi Kowalski Papadopoulos
 
 demo: $(STAMP)
