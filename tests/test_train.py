@@ -17,7 +17,7 @@ from biornn.data.registry import DATASETS
 from biornn.train import train
 
 LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
-TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=16", "epochs=2"]
+TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=16", "epochs=2", "ensemble=1"]
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +295,79 @@ def test_names_benchmark_quick_runs(data_dir, tmp_path):
     rows = out["rows"] if isinstance(out, dict) and "rows" in out else out
     text = json.dumps(rows)
     assert "n-gram" in text and "Tutorial" in text and "biornn" in text
+
+
+# -- from a review: runs that fail early, resume edge cases, limits ------------------
+
+def test_a_run_that_fails_in_its_first_epoch_leaves_nothing(data_dir, tmp_path, capsys, monkeypatch):
+    import biornn.train as train_module
+
+    real = train_module.loss_fn
+    monkeypatch.setattr(train_module, "loss_fn", lambda *a: real(*a) * float("nan"))
+    out = tmp_path / "nan"
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training failed" in err[0] and "nan" in err[0]
+    assert not out.exists()  # no dead run directory to trip over
+
+
+def test_resume_refuses_finished_runs_and_other_data(data_dir, tmp_path, capsys):
+    run = tmp_path / "done"
+    _train(data_dir, run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--data-dir", str(data_dir)]) == 2
+    _one_line_error(capsys, "finished")
+
+    cfg = resolve("names", overrides=TINY + ["epochs=3"])
+    part = tmp_path / "part"
+    train(cfg, part, data_dir=str(data_dir), progress=False, log=lambda s: None, stop_after_epochs=1)
+    other = tmp_path / "other"
+    (other / "names").mkdir(parents=True)
+    for f in (data_dir / "names").iterdir():
+        (other / "names" / f.name).write_text(f.read_text() + ("Qqq\n" if f.suffix == ".txt" else ""))
+    assert main(["train", "--resume", str(part), "--data-dir", str(other)]) == 2
+    _one_line_error(capsys, "other data")
+    assert main(["evaluate", str(run), "--data-dir", str(other)]) == 2
+    _one_line_error(capsys, "other data")
+
+    torch.save({"model": {}}, part / "checkpoint.pt")
+    assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 2
+    _one_line_error(capsys, "checkpoint.pt", "not a biornn training checkpoint")
+
+
+@pytest.mark.parametrize("item,key", [("seed=99999999999999", "seed"), ("threads=100000", "threads"),
+                                      ("embedding_dim=100000000", "embedding_dim"), ("ensemble=1000", "ensemble")])
+def test_limits_name_the_key(item, key):
+    with pytest.raises(ValueError, match=rf"^config: {key} must be at most"):
+        resolve("names", overrides=[item])
+
+
+def test_non_finite_numbers_from_toml_are_refused(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("logit_adjustment = nan\n")
+    with pytest.raises(ValueError, match="logit_adjustment must be a finite number"):
+        resolve("names", p)
+
+
+def test_unusable_out_path(data_dir, tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(f / "sub"), *TINY]) == 2
+    _one_line_error(capsys, str(f / "sub"), "cannot create")
+
+
+def test_predict_options_before_inputs_and_a_bom(trained, tmp_path, capsys):
+    assert main(["predict", str(trained), "--top", "2", "Smith", "Rossi"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == ["Smith", "Rossi"] and len(rows[0]["top"]) == 2
+    f = tmp_path / "bom.txt"
+    f.write_bytes("\ufeffSmith\n".encode("utf-8"))
+    assert main(["predict", str(trained), "--file", str(f)]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == "Smith"
+
+
+def test_run_files_are_world_readable(trained):
+    import stat
+
+    mode = stat.S_IMODE((trained / "metrics.json").stat().st_mode)
+    assert mode & 0o044  # not mkstemp's 0600

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -37,6 +38,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("sgd", "adam", "adamw"),
     "lr_schedule": ("none", "onecycle", "cosine", "step", "plateau"),
     "monitor": ("loss", "accuracy", "balanced_accuracy", "macro_f1"),
+}
+
+
+#: upper bounds: beyond them a value is a typo, not an experiment
+LIMITS: dict[str, float] = {
+    "hidden_size": 16384, "num_layers": 64, "embedding_dim": 16384, "ensemble": 64, "batch_size": 1_000_000,
+    "epochs": 1_000_000, "lr_step": 1_000_000, "truncate": 10_000_000, "patience": 1_000_000,
+    "seed": 2**32 - 1, "split_seed": 2**32 - 1, "threads": 1024, "clip_norm": 1e6, "clip_value": 1e6,
+    "weight_decay": 10.0, "momentum": 1.0, "logit_adjustment": 10.0, "max_seconds": 1e9,
 }
 
 
@@ -116,6 +126,10 @@ class TrainConfig:
         """Check every value; ``ValueError`` naming the key.  Returns ``self``."""
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), _hints()[f.name])
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"config: {f.name} must be a finite number, got {value}")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"config: {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
@@ -138,15 +152,16 @@ class TrainConfig:
             raise ValueError("config: seed and split_seed must be >= 0")
         if self.forget_bias is not None and self.cell not in ("lstm", "lstm-peephole"):
             raise ValueError(f"config: forget_bias applies to lstm and lstm-peephole, not {self.cell!r}")
-        if self.hidden_size > 65536 or self.batch_size > 1_000_000 or self.epochs > 1_000_000:
-            raise ValueError("config: hidden_size, batch_size or epochs is absurdly large")
+        for key, limit in LIMITS.items():
+            if getattr(self, key) > limit:
+                raise ValueError(f"config: {key} must be at most {limit:g}, got {getattr(self, key):g}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False)
 
 
 def _hints() -> dict[str, Any]:

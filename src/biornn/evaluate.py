@@ -18,13 +18,25 @@ from .data.batching import Vocabulary
 def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[str, Any]]:
     """(config, task module, model with the run's best weights, metadata) of a run directory."""
     run = checkpoint.check_run_dir(run)
-    cfg = from_json((run / "config.json").read_text(encoding="utf-8"), source=str(run / "config.json"))
-    tensors, meta = checkpoint.load_weights(run / "model.safetensors")
+    from .train import read_config
+
+    cfg = read_config(run / "config.json")
+    weights = run / "model.safetensors"
+    tensors, meta = checkpoint.load_weights(weights)
     for key in ("vocab", "labels", "log_prior"):
         if key not in meta:
-            raise ValueError(f"{run / 'model.safetensors'}: metadata has no {key!r}")
+            raise ValueError(f"{weights}: metadata has no {key!r}")
     task = tasks.get(cfg.task)
-    vocab = Vocabulary.from_json(meta["vocab"])
+    try:
+        vocab = Vocabulary.from_json(meta["vocab"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{weights}: metadata has an unusable vocabulary ({e})") from None
+    labels, prior = meta["labels"], meta["log_prior"]
+    if (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
+            or not isinstance(prior, list) or len(prior) != len(labels)):
+        raise ValueError(f"{weights}: metadata labels and log_prior do not match")
+    if meta.get("data_fingerprint") is None:
+        raise ValueError(f"{weights}: metadata has no 'data_fingerprint'")
     model = task.build_model(cfg, len(vocab), len(meta["labels"]))
     try:
         model.load_state_dict(tensors, strict=True)
@@ -39,8 +51,9 @@ def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]
     """The run's test metrics, recomputed from the data directory with the saved weights."""
     cfg, task, model, meta = load_run(run)
     data = task.load(cfg, data_dir)
-    if data.labels != meta["labels"]:
-        raise ValueError(f"{run}: the data set's labels differ from the ones the model was trained on")
+    if data.fingerprint != meta["data_fingerprint"]:
+        raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
+                         f"(fingerprint differs); evaluate with the data it used")
     # the run's vocabulary, not a rebuilt one: encode the test split with it
     vocab = meta["vocab_obj"]
     split = data.splits["test"]
@@ -52,22 +65,25 @@ def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]
             "n": m["n"]}
 
 
-def predict(run: str | Path, inputs: list[str], top: int = 3) -> list[dict[str, Any]]:
+def predict(run: str | Path, inputs: list[str], top: int = 3, batch_size: int = 256) -> list[dict[str, Any]]:
     """For each input, its ``top`` classes with probabilities (one dict per input)."""
     cfg, task, model, meta = load_run(run)
     labels = meta["labels"]
     if not inputs:
         raise ValueError("no input given")
-    x, lengths = task.encode_inputs(inputs, meta["vocab_obj"])
-    with torch.no_grad():
-        logits = model(x, lengths)
-        if cfg.logit_adjustment:
-            logits = logits - cfg.logit_adjustment * torch.tensor(meta["log_prior"])
-        probs = torch.softmax(logits, dim=1)
     k = min(top, len(labels))
-    values, index = probs.topk(k, dim=1)
-    return [
-        {"input": text, "top": [{"label": labels[int(i)], "probability": round(float(p), 4)}
-                                for p, i in zip(vs, ix)]}
-        for text, vs, ix in zip(inputs, values, index)
-    ]
+    rows: list[dict[str, Any] | None] = [None] * len(inputs)
+    # batches of similar lengths, so that one very long input pads nothing else
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        x, lengths = task.encode_inputs([inputs[i] for i in chunk], meta["vocab_obj"])
+        with torch.no_grad():
+            logits = model(x, lengths)
+            if cfg.logit_adjustment:
+                logits = logits - cfg.logit_adjustment * torch.tensor(meta["log_prior"])
+            values, index = torch.softmax(logits, dim=1).topk(k, dim=1)
+        for i, vs, ix in zip(chunk, values, index):
+            rows[i] = {"input": inputs[i], "top": [{"label": labels[int(j)], "probability": round(float(p), 4)}
+                                                   for p, j in zip(vs, ix)]}
+    return rows

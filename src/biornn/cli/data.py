@@ -106,8 +106,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     from ..data.registry import DATASETS, NetworkError, fetch
 
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be > 0, got {args.timeout:g}")
+    if not 0 < args.timeout <= 86400:
+        raise ValueError(f"--timeout must be in (0, 86400] seconds, got {args.timeout:g}")
     try:
         root = fetch(args.name, data_dir=args.data_dir, mirror=args.mirror, timeout=args.timeout,
                      log=lambda line: print(line, flush=True))

@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # key=value overrides may come after options (train TASK --epochs 3 lr=1e-3)
             if hasattr(args, "key_values") and all("=" in e and not e.startswith("-") for e in extra):
                 args.key_values = [*args.key_values, *extra]
+            elif hasattr(args, "inputs") and not any(e.startswith("-") for e in extra):
+                args.inputs = [*args.inputs, *extra]  # predict RUN --top 2 Smith
             else:
                 raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see 'biornn --help')")
         if args.command is None:
@@ -65,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except OSError as e:  # e.g. stdout on a full disk
-        print(f"biornn: error: {e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"biornn: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("biornn: interrupted", file=sys.stderr)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.file:
         path = Path(args.file)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of a name
         except FileNotFoundError:
             raise ValueError(f"{path}: no such file") from None
         except UnicodeDecodeError:

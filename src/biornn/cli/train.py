@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainingError, train
 
     if args.resume:
-        if args.task or args.key_values or args.config or args.cell or args.epochs is not None or args.seed is not None:
+        if args.task or args.key_values or args.config or args.out or args.cell or args.epochs is not None or args.seed is not None:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out = Path(args.resume)
         try:
@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
             if "task" not in data:
                 raise ValueError(f"{task}: a TOML task file must set task = NAME")
             task = data["task"]
+        elif config_file:
+            named = load_toml(config_file).get("task", task)
+            if named != task:
+                raise ValueError(f"{config_file}: sets task = {named!r} but the command names {task!r}")
         cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed},
                       args.key_values)
         from ..tasks import get

@@ -21,6 +21,7 @@ character-level RNN" tutorial.  Here the same 18 surname files are
 
 from __future__ import annotations
 
+import hashlib
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class TaskData:
     vocab: Vocabulary
     labels: list[str]
     splits: dict[str, Split]
+    fingerprint: str = ""  # SHA-256 of the (name, language) pairs and the split
 
     def meta(self) -> dict[str, Any]:
         """What a run directory keeps to use the model later (JSON-able)."""
@@ -68,6 +70,10 @@ def load(cfg: TrainConfig, data_dir: str | None = None) -> TaskData:
     index = {lang: k for k, lang in enumerate(labels)}
     parts = split_names(pairs, seed=cfg.split_seed)
     vocab = Vocabulary.build(name for name, _ in parts["train"])
+    digest = hashlib.sha256()
+    for part in ("train", "val", "test"):
+        for name, lang in parts[part]:
+            digest.update(f"{part}\t{name}\t{lang}\n".encode())
     splits = {
         part: Split(
             texts=[n for n, _ in rows],
@@ -76,7 +82,7 @@ def load(cfg: TrainConfig, data_dir: str | None = None) -> TaskData:
         )
         for part, rows in parts.items()
     }
-    return TaskData(vocab, labels, splits)
+    return TaskData(vocab, labels, splits, digest.hexdigest())
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier | Ensemble:
