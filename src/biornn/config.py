@@ -304,3 +304,16 @@ def from_json(text: str, source: str = "config.json") -> TrainConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: not a JSON object")
     return apply(TrainConfig(), data, source=source).validate()
+
+
+def read_config(path: Path) -> TrainConfig:
+    """The config a run directory recorded; ``ValueError`` naming the file on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    return from_json(text, source=str(path))

@@ -11,15 +11,13 @@ from typing import Any
 import torch
 
 from . import checkpoint, tasks
-from .config import TrainConfig, from_json
+from .config import TrainConfig, read_config
 from .data.batching import Vocabulary
 
 
 def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[str, Any]]:
     """(config, task module, model with the run's best weights, metadata) of a run directory."""
     run = checkpoint.check_run_dir(run)
-    from .train import read_config
-
     cfg = read_config(run / "config.json")
     weights = run / "model.safetensors"
     tensors, meta = checkpoint.load_weights(weights)

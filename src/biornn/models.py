@@ -112,12 +112,15 @@ class SequenceClassifier(nn.Module):
         self.rnn = Recurrent(
             cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0, truncate=truncate,
-            init=None if init in (None, "default") and cell != "irnn" else init, **cell_options,
+            # "default" leaves each cell's own default (irnn keeps its identity init)
+            init=None if init == "default" else init, **cell_options,
         )
         if forget_bias is not None:
-            from .init import initialize
+            from .init import forget_bias_
 
-            initialize(self.rnn, init or "default", forget_bias=forget_bias)
+            for row in self.rnn.cells:
+                for c in row:
+                    forget_bias_(c, forget_bias)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)  # y = W_hy h + b_y
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import shutil
 import io
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,7 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from . import __version__, checkpoint, tasks
-from .config import TrainConfig, from_json
+from .config import TrainConfig, read_config
 from .data.batching import pad_batch
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1",
@@ -41,19 +41,6 @@ STEP_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr")
 
 STATE_KEYS = ("biornn_version", "model", "optimizer", "scheduler", "epoch", "best", "best_epoch", "bad_epochs",
               "seconds", "history", "steps", "best_state", "rng", "data")
-
-
-def read_config(path: Path) -> TrainConfig:
-    """The config a run directory recorded; ``ValueError`` naming the file on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    return from_json(text, source=str(path))
 
 
 class TrainingError(RuntimeError):
@@ -101,17 +88,12 @@ def _better(cfg: TrainConfig, value: float, best: float | None) -> bool:
     return value < best if cfg.monitor == "loss" else value > best
 
 
-def _val_loss(cfg, model, split, weight, batch_size=512) -> float:
-    total, n = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(split.encoded), batch_size):
-            x, lengths = pad_batch(split.encoded[start : start + batch_size])
-            y = torch.from_numpy(split.y[start : start + batch_size])
-            per = loss_fn(dataclasses.replace(cfg, reduction="sum"), model(x, lengths), y, weight)
-            total += float(per)
-            n += len(y)
-    return total / max(n, 1)
+def _mean_loss(cfg: TrainConfig, logits: torch.Tensor, y: np.ndarray, weight: torch.Tensor | None) -> float:
+    """The loss per example over a whole split, from its logits (N, K)."""
+    if not len(y):
+        return 0.0
+    total = loss_fn(dataclasses.replace(cfg, reduction="sum"), logits, torch.from_numpy(y), weight)
+    return float(total) / len(y)
 
 
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
@@ -131,7 +113,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: TrainConfig | None,
     out_dir: str | Path,
     data_dir: str | None = None,
     resume: bool = False,
@@ -143,8 +125,9 @@ def train(
 
     Parameters
     ----------
-    cfg : TrainConfig
-        The resolved config (written to ``out_dir/config.json``).
+    cfg : TrainConfig or None
+        The resolved config (written to ``out_dir/config.json``); ``None`` with
+        ``resume``, which reads the run's own.
     out_dir : path
         The run directory; must not hold a run unless ``resume``.
     data_dir : str, optional
@@ -275,8 +258,9 @@ def train(
                     bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
             if bar is not None:
                 bar.close()
-            vm, _ = task.evaluate_split(model, val_split, data.labels, adjust)
-            val_loss = _val_loss(cfg, model, val_split, weight)
+            val_logits = task.split_logits(model, val_split)
+            vm, _ = task.evaluate_split(model, val_split, data.labels, adjust, logits=val_logits)
+            val_loss = _mean_loss(cfg, val_logits, val_split.y, weight)
             value = val_loss if cfg.monitor == "loss" else vm[cfg.monitor]
             if when == "epoch":
                 sched.step()

@@ -40,14 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainingError, train
 
     if args.resume:
-        if args.task or args.key_values or args.config or args.out or args.cell or args.epochs is not None or args.seed is not None:
+        others = (args.task, args.key_values, args.config, args.out, args.cell)
+        if any(others) or args.epochs is not None or args.seed is not None:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
-        out = Path(args.resume)
-        try:
-            metrics = train(None, out, data_dir=args.data_dir, resume=True, progress=args.progress)
-        except TrainingError as e:
-            print(f"biornn: training failed: {e}", file=sys.stderr)
-            return 1
+        out, cfg, resume = Path(args.resume), None, True
     else:
         if not args.task:
             raise ValueError("give a TASK to train (or --resume RUN); see 'biornn train --help'")
@@ -70,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
         get(cfg.task)
         out = Path(args.out) if args.out else Path("runs") / f"{cfg.task}-{cfg.cell}-s{cfg.seed}"
-        try:
-            metrics = train(cfg, out, data_dir=args.data_dir, progress=args.progress)
-        except TrainingError as e:
-            print(f"biornn: training failed: {e}", file=sys.stderr)
-            return 1
+        resume = False
+    try:
+        metrics = train(cfg, out, data_dir=args.data_dir, resume=resume, progress=args.progress)
+    except TrainingError as e:
+        print(f"biornn: training failed: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({"run": str(out), "test": metrics["test"], "baseline": metrics["baseline"],
                       "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]}))
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,26 +133,33 @@ def encode_inputs(texts: list[str], vocab: Vocabulary) -> tuple[Tensor, Tensor]:
         name = text.strip()
         if not name:
             raise ValueError(f"{text!r}: an empty name")
-        codes = vocab.encode(unicodedata.normalize("NFC", name))
+        codes = vocab.encode(name)  # the vocabulary NFC-normalises
         if all(c == UNKNOWN for c in codes):
             raise ValueError(f"{text!r}: no character the model was trained on")
         encoded.append(codes)
     return pad_batch(encoded)
 
 
-def evaluate_split(model: torch.nn.Module, split: Split, labels: list[str], adjust: Tensor | None,
-                   batch_size: int = 512) -> tuple[dict[str, Any], np.ndarray]:
-    """Metrics of ``model`` on one split, and its predictions (N,)."""
-    preds = []
+def split_logits(model: torch.nn.Module, split: Split, batch_size: int = 512) -> Tensor:
+    """The model's logits for every example of a split, (N, K), in eval mode without gradients."""
+    out = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(split.encoded), batch_size):
             x, lengths = pad_batch(split.encoded[start : start + batch_size])
-            logits = model(x, lengths)
-            if adjust is not None:
-                logits = logits - adjust
-            preds.append(logits.argmax(dim=1).numpy())
-    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+            out.append(model(x, lengths))
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def evaluate_split(model: torch.nn.Module, split: Split, labels: list[str], adjust: Tensor | None,
+                   logits: Tensor | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of ``model`` on one split (from ``logits`` if already computed), and its predictions (N,)."""
+    if logits is None:
+        logits = split_logits(model, split)
+    if not len(split.encoded):
+        pred = np.zeros(0, dtype=np.int64)
+    else:
+        pred = (logits - adjust if adjust is not None else logits).argmax(dim=1).numpy()
     return classification_metrics(split.y, pred, labels), pred
 
 
