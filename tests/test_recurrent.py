@@ -159,11 +159,25 @@ FAST_CONFIGS = {
     "lstm1997-blocks": {"cells_per_block": 2},
     "lstm1997-paper": {"g": "scaled-sigmoid", "h": "scaled-sigmoid"},
     "lstm1997-paper-blocks-nobias": {"g": "scaled-sigmoid", "h": "scaled-sigmoid", "cells_per_block": 2, "bias": False},
+    # the hand-written BPTT (biornn.fast's "bptt" route)
+    "lstm-peephole": {},
+    "lstm-peephole-nobias": {"bias": False},
+    "fully-recurrent": {},
+    "fully-recurrent-O2-relu-sigmoid": {"output_size": 2, "nonlinearity": "relu", "output_nonlinearity": "sigmoid"},
+    "fully-recurrent-identity-nobias": {"nonlinearity": "identity", "output_nonlinearity": "identity", "bias": False},
+    "elman-sigmoid": {"nonlinearity": "sigmoid"},
+    "elman-identity-nobias": {"nonlinearity": "identity", "bias": False},
+    "lstm1997-g-only": {"g": "scaled-sigmoid"},
+    "lstm1997-h-only-blocks": {"h": "scaled-sigmoid", "cells_per_block": 2},
+    "gru-nobias": {"bias": False},
 }
 
 
 def _cell_name(key):
-    return "lstm1997" if key.startswith("lstm1997") else key
+    for n in sorted(CELL_NAMES, key=len, reverse=True):
+        if key.startswith(n):
+            return n
+    raise KeyError(key)
 
 
 @pytest.mark.parametrize("key", FAST_CONFIGS)
@@ -177,7 +191,7 @@ def test_fast_path_equals_step_loop(key, variable, truncate):
     assert fused.uses_fast_path() and not loop.uses_fast_path()
     x = torch.randn(4, 8, 3) * 2
     lengths = _lengths(4, 8) if variable else None
-    state = tuple(torch.randn(4, 4, 4) * 0.5 for _ in loop.state_type._fields)
+    state = tuple(torch.randn(4, 4, n) * 0.5 for n in loop.cells[0][0].state_sizes())
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_a, fin_a = loop(xa, state, lengths)
     out_b, fin_b = fused(xb, state, lengths)
@@ -191,15 +205,72 @@ def test_fast_path_equals_step_loop(key, variable, truncate):
         torch.testing.assert_close(p.grad, q.grad, **TOL, msg=lambda m: f"{n}: {m}")
 
 
-def test_fast_path_is_used_only_where_the_maths_is_torchs():
-    assert not Recurrent("fully-recurrent", 2, 3).uses_fast_path()
-    assert not Recurrent("lstm-peephole", 2, 3).uses_fast_path()
-    assert not Recurrent("elman", 2, 3, nonlinearity="sigmoid").uses_fast_path()
-    assert not Recurrent("lstm1997", 2, 3, g="scaled-sigmoid").uses_fast_path()
-    assert not Recurrent("lstm", 2, 3).uses_fast_path(return_traces=True)
-    assert not Recurrent("lstm", 2, 3, truncate=2).uses_fast_path(lengths=torch.tensor([1]))
-    for name in ("elman", "elman-relu", "irnn", "lstm1997", "lstm", "gru"):
-        assert Recurrent(name, 2, 3).uses_fast_path()
+def test_the_route_is_chosen_by_the_maths_and_shown():
+    for name in ("elman", "elman-relu", "irnn", "lstm1997", "lstm"):
+        assert Recurrent(name, 2, 3).path() == "fused"
+    for name in ("fully-recurrent", "lstm-peephole", "gru"):
+        assert Recurrent(name, 2, 3).path() == "bptt"
+    assert Recurrent("elman", 2, 3, nonlinearity="sigmoid").path() == "bptt"
+    assert Recurrent("lstm1997", 2, 3, g="scaled-sigmoid").path() == "bptt"
+    # fused kernels cannot truncate variable-length batches; the hand-written BPTT can
+    assert Recurrent("lstm", 2, 3, truncate=2).path(lengths=torch.tensor([1])) == "bptt"
+    assert Recurrent("lstm", 2, 3).path(return_traces=True) == "loop"
+    assert Recurrent("lstm", 2, 3, fast=False).path() == "loop"
+    assert "path='bptt'" in repr(Recurrent("gru", 2, 3))
+    for name in CELL_NAMES:
+        assert supports(Recurrent(name, 2, 3).cells[0][0])
+
+
+BPTT_FORCED = ["elman", "elman-relu", "lstm", "lstm1997", "lstm1997-paper-blocks-nobias", "gru"]
+
+
+@pytest.mark.parametrize("key", BPTT_FORCED)
+@pytest.mark.parametrize("variable,truncate", [(False, None), (True, None), (True, 3)])
+def test_hand_written_bptt_equals_step_loop_for_fused_cells_too(key, variable, truncate):
+    """The "bptt" route for cells that normally take a fused kernel (it serves them
+    when truncation meets variable lengths), one scan against the step loop."""
+    from biornn import fast
+
+    torch.manual_seed(5)
+    rnn = Recurrent(_cell_name(key), 3, 4, fast=False, **FAST_CONFIGS[key]).double()
+    cell = rnn.cells[0][0]
+    B, T = 5, 9
+    lengths = _lengths(B, T) if variable else None
+    mask = None if lengths is None else torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
+    x = torch.randn(B, T, 3, dtype=torch.float64)
+    if mask is not None:
+        x = x * mask.unsqueeze(2)
+    s0 = cell.state_type(*(torch.randn(B, n, dtype=torch.float64) * 0.5 for n in cell.state_sizes()))
+    results = []
+    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, mask, truncate)[:2],
+                lambda xx, ss: fast.scan(cell, xx, ss, lengths, truncate, how="bptt")):
+        xx = x.clone().requires_grad_()
+        ss = cell.state_type(*(s.clone().requires_grad_() for s in s0))
+        out, fin = run(xx, ss)
+        _loss(out, fin).backward()
+        results.append((out, fin, xx.grad, [s.grad for s in ss], [p.grad.clone() for p in rnn.parameters()]))
+        rnn.zero_grad()
+    (oa, fa, ga, sa, pa), (ob, fb, gb, sb, pb) = results
+    torch.testing.assert_close(oa, ob)
+    for a, b in [*zip(fa, fb), (ga, gb), *zip(sa, sb), *zip(pa, pb)]:
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("key", ["lstm-peephole", "fully-recurrent-O2-relu-sigmoid", "gru", "lstm1997-g-only"])
+def test_gradcheck_hand_written_bptt(key):
+    # (no truncation here: it changes the gradient, not the function, so finite
+    # differences cannot check it; the step-loop comparisons above do)
+    rnn = Recurrent(_cell_name(key), 2, 3, num_layers=2, bidirectional=True, **FAST_CONFIGS[key]).double()
+    assert rnn.path(lengths=[3, 1]) == "bptt"
+    x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = tuple(rnn.parameters())
+
+    def f(x, *ps):
+        out, final = torch.func.functional_call(rnn, dict(zip(dict(rnn.named_parameters()), ps)), (x,),
+                                                {"lengths": torch.tensor([3, 1])})
+        return out, *final
+
+    assert torch.autograd.gradcheck(f, (x, *[p.detach().requires_grad_() for p in params]))
 
 
 ALL_CONFIGS = {

@@ -1,53 +1,89 @@
-"""Fast paths for the time loop: torch's fused recurrent kernels where the maths is the same.
+"""Fast paths for the time loop: the same scan as the step loop, much faster.
 
 :class:`biornn.Recurrent` runs every layer and direction as a *scan*: one
 direction of one layer over a batch-first sequence.  The step loop in
-:mod:`biornn.recurrent` is the definition; this module gives the same scan on
-torch's fused ``RNN``/``LSTM``/``GRU`` kernels (``torch._VF``, what
-``torch.nn.LSTM`` itself calls), fed with the cell's own parameters, so
-gradients flow back to them unchanged.
+:mod:`biornn.recurrent` is the definition; this module gives the same scan by
+two faster routes, chosen automatically (:func:`method`):
 
-- ``elman`` (tanh, ReLU) -> ``rnn_tanh`` / ``rnn_relu``; ``lstm`` -> ``lstm``;
-  ``gru`` -> ``gru``: the same parameters, as they are.
-- ``lstm1997`` -> ``lstm`` with the forget-gate rows of both weight matrices
-  at zero and the forget bias at +1e4: ``sigmoid(1e4)`` is exactly 1.0 in
-  float32 and float64, so ``c_t = 1.0 * c_{t-1} + i_t z_t``, the constant error
-  carousel.  The zeros and the 1e4 are constants, not parameters, so they get
-  no gradient.  Memory blocks (S cells sharing gates) repeat each block's gate
-  rows S times (``repeat_interleave``, whose backward sums the S copies back
-  into the block's row).  The paper's squashing functions are tanh in
-  disguise: ``g(x) = 4 sigmoid(x) - 2 = 2 tanh(x/2)`` and
-  ``h(x) = 2 sigmoid(x) - 1 = tanh(x/2)``, so with both of them the fused LSTM
-  runs on halved cell-input rows and a halved cell state ``c' = c/2``, whose
-  ``tanh(c')`` is exactly ``h(c)``.
+``fused``
+    torch's fused ``RNN``/``LSTM``/``GRU`` kernels (``torch._VF``, what
+    ``torch.nn.LSTM`` itself calls; oneDNN on CPU, cuDNN on GPU), fed with the
+    cell's own parameters, so gradients flow back to them unchanged.
 
-Cells without a fused twin (fully recurrent, peepholes, sigmoid or identity
-Elman units, only one of g/h scaled) use the step loop; see :func:`supports`.
+    - ``elman`` (tanh, ReLU) -> ``rnn_tanh`` / ``rnn_relu``; ``lstm`` -> ``lstm``:
+      the same parameters, as they are.
+    - ``lstm1997`` -> ``lstm`` with the forget-gate rows of both weight matrices
+      at zero and the forget bias at +1e4: ``sigmoid(1e4)`` is exactly 1.0 in
+      float32 and float64, so ``c_t = 1.0 * c_{t-1} + i_t z_t``, the constant error
+      carousel.  The zeros and the 1e4 are constants, not parameters, so they get
+      no gradient.  Memory blocks (S cells sharing gates) repeat each block's gate
+      rows S times (``repeat_interleave``, whose backward sums the S copies back
+      into the block's row).  The paper's squashing functions are tanh in
+      disguise: ``g(x) = 4 sigmoid(x) - 2 = 2 tanh(x/2)`` and
+      ``h(x) = 2 sigmoid(x) - 1 = tanh(x/2)``, so with both of them the fused LSTM
+      runs on halved cell-input rows and a halved cell state ``c' = c/2``, whose
+      ``tanh(c')`` is exactly ``h(c)``.
+
+``bptt``
+    an ``autograd.Function`` per cell family whose forward runs the recurrence
+    without autograd into preallocated buffers (input projection hoisted out of
+    the loop, a step's gates in one matmul) and whose backward is BPTT written
+    out by hand -- the equations of :mod:`biornn.reference`, in torch -- with
+    every weight gradient one matmul over all steps.  It serves the cells torch
+    has no kernel for (peepholes, the fully recurrent net, sigmoid and identity
+    Elman units, a 1997 LSTM with only one of g/h scaled), the GRU (faster than
+    ``torch.nn.GRU``, which on CPU has no oneDNN kernel), and truncated BPTT
+    together with variable lengths, which the fused kernels cannot do.
+
+Both give the step loop's outputs, final states and gradients (tested to 1e-5).
+Traces (``return_traces=True``) always use the step loop: it is what records them.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .cells import Cell, ElmanCell, GRUCell, LSTM1997Cell, LSTMCell
+from .cells import Cell, ElmanCell, FullyRecurrentCell, GRUCell, LSTM1997Cell, LSTMCell
 
 #: forget-gate bias that holds the fused LSTM's forget gate at exactly 1.0
 FORGET_OPEN = 1e4
 
 
-def supports(cell: Cell) -> bool:
-    """Whether ``cell`` has a fused kernel with the same maths."""
+def _fused_maths(cell: Cell) -> bool:
+    """Whether torch has a fused kernel with ``cell``'s maths."""
     if type(cell) is ElmanCell:
         return cell.nonlinearity in ("tanh", "relu")
     if type(cell) is LSTMCell:
         return not cell.peepholes
-    if type(cell) is GRUCell:
-        return True
     if type(cell) is LSTM1997Cell:
         return cell.g_name == cell.h_name  # both tanh, or both the paper's scaled sigmoids
-    return False
+    return False  # GRU: the hand-written BPTT is faster than torch's CPU kernel
+
+
+_BPTT_CELLS = (ElmanCell, LSTMCell, LSTM1997Cell, GRUCell, FullyRecurrentCell)
+
+
+def method(cell: Cell, lengths: Tensor | None = None, truncate: int | None = None) -> str | None:
+    """The fast path that serves ``cell`` for a call with these arguments.
+
+    Returns
+    -------
+    ``"fused"`` (a torch kernel), ``"bptt"`` (the hand-written BPTT), or
+    ``None`` (no fast path: a cell class biornn does not know; the step loop runs).
+    """
+    if _fused_maths(cell) and not (truncate and lengths is not None):
+        return "fused"
+    if type(cell) in _BPTT_CELLS:
+        return "bptt"
+    return None
+
+
+def supports(cell: Cell) -> bool:
+    """Whether ``cell`` has a fast path (every built-in cell has)."""
+    return method(cell) is not None
 
 
 def _lstm1997_weights(cell: LSTM1997Cell) -> tuple[list[Tensor], float]:
@@ -77,6 +113,47 @@ def _lstm1997_weights(cell: LSTM1997Cell) -> tuple[list[Tensor], float]:
 
 
 def scan(
+    cell: Cell,
+    x: Tensor,
+    state: tuple[Tensor, ...],
+    lengths: Tensor | None,
+    truncate: int | None,
+    how: str | None = None,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One direction of one layer on a fast path; the same results as the step loop.
+
+    Parameters
+    ----------
+    cell : Cell
+        A cell for which :func:`supports` is true.
+    x : Tensor, shape (B, T, I)
+        Batch-first input (already reversed for a backward direction).
+    state : cell.state_type
+        Initial state, each field (B, size).
+    lengths : Tensor of int64, shape (B,), or None
+        True lengths; outputs past them are zero and the final state is the
+        state at each sequence's last step.
+    truncate : int or None
+        Detach the state every ``truncate`` steps (truncated BPTT).
+    how : {"fused", "bptt"}, optional
+        Force a route (tests and benchmarks); default :func:`method`'s choice.
+
+    Returns
+    -------
+    out : Tensor, shape (B, T, O)
+    state : cell.state_type, each field (B, size)
+    """
+    how = how or method(cell, lengths, truncate)
+    if how == "fused":
+        if not _fused_maths(cell) or (truncate and lengths is not None):
+            raise ValueError(f"{type(cell).__name__}: no fused kernel for this cell and call")
+        return _fused_scan(cell, x, state, lengths, truncate)
+    if how == "bptt" and type(cell) in _BPTT_CELLS:
+        return _bptt_scan(cell, x, state, lengths, truncate)
+    raise ValueError(f"{type(cell).__name__}: no fast path {how!r}")
+
+
+def _fused_scan(
     cell: Cell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, truncate: int | None
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One direction of one layer on a fused kernel; the same results as the step loop.
@@ -156,3 +233,538 @@ def scan(
         h, c = hx
         return out, cell.state_type(h.squeeze(0), c.squeeze(0) / c_scale)
     return out, cell.state_type(hx.squeeze(0))
+
+
+# ---------------------------------------------------------------------------
+# Hand-written BPTT: one autograd.Function per cell family
+# ---------------------------------------------------------------------------
+#
+# The step loop records every small operation of every step on autograd's
+# tape, and its backward replays them one by one.  Here the forward pass runs
+# the same maths under no autograd at all, into preallocated (T, B, .) buffers,
+# with the input projection hoisted out of the loop (one matmul for all steps)
+# and the gates of a step in one matmul; the backward is BPTT written out -- the
+# equations of biornn.reference, in torch -- and the weight gradients are one
+# matmul over all steps (sum_t da_t^T h_{t-1} is a (G, T*B) x (T*B, H) product).
+#
+# Variable lengths are handled as packed sequences are: the batch is sorted by
+# length, so the sequences still running at step t are the first n_t rows and
+# every step works on those rows only; outputs past a sequence's end stay zero
+# and its state is read at its last step.  Truncated BPTT drops the gradient
+# that flows from step k into the state before it (k = truncate, 2 truncate, ...).
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input
+
+
+def _act_(name: str, a: Tensor) -> Tensor:
+    """Apply an activation in place."""
+    if name == "tanh":
+        return a.tanh_()
+    if name == "sigmoid":
+        return a.sigmoid_()
+    if name == "relu":
+        return a.relu_()
+    return a  # identity
+
+
+def _act_backward_(name: str, grad: Tensor, out: Tensor) -> Tensor:
+    """grad <- f'(a) * grad in place, f'(a) written in terms of the output f(a)."""
+    if name == "tanh":
+        return _tanh_backward(grad, out, grad_input=grad)
+    if name == "sigmoid":
+        return _sigmoid_backward(grad, out, grad_input=grad)
+    if name == "relu":
+        return grad.masked_fill_(out <= 0, 0.0)
+    return grad
+
+
+def _project(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """x W^T + b for every step at once: (T, B, I) -> (T, B, G), a fresh buffer."""
+    T, B, I = x.shape
+    flat = x.reshape(T * B, I)
+    out = torch.addmm(b, flat, w.t()) if b is not None else flat @ w.t()
+    return out.view(T, B, -1)
+
+
+def _rows(batch_sizes: tuple[int, ...] | None, B: int, t: int) -> int:
+    return batch_sizes[t] if batch_sizes is not None else B
+
+
+def _cut(truncate: int, t: int) -> bool:
+    """Whether truncated BPTT stops the gradient from step t into step t-1."""
+    return bool(truncate) and t % truncate == 0
+
+
+def _zero_padding_(batch_sizes, *seqs: Tensor) -> None:
+    """Zero rows n_t: of every step: outputs (and their gradients) past each sequence's end."""
+    if batch_sizes is None:
+        return
+    for t, n in enumerate(batch_sizes):
+        if n < seqs[0].shape[1]:
+            for s in seqs:
+                s[t, n:] = 0.0
+
+
+def _grad_seq(g: Tensor | None, like: Tensor, batch_sizes) -> Tensor:
+    """A writable, contiguous copy of an incoming gradient, zero in the padding."""
+    g = torch.zeros_like(like) if g is None else g.contiguous().clone()
+    _zero_padding_(batch_sizes, g)
+    return g
+
+
+def _weight_grads(dA: Tensor, x: Tensor, prev0: Tensor, seq: Tensor, want: tuple[bool, bool, bool]):
+    """Gradients of W_ih, W_hh and the bias from the pre-activation gradients dA (T, B, G).
+
+    ``dW_hh = sum_t dA_t^T s_{t-1}`` with s_{-1} = prev0 (B, H) and s_t = seq[t]: one
+    matmul over steps 1..T-1 plus the first step's, no copy of the sequence.
+    """
+    T, B, G = dA.shape
+    flat = dA.view(T * B, G)
+    d_ih = flat.t() @ x.reshape(T * B, -1) if want[0] else None
+    d_hh = None
+    if want[1]:
+        d_hh = dA[0].t() @ prev0
+        if T > 1:
+            d_hh.addmm_(dA[1:].reshape(-1, G).t(), seq[:-1].reshape(-1, seq.shape[2]))
+    d_b = flat.sum(0) if want[2] else None
+    return d_ih, d_hh, d_b
+
+
+class _ElmanBPTT(torch.autograd.Function):
+    r"""Elman layer, :math:`h_t = f(W_{xh} x_t + W_{hh} h_{t-1} + b)`, and its BPTT:
+
+    .. math::
+
+        \delta_t = f'(a_t) \odot \big(\partial L/\partial h_t + W_{hh}^\top \delta_{t+1}\big)
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b, act, batch_sizes, truncate):
+        T, B, _ = x.shape
+        Hs = _project(x, w_ih, b)  # (T, B, H): a_t, then h_t in place
+        w_hhT = w_hh.t()
+        h = h0
+        for t in range(T):
+            n = _rows(batch_sizes, B, t)
+            a = Hs[t, :n].addmm_(h[:n], w_hhT)
+            h = _act_(act, a)
+        _zero_padding_(batch_sizes, Hs)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Hs)
+        ctx.act, ctx.batch_sizes, ctx.truncate, ctx.has_bias = act, batch_sizes, truncate, b is not None
+        return Hs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dHs):
+        x, h0, w_ih, w_hh, Hs = ctx.saved_tensors
+        T, B, _ = Hs.shape
+        dA = _grad_seq(dHs, Hs, ctx.batch_sizes)  # dL/dh_t, then delta_t in place
+        dh0 = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            n = _rows(ctx.batch_sizes, B, t)
+            d = _act_backward_(ctx.act, dA[t, :n], Hs[t, :n])
+            if t == 0:
+                dh0 = d @ w_hh
+            elif not _cut(ctx.truncate, t):
+                dA[t - 1, :n].addmm_(d, w_hh)
+        need = ctx.needs_input_grad
+        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[2], need[3], ctx.has_bias and need[4]))
+        return dx, dh0 if need[1] else None, d_ih, d_hh, d_b, None, None, None
+
+
+class _LSTMBPTT(torch.autograd.Function):
+    r"""LSTM layer with a forget gate, optionally with peepholes, and its BPTT.
+
+    Forward (gate rows i, f, g, o as torch; :math:`p` the peephole weights):
+
+    .. math::
+
+        i, f &= \sigma(a_{i,f} + p_{i,f} \odot c_{t-1}), \quad g = \tanh(a_g), \quad
+        c_t = f \odot c_{t-1} + i \odot g \\
+        o &= \sigma(a_o + p_o \odot c_t), \quad h_t = o \odot \tanh(c_t)
+
+    Backward, with :math:`\bar h, \bar c` the gradients reaching :math:`h_t, c_t`:
+
+    .. math::
+
+        \delta_o &= \bar h \tanh(c_t)\, o(1-o), \quad
+        \bar c \mathrel{+}= \bar h\, o\, (1 - \tanh^2 c_t) + p_o \delta_o \\
+        \delta_i &= \bar c\, g\, i(1-i), \quad \delta_f = \bar c\, c_{t-1} f(1-f), \quad
+        \delta_g = \bar c\, i\, (1-g^2) \\
+        \bar c_{t-1} &= \bar c f + p_i \delta_i + p_f \delta_f, \quad
+        \bar h_{t-1} = W_{hh}^\top \delta
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, w_ci, w_cf, w_co, batch_sizes, truncate):
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        peep = w_ci is not None
+        A = _project(x, w_ih, b)  # (T, B, 4H): pre-activations, then the gates in place
+        Cs, TC, Hs = (x.new_empty(T, B, H) for _ in range(3))
+        w_hhT = w_hh.t()
+        w_cif = torch.stack([w_ci, w_cf]) if peep else None  # (2, H)
+        h, c = h0, c0
+        for t in range(T):
+            n = _rows(batch_sizes, B, t)
+            a = A[t, :n].addmm_(h[:n], w_hhT)
+            a_if = a[:, : 2 * H]
+            if peep:
+                a_if.view(n, 2, H).addcmul_(c[:n].unsqueeze(1), w_cif)
+            a_if.sigmoid_()
+            g = a[:, 2 * H : 3 * H].tanh_()
+            c = torch.mul(a[:, H : 2 * H], c[:n], out=Cs[t, :n]).addcmul_(a[:, :H], g)
+            o = a[:, 3 * H :]
+            if peep:
+                o.addcmul_(c, w_co)
+            o.sigmoid_()
+            h = torch.mul(o, torch.tanh(c, out=TC[t, :n]), out=Hs[t, :n])
+        _zero_padding_(batch_sizes, Hs, Cs)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs)
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
+        return Hs, Cs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dHs, dCs):
+        x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs = ctx.saved_tensors
+        T, B, H = Hs.shape
+        peep = w_ci is not None
+        bs = ctx.batch_sizes
+        dH = _grad_seq(dHs, Hs, bs)  # gradients reaching h_t (and c_t), accumulated backwards
+        dC = _grad_seq(dCs, Cs, bs)
+        dA = torch.zeros_like(A)
+        tmp = torch.empty_like(h0)
+        dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
+        for t in range(T - 1, -1, -1):
+            n = _rows(bs, B, t)
+            a, da = A[t, :n], dA[t, :n]
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            d_i, d_f, d_g, d_o = da[:, :H], da[:, H : 2 * H], da[:, 2 * H : 3 * H], da[:, 3 * H :]
+            c_prev = Cs[t - 1, :n] if t else c0
+            tc, dh, dc, u = TC[t, :n], dH[t, :n], dC[t, :n], tmp[:n]
+            _sigmoid_backward(torch.mul(dh, tc, out=u), o, grad_input=d_o)
+            dc.add_(_tanh_backward(torch.mul(dh, o, out=u), tc, grad_input=u))
+            if peep:
+                dc.addcmul_(d_o, w_co)
+            _sigmoid_backward(torch.mul(dc, g, out=u), i, grad_input=d_i)
+            _sigmoid_backward(torch.mul(dc, c_prev, out=u), f, grad_input=d_f)
+            _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=d_g)
+            if t == 0:
+                dh_prev, dc_prev = dh0, dc0
+            elif not _cut(ctx.truncate, t):
+                dh_prev, dc_prev = dH[t - 1, :n], dC[t - 1, :n]
+            else:
+                continue
+            dh_prev.addmm_(da, w_hh)
+            dc_prev.addcmul_(dc, f)
+            if peep:
+                dc_prev.addcmul_(d_i, w_ci).addcmul_(d_f, w_cf)
+        need = ctx.needs_input_grad
+        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
+        d_ci = d_cf = d_co = None
+        if peep:
+            # the peepholes' gradients: sum over steps and batch of delta * the cell state they read
+            c_prev_seq = torch.cat([c0.unsqueeze(0), Cs[:-1]])
+            d_ci = (dA[:, :, :H] * c_prev_seq).sum((0, 1))
+            d_cf = (dA[:, :, H : 2 * H] * c_prev_seq).sum((0, 1))
+            d_co = (dA[:, :, 3 * H :] * Cs).sum((0, 1))
+        return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
+                d_ci, d_cf, d_co, None, None)
+
+
+class _LSTM1997BPTT(torch.autograd.Function):
+    r"""The 1997 LSTM layer, natively with its 3 gate groups, memory blocks and squashings.
+
+    Rows i (H/S), z (H), o (H/S); the S cells of a block share its gates:
+
+    .. math::
+
+        c_t = c_{t-1} + i \odot g(a_z), \qquad h_t = o \odot h(c_t)
+
+    and backward the constant error carousel: :math:`\bar c_{t-1} = \bar c_t`
+    (plus what reaches :math:`c_{t-1}` through :math:`h_{t-1}`).  A gate's
+    gradient sums over the S cells of its block.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, S, g_name, h_name, batch_sizes, truncate):
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        nb = H // S
+        A = _project(x, w_ih, b)  # (T, B, 2H/S + H)
+        Cs, HC, Hs = (x.new_empty(T, B, H) for _ in range(3))
+        w_hhT = w_hh.t()
+        h, c = h0, c0
+        for t in range(T):
+            n = _rows(batch_sizes, B, t)
+            a = A[t, :n].addmm_(h[:n], w_hhT)
+            i, z, o = a[:, :nb].sigmoid_(), a[:, nb : nb + H], a[:, nb + H :].sigmoid_()
+            if g_name == "tanh":
+                z.tanh_()
+            else:  # g(x) = 4 sigmoid(x) - 2
+                z.sigmoid_().mul_(4.0).sub_(2.0)
+            c = torch.addcmul(c[:n].view(n, nb, S), i.unsqueeze(2), z.view(n, nb, S),
+                              out=Cs[t, :n].view(n, nb, S)).view(n, H)
+            hc = HC[t, :n]
+            if h_name == "tanh":
+                torch.tanh(c, out=hc)
+            else:  # h(x) = 2 sigmoid(x) - 1
+                torch.sigmoid(c, out=hc).mul_(2.0).sub_(1.0)
+            h = torch.mul(hc.view(n, nb, S), o.unsqueeze(2), out=Hs[t, :n].view(n, nb, S)).view(n, H)
+        _zero_padding_(batch_sizes, Hs, Cs)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, A, Cs, HC, Hs)
+        ctx.S, ctx.g_name, ctx.h_name = S, g_name, h_name
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
+        return Hs, Cs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dHs, dCs):
+        x, h0, c0, w_ih, w_hh, A, Cs, HC, Hs = ctx.saved_tensors
+        T, B, H = Hs.shape
+        S = ctx.S
+        nb = H // S
+        bs = ctx.batch_sizes
+        dH, dC = _grad_seq(dHs, Hs, bs), _grad_seq(dCs, Cs, bs)
+        dA = torch.zeros_like(A)
+        tmp = torch.empty_like(h0)
+        dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
+        for t in range(T - 1, -1, -1):
+            n = _rows(bs, B, t)
+            a, da = A[t, :n], dA[t, :n]
+            i, z, o = a[:, :nb], a[:, nb : nb + H], a[:, nb + H :]
+            hc, dh, dc, u = HC[t, :n], dH[t, :n], dC[t, :n], tmp[:n]
+            # h = o * h(c): the output gate's gradient sums over its block's cells
+            torch.mul(dh, hc, out=u)
+            _sigmoid_backward(u.view(n, nb, S).sum(2) if S > 1 else u, o, grad_input=da[:, nb + H :])
+            torch.mul(dh.view(n, nb, S), o.unsqueeze(2), out=u.view(n, nb, S))
+            _tanh_backward(u, hc, grad_input=u)
+            if ctx.h_name != "tanh":  # h(c) = tanh(c / 2)
+                u.mul_(0.5)
+            dc.add_(u)
+            # c = c_prev + i * g(a_z)
+            torch.mul(dc, z, out=u)
+            _sigmoid_backward(u.view(n, nb, S).sum(2) if S > 1 else u, i, grad_input=da[:, :nb])
+            d_z = torch.mul(dc.view(n, nb, S), i.unsqueeze(2), out=da[:, nb : nb + H].view(n, nb, S)).view(n, H)
+            if ctx.g_name == "tanh":
+                _tanh_backward(d_z, z, grad_input=d_z)
+            else:  # g = 4 sigmoid - 2: g' = (2 + g)(2 - g) / 4
+                d_z.mul_(torch.mul(z, z, out=u).sub_(4.0).mul_(-0.25))
+            if t == 0:
+                dh0.addmm_(da, w_hh)
+                dc0.add_(dc)
+            elif not _cut(ctx.truncate, t):
+                dH[t - 1, :n].addmm_(da, w_hh)
+                dC[t - 1, :n].add_(dc)  # the constant error carousel
+        need = ctx.needs_input_grad
+        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
+        return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
+                None, None, None, None, None)
+
+
+class _GRUBPTT(torch.autograd.Function):
+    r"""GRU layer (torch's form, reset after the recurrent product) and its BPTT.
+
+    With :math:`g^x = W_{ih} x_t + b_{ih}` and :math:`g^h = W_{hh} h_{t-1} + b_{hh}`:
+    :math:`r, z = \sigma(g^x_{r,z} + g^h_{r,z})`, :math:`n = \tanh(g^x_n + r \odot g^h_n)`,
+    :math:`h_t = n + z \odot (h_{t-1} - n)`.  Backward:
+
+    .. math::
+
+        \delta_n &= \bar h (1 - z)(1 - n^2), \quad
+        \delta_z = \bar h (h_{t-1} - n)\, z(1-z), \quad
+        \delta_r = \delta_n g^h_n\, r(1-r) \\
+        \bar h_{t-1} &= \bar h z + W_{hh}^\top [\delta_r, \delta_z, r \delta_n]
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, truncate):
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        A = _project(x, w_ih, b_ih)  # (T, B, 3H): g^x, then r, z, n in place
+        GH = x.new_empty(T, B, 3 * H)  # g^h, kept for the backward
+        Hs = x.new_empty(T, B, H)
+        w_hhT = w_hh.t()
+        h = h0
+        for t in range(T):
+            n = _rows(batch_sizes, B, t)
+            a, gh = A[t, :n], GH[t, :n]
+            if b_hh is not None:
+                torch.addmm(b_hh, h[:n], w_hhT, out=gh)
+            else:
+                torch.mm(h[:n], w_hhT, out=gh)
+            rz = a[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()
+            r, z = rz[:, :H], rz[:, H:]
+            cand = a[:, 2 * H :].addcmul_(r, gh[:, 2 * H :]).tanh_()
+            h = torch.sub(h[:n], cand, out=Hs[t, :n]).mul_(z).add_(cand)
+        _zero_padding_(batch_sizes, Hs)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, A, GH, Hs)
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_ih is not None
+        return Hs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dHs):
+        x, h0, w_ih, w_hh, A, GH, Hs = ctx.saved_tensors
+        T, B, H = Hs.shape
+        bs = ctx.batch_sizes
+        dH = _grad_seq(dHs, Hs, bs)
+        dGH = torch.zeros_like(GH)  # gradient reaching g^h
+        dN = torch.zeros_like(Hs)  # gradient reaching g^x_n
+        tmp = torch.empty_like(h0)
+        dh0 = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            n = _rows(bs, B, t)
+            a, dgh = A[t, :n], dGH[t, :n]
+            r, z, cand = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+            h_prev = Hs[t - 1, :n] if t else h0
+            dh, d_n, u = dH[t, :n], dN[t, :n], tmp[:n]
+            torch.mul(dh, z, out=u)
+            _tanh_backward(torch.sub(dh, u, out=d_n), cand, grad_input=d_n)
+            torch.sub(h_prev, cand, out=u).mul_(dh)
+            _sigmoid_backward(u, z, grad_input=dgh[:, H : 2 * H])
+            _sigmoid_backward(torch.mul(d_n, GH[t, :n, 2 * H :], out=u), r, grad_input=dgh[:, :H])
+            torch.mul(d_n, r, out=dgh[:, 2 * H :])
+            if t == 0:
+                dh_prev = dh0
+            elif not _cut(ctx.truncate, t):
+                dh_prev = dH[t - 1, :n]
+            else:
+                continue
+            dh_prev.addcmul_(dh, z).addmm_(dgh, w_hh)
+        need = ctx.needs_input_grad
+        dGX = dGH.clone()  # gradient reaching g^x: the same for r and z, delta_n for n
+        dGX[:, :, 2 * H :] = dN
+        dx = (dGX.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        d_ih = dGX.view(T * B, -1).t() @ x.reshape(T * B, -1) if need[2] else None
+        _, d_hh, d_bhh = _weight_grads(dGH, x, h0, Hs, (False, need[3], ctx.has_bias and need[5]))
+        d_bih = dGX.view(T * B, -1).sum(0) if ctx.has_bias and need[4] else None
+        return dx, dh0 if need[1] else None, d_ih, d_hh, d_bih, d_bhh, None, None
+
+
+class _FullyRecurrentBPTT(torch.autograd.Function):
+    r"""Fully recurrent layer and its BPTT.
+
+    :math:`s_t = f_h(W_{xh} x_t + W_{hh} s_{t-1} + W_{oh} o_{t-1} + b_h)`,
+    :math:`o_t = f_o(V s_t + b_o)`.  Backward, with :math:`\bar s, \bar o` the
+    gradients reaching :math:`s_t, o_t`:
+
+    .. math::
+
+        \epsilon_t = f_o'\, \bar o, \quad
+        \delta_t = f_h' \odot (\bar s + V^\top \epsilon_t), \quad
+        \bar s_{t-1} \mathrel{+}= W_{hh}^\top \delta_t, \quad
+        \bar o_{t-1} \mathrel{+}= W_{oh}^\top \delta_t
+    """
+
+    @staticmethod
+    def forward(ctx, x, s0, o0, w_ih, w_hh, w_oh, w_ho, b_h, b_o, f_h, f_o, batch_sizes, truncate):
+        T, B, _ = x.shape
+        S = _project(x, w_ih, b_h)  # (T, B, H): a_t, then s_t in place
+        O = x.new_empty(T, B, w_ho.shape[0])
+        w_hhT, w_ohT, w_hoT = w_hh.t(), w_oh.t(), w_ho.t()
+        s, o = s0, o0
+        for t in range(T):
+            n = _rows(batch_sizes, B, t)
+            a = S[t, :n].addmm_(s[:n], w_hhT).addmm_(o[:n], w_ohT)
+            s = _act_(f_h, a)
+            if b_o is not None:
+                o = torch.addmm(b_o, s, w_hoT, out=O[t, :n])
+            else:
+                o = torch.mm(s, w_hoT, out=O[t, :n])
+            _act_(f_o, o)
+        _zero_padding_(batch_sizes, S, O)
+        ctx.save_for_backward(x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O)
+        ctx.f_h, ctx.f_o = f_h, f_o
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_h is not None
+        return S, O
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dSs, dOs):
+        x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O = ctx.saved_tensors
+        T, B, H = S.shape
+        bs = ctx.batch_sizes
+        dS = _grad_seq(dSs, S, bs)  # gradient reaching s_t, then delta_t in place
+        dO = _grad_seq(dOs, O, bs)  # gradient reaching o_t, then epsilon_t in place
+        ds0, do0 = torch.zeros_like(s0), torch.zeros_like(o0)
+        for t in range(T - 1, -1, -1):
+            n = _rows(bs, B, t)
+            eps = _act_backward_(ctx.f_o, dO[t, :n], O[t, :n])
+            delta = _act_backward_(ctx.f_h, dS[t, :n].addmm_(eps, w_ho), S[t, :n])
+            if t == 0:
+                ds_prev, do_prev = ds0, do0
+            elif not _cut(ctx.truncate, t):
+                ds_prev, do_prev = dS[t - 1, :n], dO[t - 1, :n]
+            else:
+                continue
+            ds_prev.addmm_(delta, w_hh)
+            do_prev.addmm_(delta, w_oh)
+        need = ctx.needs_input_grad
+        dx = (dS.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        d_ih, d_hh, d_bh = _weight_grads(dS, x, s0, S, (need[3], need[4], ctx.has_bias and need[7]))
+        _, d_oh, _ = _weight_grads(dS, x, o0, O, (False, need[5], False))
+        d_ho = dO.view(T * B, -1).t() @ S.view(T * B, H) if need[6] else None
+        d_bo = dO.view(T * B, -1).sum(0) if ctx.has_bias and need[8] else None
+        return (dx, ds0 if need[1] else None, do0 if need[2] else None, d_ih, d_hh, d_oh, d_ho,
+                d_bh, d_bo, None, None, None, None)
+
+
+def _bptt_scan(
+    cell: Cell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, truncate: int | None
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One direction of one layer by the hand-written BPTT (arguments as :func:`scan`)."""
+    B, T, _ = x.shape
+    batch_sizes = order = last = None
+    if lengths is not None:
+        # sorted longest first, the sequences still running at step t are rows :n_t
+        sorted_lengths, order = torch.sort(lengths.to(x.device), descending=True, stable=True)
+        x = x.index_select(0, order)
+        state = type(state)(*(s.index_select(0, order) for s in state))
+        steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+        batch_sizes = tuple((sorted_lengths.unsqueeze(0) > steps).sum(1).tolist())
+        last = sorted_lengths - 1
+    xt = x.transpose(0, 1).contiguous()  # (T, B, I): step t is one contiguous block
+    seqs = _bptt_apply(cell, xt, state, batch_sizes, int(truncate or 0))  # each (T, B, size)
+    if last is None:
+        finals = [s[-1] for s in seqs]
+    else:
+        rows = torch.arange(B, device=x.device)
+        finals = [s[last, rows] for s in seqs]  # each sequence's state at its last step
+    out = seqs[cell.state_type._fields.index("o") if type(cell) is FullyRecurrentCell else 0]
+    out = out.transpose(0, 1)  # (B, T, O), a view of time-major memory
+    if order is not None:
+        undo = torch.empty_like(order)
+        undo[order] = torch.arange(B, device=x.device)
+        out = out.index_select(0, undo)
+        finals = [f.index_select(0, undo) for f in finals]
+    return out, cell.state_type(*finals)
+
+
+def _sum_bias(cell: Cell) -> Tensor | None:
+    return cell.bias_ih + cell.bias_hh if cell.bias_ih is not None else None
+
+
+def _bptt_apply(cell: Cell, x: Tensor, state, batch_sizes, truncate: int) -> tuple[Tensor, ...]:
+    """Run the cell family's Function; returns the per-step state sequences (T, B, size)."""
+    if type(cell) is ElmanCell:
+        return (_ElmanBPTT.apply(x, state.h, cell.weight_ih, cell.weight_hh, _sum_bias(cell),
+                                 cell.nonlinearity, batch_sizes, truncate),)
+    if type(cell) is LSTMCell:
+        peep = (cell.weight_ci, cell.weight_cf, cell.weight_co) if cell.peepholes else (None, None, None)
+        return _LSTMBPTT.apply(x, state.h, state.c, cell.weight_ih, cell.weight_hh, _sum_bias(cell), *peep,
+                               batch_sizes, truncate)
+    if type(cell) is LSTM1997Cell:
+        return _LSTM1997BPTT.apply(x, state.h, state.c, cell.weight_ih, cell.weight_hh, _sum_bias(cell),
+                                   cell.cells_per_block, cell.g_name, cell.h_name, batch_sizes, truncate)
+    if type(cell) is GRUCell:
+        return (_GRUBPTT.apply(x, state.h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                               batch_sizes, truncate),)
+    return _FullyRecurrentBPTT.apply(
+        x, state.h, state.o, cell.weight_ih, cell.weight_hh, cell.weight_oh, cell.weight_ho, _sum_bias(cell),
+        cell.bias_ho, cell.nonlinearity, cell.output_nonlinearity, batch_sizes, truncate)

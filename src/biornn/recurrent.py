@@ -238,7 +238,7 @@ class Recurrent(nn.Module):
             s += f", truncate={self.truncate}"
         if self.cell_options:
             s += ", " + ", ".join(f"{k}={v!r}" for k, v in self.cell_options.items())
-        return s
+        return s + f", path={self.path()!r}"
 
     # -- argument checks ---------------------------------------------------
     def _check_lengths(self, lengths: Any, B: int, T: int) -> Tensor | None:
@@ -272,6 +272,28 @@ class Recurrent(nn.Module):
         fields = coerce_state(state, cell.state_type, shapes, like)
         return [f.unsqueeze(1) for f in fields] if unbatched else fields
 
+    def _check_probes(self, probes: Any, x: Tensor, unbatched: bool, D: int) -> list[Tensor]:
+        """The probes as batch-first (B, T, H) tensors, one per layer and direction."""
+        LD = self.num_layers * D
+        if not isinstance(probes, (list, tuple)) or len(probes) != LD:
+            raise ValueError(f"probes must be a list of {LD} tensors (one per layer and direction)")
+        B, T = x.shape[:2]
+        out = []
+        for k, p in enumerate(probes):
+            if not isinstance(p, Tensor):
+                raise ValueError(f"probes[{k}] must be a tensor, got {type(p).__name__}")
+            if unbatched:
+                p = p.unsqueeze(0)
+            elif not self.batch_first:
+                p = p.transpose(0, 1)
+            if tuple(p.shape) != (B, T, self.hidden_size) or p.dtype != x.dtype:
+                raise ValueError(
+                    f"probes[{k}] must be {x.dtype} of the input's layout with {self.hidden_size} features, "
+                    f"got {p.dtype} {tuple(p.shape)}"
+                )
+            out.append(p)
+        return out
+
     # -- the loop ----------------------------------------------------------
     @staticmethod
     def scan(
@@ -281,6 +303,7 @@ class Recurrent(nn.Module):
         mask: Tensor | None = None,
         truncate: int | None = None,
         traces: bool = False,
+        probe: Tensor | None = None,
     ) -> tuple[Tensor, NamedTuple, dict[str, Tensor]]:
         """Run one cell over time, step by step: the definition of the recurrence.
 
@@ -298,6 +321,13 @@ class Recurrent(nn.Module):
             Detach the state before steps k, 2k, ... (truncated BPTT).
         traces : bool
             Also return every step's state fields and gate activations.
+        probe : Tensor, shape (B, T, H), optional
+            Added to the hidden state ``h`` right after each step, before the
+            output and the next step read it: ``h_t <- h_t + p_t``.  Called
+            with zeros it changes no value, but puts every ``h_t`` on the
+            autograd path, so that ``dL/dp_t = dL/dh_t``, the total
+            derivative through all later steps (used by
+            :mod:`biornn.diagnostics`).  At padded steps it is ignored.
 
         Returns
         -------
@@ -309,10 +339,17 @@ class Recurrent(nn.Module):
         record: dict[str, list[Tensor]] = {}
         # unbind, not x[:, t]: the backward of T separate indexings would write T
         # full-size zero tensors (O(T^2)); unbind's backward is one stack
+        probes = probe.unbind(1) if probe is not None else None
         for t, x_t in enumerate(x.unbind(1)):
             if truncate and t and t % truncate == 0:
-                state = type(state)(*(s.detach() for s in state))
+                if mask is None:
+                    state = type(state)(*(s.detach() for s in state))
+                else:  # a finished sequence's final state keeps its gradient
+                    m = mask[:, t].unsqueeze(1)
+                    state = type(state)(*(torch.where(m, s.detach(), s) for s in state))
             new, gates = cell.step(x_t, state)
+            if probes is not None:  # h_t + p_t: a handle on dL/dh_t (zero in value)
+                new = new._replace(h=new.h + probes[t])
             out = cell.output(new)
             if mask is not None:
                 m = mask[:, t].unsqueeze(1)  # (B, 1)
@@ -332,17 +369,28 @@ class Recurrent(nn.Module):
     ) -> bool:
         """Whether a call with these arguments runs on torch's fused kernels.
 
-        The fused kernels serve every call without traces, except truncated
-        BPTT together with ``lengths`` (the step loop does that), for cells
-        whose maths torch has (:func:`biornn.fast.supports`).
+        Every built-in cell has a fast path (:mod:`biornn.fast`: torch's fused
+        kernels or the hand-written BPTT) for every call without traces; the
+        step loop runs when ``fast`` is off, traces are asked for, or the cell
+        is a class biornn does not know.  :meth:`path` says which route.
+        """
+        return self.path(lengths, return_traces, truncate) != "loop"
+
+    def path(self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None) -> str:
+        """Which route a call with these arguments takes: ``"fused"``, ``"bptt"`` or ``"loop"``.
+
+        ``fused``: torch's fused kernels; ``bptt``: biornn's hand-written BPTT
+        (:mod:`biornn.fast`); ``loop``: the step loop.  (All layers use one
+        cell type; a cell that has a fused kernel takes it unless the call
+        combines truncation with ``lengths``.)
         """
         truncate = self.truncate if truncate is None else truncate
-        return (
-            self.fast
-            and not return_traces
-            and not (truncate and lengths is not None)
-            and all(fast.supports(c) for row in self._cells for c in row)
-        )
+        if not self.fast or return_traces:
+            return "loop"
+        methods = {fast.method(c, lengths, truncate) for row in self._cells for c in row}
+        if None in methods:
+            return "loop"
+        return "fused" if methods == {"fused"} else "bptt"
 
     def forward(
         self,
@@ -352,6 +400,7 @@ class Recurrent(nn.Module):
         *,
         return_traces: bool = False,
         truncate: int | None = None,
+        probes: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]] | tuple[Tensor, tuple[Tensor, ...], Traces]:
         """Unroll the network over a batch of sequences.
 
@@ -369,6 +418,12 @@ class Recurrent(nn.Module):
             Also return every step's states and gate activations (step loop only).
         truncate : int, optional
             Override the module's truncated-BPTT length for this call.
+        probes : sequence of Tensor, optional
+            One per layer and direction (index ``layer * D + direction``), each
+            shaped like ``x`` with H features: (B, T, H), (T, B, H) if not
+            batch_first, (T, H) unbatched.  Added to each step's hidden state
+            (see :meth:`scan`); zeros give ``dL/dh_t`` as the gradient of the
+            probe, for :mod:`biornn.diagnostics`.  Runs the step loop.
 
         Returns
         -------
@@ -395,12 +450,14 @@ class Recurrent(nn.Module):
             _positive_int("truncate", truncate)
         truncate = self.truncate if truncate is None else truncate
         # decided on the lengths as given, so that uses_fast_path(lengths) tells the truth
-        use_fast = self.uses_fast_path(lengths, return_traces, truncate)
+        use_fast = self.uses_fast_path(lengths, return_traces, truncate) and probes is None
+        D = 2 if self.bidirectional else 1
+        if probes is not None:
+            probes = self._check_probes(probes, x, unbatched, D)
         lengths = self._check_lengths(lengths, B, T)
         state_in = self._check_state(state, B, x, unbatched)
         cells = self.cells
         state_type = cells[0][0].state_type
-        D = 2 if self.bidirectional else 1
 
         mask = None
         if lengths is not None:
@@ -422,7 +479,10 @@ class Recurrent(nn.Module):
                 if use_fast:
                     out, s, tr = *fast.scan(cell, inp, s0, lengths, truncate), {}
                 else:
-                    out, s, tr = self.scan(cell, inp, s0, mask, truncate, return_traces)
+                    probe = None
+                    if probes is not None:
+                        probe = probes[k] if direction == 0 else reverse_padded(probes[k], lengths)
+                    out, s, tr = self.scan(cell, inp, s0, mask, truncate, return_traces, probe)
                 if direction == 1:
                     out = reverse_padded(out, lengths)
                     tr = {name: reverse_padded(v, lengths) for name, v in tr.items()}

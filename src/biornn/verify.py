@@ -8,7 +8,8 @@ For each cell name this measures, on a small random batch with variable lengths:
   its forget gate held at 1), weights copied;
 - ``bptt``: the largest relative difference between the gradients of the
   hand-written NumPy BPTT (:mod:`biornn.reference`) and torch autograd, float64;
-- ``fast``: the largest difference between the fused fast path and the step loop;
+- ``fast``: the largest difference between the fast path (fused kernel or
+  hand-written BPTT, :mod:`biornn.fast`) and the step loop;
 - ``gradcheck``: whether ``torch.autograd.gradcheck`` (autograd against central
   finite differences, float64) passes on the step loop, bidirectional, with
   variable lengths.

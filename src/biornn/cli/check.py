@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="check every cell against torch.nn, the NumPy BPTT, the fast path and gradcheck",
         description="Run every cell (or the ones named) on a random batch with variable lengths and "
         "print the largest difference from its torch.nn twin (float32, outputs and gradients), "
-        "from the hand-written NumPy BPTT (float64, relative), and between the fused fast path and "
+        "from the hand-written NumPy BPTT (float64, relative), and between the fast path (fused kernel or "
+        "hand-written BPTT) and "
         f"the step loop, and whether torch.autograd.gradcheck passes on the step loop. Exit 1 if any "
         f"difference exceeds its tolerance ({TWIN_TOL:g}, {BPTT_TOL:g}, {FAST_TOL:g}) or a gradcheck fails.",
     )

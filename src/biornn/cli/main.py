@@ -12,9 +12,9 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import cells, check, data, env, evaluate, predict, train
+from . import bench, cells, check, data, env, evaluate, predict, train
 
-COMMANDS = (train, evaluate, predict, data, cells, check, env)
+COMMANDS = (train, evaluate, predict, data, cells, check, bench, env)
 
 
 class UsageError(Exception):

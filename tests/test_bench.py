@@ -1,0 +1,64 @@
+"""``biornn bench``: a quick run gives valid JSON with every field; bad input exits 2.
+
+No timing assertions: timings belong to the benchmark, not to the tests."""
+
+import json
+import math
+
+import pytest
+
+from biornn import bench
+from biornn.cli.main import main
+
+RESULT_FIELDS = {"shape", "B", "T", "I", "H", "impl", "path", "train_ms", "infer_ms", "train_gflops",
+                 "infer_gflops", "vs_lstm", "vs_twin", "twin", "warmup_s", "peak_mib"}
+
+
+def test_quick_json_has_every_field(capsys):
+    assert main(["bench", "--quick", "--json", "--cells", "lstm,gru,lstm-peephole,fully-recurrent"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["shapes"] == {"tiny": {"B": 4, "T": 16, "I": 3, "H": 8}}
+    assert report["flops_formula"] and report["threads"] >= 1
+    impls = [r["impl"] for r in report["results"]]
+    assert impls == ["nn.LSTM", "nn.GRU", "lstm", "gru", "lstm-peephole", "fully-recurrent"]
+    for r in report["results"]:
+        assert set(r) == RESULT_FIELDS
+        for key in ("train_ms", "infer_ms", "train_gflops", "warmup_s"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["impl"], key)
+        assert r["peak_mib"] is None or r["peak_mib"] >= 0
+    paths = {r["impl"]: r["path"] for r in report["results"]}
+    assert paths == {"nn.LSTM": "torch", "nn.GRU": "torch", "lstm": "fused", "gru": "bptt",
+                     "lstm-peephole": "bptt", "fully-recurrent": "bptt"}
+    by = {r["impl"]: r for r in report["results"]}
+    assert by["nn.LSTM"]["vs_lstm"] == 1.0
+    assert by["gru"]["twin"] == "nn.GRU" and by["gru"]["vs_twin"] > 0
+    assert by["lstm-peephole"]["twin"] is None and by["lstm-peephole"]["vs_twin"] is None
+    assert [s["impl"] for s in report["streaming"]] == impls
+    assert all(s["us_per_step"] > 0 for s in report["streaming"])
+
+
+def test_table_names_every_implementation(capsys):
+    assert main(["bench", "--shapes", "2x5x2x4", "--cells", "lstm1997", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2x5x2x4" in out and "lstm1997" in out and "nn.LSTM" in out and "streaming" in out
+
+
+def test_flops_formula():
+    assert bench.flops("lstm", 2, 3, 4, 5) == 2 * 2 * 3 * 4 * 5 * 9
+    assert bench.flops("lstm1997", 2, 3, 4, 5) == 2 * 2 * 3 * 3 * 5 * 9
+    assert bench.flops("elman", 1, 1, 1, 1) == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--cells", "lstm,nope"], "unknown cell 'nope'"),
+    (["--shapes", "ecg,12x3"], "unknown shape '12x3'"),
+    (["--shapes", "0x1x1x1"], "unknown shape"),
+    (["--shapes", "100000x100000x1x1024"], "needs about"),
+    (["--threads", "0"], "--threads"),
+    (["--repeats", "0", "--quick"], "repeats"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_input_exits_2_with_one_line(args, message, capsys):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
