@@ -9,7 +9,8 @@ import pytest
 
 from biornn.cli.main import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "predict", "data", "env", "cells", "check"]
+SUBCOMMANDS = ["train", "evaluate", "predict", "data", "env", "cells", "check", "bench", "diagnose", "experiment",
+               "explain"]
 
 
 def test_console_script_help_lists_subcommands():

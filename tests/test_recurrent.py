@@ -215,6 +215,9 @@ def test_the_route_is_chosen_by_the_maths_and_shown():
     # fused kernels cannot truncate variable-length batches; the hand-written BPTT can
     assert Recurrent("lstm", 2, 3, truncate=2).path(lengths=torch.tensor([1])) == "bptt"
     assert Recurrent("lstm", 2, 3).path(return_traces=True) == "loop"
+    # one step at a time (streaming): oneDNN's per-call set-up costs more than the step
+    assert Recurrent("lstm1997", 2, 3).path(steps=1) == "bptt"
+    assert Recurrent("lstm", 2, 3).path(steps=2) == "fused"
     assert Recurrent("lstm", 2, 3, fast=False).path() == "loop"
     assert "path='bptt'" in repr(Recurrent("gru", 2, 3))
     for name in CELL_NAMES:

@@ -145,8 +145,8 @@ def _build(impl: str, I: int, H: int) -> nn.Module:
     return Recurrent(impl, I, H)
 
 
-def _path(impl: str, module: nn.Module) -> str:
-    return "torch" if impl in TORCH_IMPLS else module.path()
+def _path(impl: str, module: nn.Module, steps: int | None = None) -> str:
+    return "torch" if impl in TORCH_IMPLS else module.path(steps=steps)
 
 
 class _PeakRSS:
@@ -265,7 +265,7 @@ def run(
             f = flops(impl, B, T, I, H)
             twin = TWINS.get(impl)
             results.append(Result(
-                shape=shape_name, B=B, T=T, I=I, H=H, impl=impl, path=_path(impl, modules[impl]),
+                shape=shape_name, B=B, T=T, I=I, H=H, impl=impl, path=_path(impl, modules[impl], steps=T),
                 train_ms=_sig(med_train[impl] * 1e3), infer_ms=_sig(med_infer[impl] * 1e3),
                 train_gflops=_sig(3 * f / med_train[impl] / 1e9),
                 infer_gflops=_sig(f / med_infer[impl] / 1e9),
@@ -309,7 +309,7 @@ def _streaming(impls: list[str], steps: int, repeats: int, seed: int, I: int = 1
         for impl, m in modules.items():
             times[impl].append(_timed(lambda: stream(m)) / steps)
     med = {i: statistics.median(v) for i, v in times.items()}
-    return [{"impl": i, "I": I, "H": H, "path": _path(i, modules[i]), "us_per_step": _sig(med[i] * 1e6),
+    return [{"impl": i, "I": I, "H": H, "path": _path(i, modules[i], steps=1), "us_per_step": _sig(med[i] * 1e6),
              "vs_lstm": round(med[i] / med["nn.LSTM"], 3)} for i in impls]
 
 

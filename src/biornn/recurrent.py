@@ -376,18 +376,21 @@ class Recurrent(nn.Module):
         """
         return self.path(lengths, return_traces, truncate) != "loop"
 
-    def path(self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None) -> str:
+    def path(
+        self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None, steps: int | None = None
+    ) -> str:
         """Which route a call with these arguments takes: ``"fused"``, ``"bptt"`` or ``"loop"``.
 
         ``fused``: torch's fused kernels; ``bptt``: biornn's hand-written BPTT
-        (:mod:`biornn.fast`); ``loop``: the step loop.  (All layers use one
-        cell type; a cell that has a fused kernel takes it unless the call
-        combines truncation with ``lengths``.)
+        (:mod:`biornn.fast`); ``loop``: the step loop.  ``steps`` is the
+        call's sequence length, if known.  (All layers use one cell type; a
+        cell that has a fused kernel takes it unless the call combines
+        truncation with ``lengths``, or is a single LSTM step.)
         """
         truncate = self.truncate if truncate is None else truncate
         if not self.fast or return_traces:
             return "loop"
-        methods = {fast.method(c, lengths, truncate) for row in self._cells for c in row}
+        methods = {fast.method(c, lengths, truncate, steps) for row in self._cells for c in row}
         if None in methods:
             return "loop"
         return "fused" if methods == {"fused"} else "bptt"

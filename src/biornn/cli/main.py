@@ -12,9 +12,9 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import bench, cells, check, data, env, evaluate, predict, train
+from . import bench, cells, check, data, diagnose, env, evaluate, experiment, explain, predict, train
 
-COMMANDS = (train, evaluate, predict, data, cells, check, bench, env)
+COMMANDS = (train, evaluate, predict, data, cells, check, bench, env, diagnose, experiment, explain)
 
 
 class UsageError(Exception):

@@ -1,0 +1,252 @@
+"""``biornn diagnose gradients|states``: gradient flow over time, state and gate trajectories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..cells import CELL_NAMES
+    from ..diagnostics import COMPARE_CELLS
+    from ..init import SCHEMES
+
+    p = sub.add_parser("diagnose", help="gradient flow over time; state and gate trajectories",
+                       description="Measure what happens inside a recurrent net: how the error signal "
+                       "dL/dh_t reaches each time step ('gradients'), and the hidden state, cell state and "
+                       "gates over time ('states'). Writes JSON and PNG into --out.")
+    what = p.add_subparsers(dest="what", metavar="WHAT", parser_class=type(p))
+    what.required = True
+
+    g = what.add_parser("gradients", help="norm of dL/dh_t and dh_T/dh_t per time step, weight-gradient norms, "
+                        "saturated units",
+                        description="For a trained RUN (on a batch of its test split, its own loss) or for fresh "
+                        "networks (--cell ...: on an adding-problem batch of --length steps): the norm of dL/dh_t "
+                        "for every step t and of dh_T/dh_t, per layer, averaged over the batch; the gradient norm "
+                        "of every weight matrix; the fraction of saturated gate and hidden units. Writes "
+                        "gradients.json and gradients.png (log scale, one line per cell) and prints one JSON line "
+                        "per cell and layer: the norm at the last and first step and the orders of magnitude lost.")
+    g.add_argument("run", metavar="RUN", nargs="?", help="a run directory (omit to measure fresh --cell networks)")
+    g.add_argument("--data-dir", metavar="DIR", help="data directory of the RUN's task")
+    g.add_argument("--cell", nargs="+", choices=CELL_NAMES, metavar="CELL",
+                   help=f"fresh networks of these cells (default: {' '.join(COMPARE_CELLS)})")
+    g.add_argument("--length", type=int, default=200, help="T, steps of the adding-problem batch (default 200)")
+    g.add_argument("--hidden", type=int, default=64, help="hidden units of the fresh networks (default 64)")
+    g.add_argument("--layers", type=int, default=1, help="layers of the fresh networks (default 1)")
+    g.add_argument("--init", choices=tuple(SCHEMES), help="init scheme (default: each cell's own)")
+    g.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every recurrent matrix W_hh after init (default 1; >1 to make gradients explode)")
+    g.add_argument("--forget-bias", type=float, help="forget-gate bias of 'lstm'/'lstm-peephole'")
+    g.add_argument("--batch", type=int, default=32, help="sequences averaged over (default 32)")
+    g.add_argument("--jacobian-batch", type=int, default=8,
+                   help="sequences for dh_T/dh_t (one backward pass per hidden unit; 0 skips it; default 8)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    g.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
+    g.set_defaults(handler=run_gradients)
+
+    s = what.add_parser("states", help="hidden/cell state and gate heatmaps; cell state over a long stream",
+                        description="Heatmaps of every step's hidden state, cell state and gate activations: "
+                        "for a RUN and INPUTs (names), or for a fresh --cell network and a numeric --input file "
+                        "(CSV, one row per time step). Without RUN or --input: the cell-state magnitude of fresh "
+                        "networks (default lstm1997 and lstm) over one continuous stream of --stream steps "
+                        "(the 1997 cell's grows; the forget gate's stays bounded). Writes states.json + "
+                        "states-N.png, or cell_state.json + cell_state.png.")
+    s.add_argument("run", metavar="RUN", nargs="?", help="a run directory")
+    s.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs for the RUN, e.g. surnames")
+    s.add_argument("--cell", nargs="+", choices=CELL_NAMES, metavar="CELL",
+                   help="fresh network(s) (default for --stream: lstm1997 lstm)")
+    s.add_argument("--input", metavar="FILE", help="numeric input for a fresh --cell network: CSV, T rows x I columns")
+    s.add_argument("--input-size", type=int, help="I, features per step of the fresh network (default: the file's)")
+    s.add_argument("--stream", type=int, default=5000, help="length of the continuous stream (default 5000)")
+    s.add_argument("--hidden", type=int, default=32, help="hidden units of fresh networks (default 32)")
+    s.add_argument("--layer", type=int, default=0, help="which layer * D + direction to draw (default 0)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
+    s.set_defaults(handler=run_states)
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _summary_rows(label: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    from ..diagnostics import decay_summary
+
+    rows = []
+    for k, name in enumerate(result["layers"]):
+        d = decay_summary(result["dl_dh"][k])
+        row = {"cell": label, "layer": name, "dl_dh_last_step": d["last"], "dl_dh_first_step": d["first"],
+               "orders_of_magnitude": round(d["orders"], 2) if math.isfinite(d["orders"]) else None}
+        if result.get("dh_final_dh"):
+            row["dhT_dh_first_step"] = decay_summary(result["dh_final_dh"][k])["first"]
+        rows.append(row)
+    return rows
+
+
+def run_gradients(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import write_json
+    from ..diagnostics import COMPARE_CELLS, fresh_gradient_flow, plot_gradient_flow, run_gradient_flow
+
+    for name in ("length", "hidden", "batch", "layers"):
+        _positive(f"--{name}", getattr(args, name))
+    if args.jacobian_batch < 0:
+        raise ValueError("--jacobian-batch must be >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = _out_dir(args.out)
+    rows = []
+    if args.run:
+        if args.cell:
+            raise ValueError("give a RUN or --cell, not both")
+        res = run_gradient_flow(args.run, args.data_dir, batch=args.batch, seed=args.seed,
+                                jacobian_batch=args.jacobian_batch)
+        curves = {}
+        for m, r in enumerate(res["members"]):
+            prefix = f"member {m} " if len(res["members"]) > 1 else ""
+            for k, layer in enumerate(r["layers"]):
+                curves[f"{prefix}{layer}"] = {"dl_dh": r["dl_dh"][k],
+                                              "dh_final_dh": r["dh_final_dh"][k] if r["dh_final_dh"] else None}
+            rows += _summary_rows(f"{prefix}{res['cell']}".strip(), r)
+        title = f"{res['task']} run {Path(args.run).name} ({res['cell']}), {res['batch']} test sequences"
+    else:
+        res = {"task": "adding", "length": args.length, "cells": {}}
+        curves = {}
+        for cell in args.cell or COMPARE_CELLS:
+            r = fresh_gradient_flow(cell, args.length, args.hidden, args.batch, init=args.init, scale=args.scale,
+                                    forget_bias=args.forget_bias, num_layers=args.layers, seed=args.seed,
+                                    jacobian_batch=args.jacobian_batch)
+            res["cells"][cell] = r
+            for k, layer in enumerate(r["layers"]):
+                label = cell if args.layers == 1 else f"{cell} {layer}"
+                curves[label] = {"dl_dh": r["dl_dh"][k],
+                                 "dh_final_dh": r["dh_final_dh"][k] if r["dh_final_dh"] else None}
+            rows += _summary_rows(cell, r)
+        init = args.init or "each cell's default init"
+        title = (f"fresh networks at initialisation ({init}"
+                 f"{f', W_hh x {args.scale:g}' if args.scale != 1 else ''}), adding problem T = {args.length}")
+    write_json(out / "gradients.json", res)
+    plot_gradient_flow(curves, out / "gradients.png", title)
+    for row in rows:
+        print(json.dumps(row))
+    return 0
+
+
+def read_numeric_input(path: str | Path, input_size: int | None) -> "Any":
+    """A CSV (or whitespace-separated) file of T rows x I numbers -> Tensor (T, I)."""
+    import torch
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError):
+        raise ValueError(f"{path}: not a readable text file") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            values = [float(v) for v in re.split(r"[,\s;]+", line.strip()) if v]
+        except ValueError:
+            raise ValueError(f"{path}:{n}: not a row of numbers") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{path}:{n}: a value is not finite")
+        if rows and len(values) != len(rows[0]):
+            raise ValueError(f"{path}:{n}: {len(values)} features, earlier rows have {len(rows[0])}")
+        rows.append(values)
+    if not rows:
+        raise ValueError(f"{path}: no rows of numbers")
+    if input_size is not None and len(rows[0]) != input_size:
+        raise ValueError(f"{path}: {len(rows[0])} features per step, but the network reads {input_size} "
+                         "(--input-size)")
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def run_states(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import write_json
+    from ..diagnostics import (build_fresh, cell_state_stream, layer_labels, members, plot_cell_stream,
+                               plot_traces, state_traces)
+
+    out = _out_dir(args.out)
+    _positive("--hidden", args.hidden)
+    torch.manual_seed(args.seed)
+    if args.run:
+        if args.input or args.cell:
+            raise ValueError("give a RUN with INPUTs, or --cell with --input, not both")
+        if not args.inputs:
+            raise ValueError("give at least one INPUT for the RUN")
+        import torch.nn.functional as F
+
+        from ..diagnostics import encode_checked, member_logits
+        from ..evaluate import load_run
+
+        cfg, task, model, meta = load_run(args.run)
+        vocab = meta["vocab_obj"]
+        member = members(model)[0]
+        labels = layer_labels(member.rnn)
+        if not 0 <= args.layer < len(labels):
+            raise ValueError(f"--layer must be in 0..{len(labels) - 1} for this run")
+        rows = []
+        for n, text in enumerate(args.inputs):
+            name, codes = encode_checked(vocab, text, args.run)
+            onehot = F.one_hot(torch.tensor([codes]), member.vocab_size).to(member.readout.weight.dtype)
+            with torch.no_grad():
+                traces = member_logits(member, onehot, None, return_traces=True)[2][args.layer]
+            tr = {k: v[0].numpy() for k, v in traces.items()}
+            steps = [vocab.decode([c]) for c in codes]
+            plot_traces(tr, out / f"states-{n}.png", steps,
+                        f"{name!r}: {cfg.cell}, {labels[args.layer]}" + (" (member 0)" if len(members(model)) > 1 else ""))
+            rows.append({"input": name, "steps": steps, "layer": labels[args.layer],
+                         "traces": {k: v.tolist() for k, v in tr.items()}})
+            print(json.dumps({"input": name, "png": str(out / f"states-{n}.png"),
+                              "traces": sorted(tr)}, ensure_ascii=False))
+        write_json(out / "states.json", {"run": str(args.run), "inputs": rows})
+        return 0
+    if args.inputs:
+        raise ValueError("INPUTs need a RUN")
+    if args.input:
+        cells = args.cell or ["lstm"]
+        x = read_numeric_input(args.input, args.input_size)  # (T, I)
+        rows = []
+        for n, cell in enumerate(cells):
+            rnn = build_fresh(cell, x.shape[1], args.hidden)
+            labels = layer_labels(rnn)
+            tr = {k: v[0].numpy() for k, v in state_traces(rnn, x.unsqueeze(0))[0].items()}
+            plot_traces(tr, out / f"states-{n}.png", None, f"{Path(args.input).name}: fresh {cell}, {labels[0]}")
+            rows.append({"cell": cell, "traces": {k: v.tolist() for k, v in tr.items()}})
+            print(json.dumps({"cell": cell, "png": str(out / f"states-{n}.png"), "traces": sorted(tr)}))
+        write_json(out / "states.json", {"input": str(args.input), "inputs": rows})
+        return 0
+    _positive("--stream", args.stream)
+    cells = args.cell or ["lstm1997", "lstm"]
+    stream = cell_state_stream(cells, args.stream, args.hidden, seed=args.seed)
+    write_json(out / "cell_state.json", stream)
+    plot_cell_stream(stream, out / "cell_state.png")
+    for name, c in stream["cells"].items():
+        print(json.dumps({"cell": name, "final_mean_abs_c": round(c["final_mean_abs_c"], 4),
+                          "max_abs_c": round(c["max_abs_c"], 4), "slope_per_step": c["slope"],
+                          "saturation": {k: round(v, 3) for k, v in c["saturation"].items()}}))
+    return 0

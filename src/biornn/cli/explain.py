@@ -1,0 +1,62 @@
+"""``biornn explain RUN INPUT ...``: which input steps decided a prediction, and how it formed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="saliency per input step and the decision forming, for a prediction",
+                       description="Explain a run's prediction for each INPUT: saliency over the input steps "
+                       "(gradient x input, and integrated gradients from the all-zero input, with their "
+                       "completeness check sum(IG) = F(x) - F(0) for F the class logit), the class probability "
+                       "after each step (the model run on every prefix), and the hidden-state trajectory. "
+                       "Writes explain.json and explain-N.png into --out; prints one JSON line per input.")
+    p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs, e.g. surnames")
+    p.add_argument("--file", metavar="F", help="read inputs from a UTF-8 file, one per line")
+    p.add_argument("--target", metavar="LABEL", help="explain this class (default: the predicted one)")
+    p.add_argument("--steps", type=int, default=64, help="integrated-gradients steps (default 64)")
+    p.add_argument("--top", type=int, default=3, help="classes whose probability is traced (default 3)")
+    p.add_argument("--out", metavar="DIR", default="explain", help="output directory (default explain)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import write_json
+    from ..diagnostics import explain_run, plot_explanation
+
+    inputs = list(args.inputs)
+    if args.file:
+        path = Path(args.file)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (UnicodeDecodeError, IsADirectoryError, PermissionError):
+            raise ValueError(f"{path}: not a readable UTF-8 text file") from None
+        inputs += [line.strip() for line in text.splitlines() if line.strip()]
+    if not inputs:
+        raise ValueError("give at least one INPUT or --file F")
+    if args.steps <= 0 or args.top <= 0:
+        raise ValueError("--steps and --top must be positive")
+    rows = explain_run(args.run, inputs, target=args.target, steps=args.steps, top=args.top)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for n, row in enumerate(rows):
+        plot_explanation(row, out / f"explain-{n}.png")
+    write_json(out / "explain.json", {"run": str(args.run), "inputs": rows})
+    for n, row in enumerate(rows):
+        ig = row["integrated_gradients"]
+        top_step = max(range(len(ig)), key=lambda t: abs(ig[t]))
+        print(json.dumps({
+            "input": row["input"], "prediction": row["prediction"], "probability": round(row["probability"], 4),
+            "target": row["target"], "most_salient_step": top_step, "most_salient": row["steps"][top_step],
+            "integrated_gradients": [round(v, 4) for v in ig],
+            "completeness_gap": round(row["completeness_gap"], 6), "png": str(out / f"explain-{n}.png"),
+        }, ensure_ascii=False))
+    return 0

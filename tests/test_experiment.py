@@ -1,0 +1,103 @@
+"""The long-lag experiment: data, a tiny grid end to end, refusals before starting, help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from biornn.cli.main import main
+from biornn.experiments import check_grid, estimate_memory, format_table, train_adding
+from biornn.longlag import ADDING_BASELINE_MSE, adding_problem, temporal_order
+
+
+def test_adding_problem_targets_and_baseline():
+    x, y = adding_problem(20000, 30, torch.Generator().manual_seed(0))
+    marks = x[..., 1]
+    assert torch.all(marks.sum(1) == 2)
+    assert torch.all(marks[:, :15].sum(1) == 1) and torch.all(marks[:, 15:].sum(1) == 1)
+    assert torch.allclose((x[..., 0] * marks).sum(1), y)
+    # always answering 1 scores Var(y) = 1/6
+    assert float((y - 1.0).pow(2).mean()) == pytest.approx(ADDING_BASELINE_MSE, abs=0.005)
+
+
+def test_temporal_order_classes():
+    x, y = temporal_order(500, 20, torch.Generator().manual_seed(0))
+    symbols = x.argmax(2)
+    xy = symbols >= 4
+    assert torch.all(xy.sum(1) == 2) and torch.all(x.sum(2) == 1)
+    first = symbols[:, :10][xy[:, :10]] - 4
+    second = symbols[:, 10:][xy[:, 10:]] - 4
+    assert torch.equal(2 * first + second, y)
+
+
+def test_lstm_learns_a_short_adding_problem():
+    r = train_adding("lstm", 10, steps=600, hidden=16, batch=32, lr=1e-2, clip=1.0, forget_bias=1.0,
+                     eval_every=50, test_size=200)
+    assert r["solved"] and r["test_mse"] < 0.01 and not r["diverged"]
+    assert r["steps"] < 600  # stopped as soon as it was solved
+
+
+def test_exploding_irnn_without_clipping_diverges_and_with_clipping_does_not():
+    kw = dict(steps=30, hidden=16, batch=8, lr=1e-3, optimizer="sgd", scale=1.3, eval_every=5, test_size=50,
+              stop_when_solved=False)
+    free = train_adding("irnn", 60, clip=0.0, **kw)
+    clipped = train_adding("irnn", 60, clip=1.0, **kw)
+    assert free["diverged"] and free["test_mse"] is None
+    assert not clipped["diverged"] and clipped["max_grad_norm"] > 1e6
+
+
+def test_memory_estimate_refuses_before_starting():
+    assert estimate_memory(400, 64, 32) < 2**30
+    with pytest.raises(ValueError, match="does not fit in memory"):
+        check_grid([10**8], 64, 32)
+    with pytest.raises(ValueError, match="lag must be a positive integer"):
+        check_grid([0], 64, 32)
+
+
+def test_tiny_grid_end_to_end(tmp_path, capsys):
+    out = tmp_path / "grid"
+    code = main(["experiment", "long-lag", "--cells", "elman", "lstm", "--lags", "6", "10", "--steps", "30",
+                 "--hidden", "8", "--batch", "8", "--explode-scale", "1.2", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| elman | none |" in printed and "| lstm | norm 1 |" in printed
+    res = json.loads((out / "long_lag.json").read_text())
+    assert len(res["runs"]) == 2 * 2 * 2
+    assert {r["cell"] for r in res["runs"]} == {"elman", "lstm"}
+    assert set(res["gradient_flow"]) == {"6", "10"} and len(res["gradient_flow"]["10"]["elman"]["dl_dh"]) == 10
+    assert len(res["exploding"]) == 2 and [r["clip"] for r in res["exploding"]] == [0.0, 1.0]
+    for png in ("success.png", "gradient_flow.png", "exploding.png"):
+        assert (out / png).stat().st_size > 1000
+    assert not list(out.glob(".*"))
+    assert "| T = 6 | T = 10 |" in format_table(res["table"], [6, 10])
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in err, err
+
+
+def test_oversized_grid_and_bad_options_exit_2(tmp_path, capsys):
+    out = tmp_path / "big"
+    assert main(["experiment", "long-lag", "--lags", "100", "100000000", "--out", str(out)]) == 2
+    _one_line_error(capsys, "does not fit in memory", "100000000")
+    assert not out.exists()  # refused before anything was written
+    assert main(["experiment", "long-lag", "--lr", "lstm=fast", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--lr")
+    assert main(["experiment", "long-lag", "--cells", "lsmt"]) == 2
+    _one_line_error(capsys, "lsmt")
+    assert main(["experiment", "long-lag", "--lags", "1", "--out", str(out)]) == 2
+    _one_line_error(capsys, "lags must be >= 2")
+
+
+@pytest.mark.parametrize("argv", [["diagnose"], ["diagnose", "gradients"], ["diagnose", "states"],
+                                  ["experiment"], ["experiment", "long-lag"], ["explain"]])
+def test_every_new_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    assert "usage: biornn " + " ".join(argv) in capsys.readouterr().out
