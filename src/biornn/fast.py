@@ -300,6 +300,23 @@ def _rows(batch_sizes: tuple[int, ...] | None, B: int, t: int) -> int:
     return batch_sizes[t] if batch_sizes is not None else B
 
 
+def _steps(buf: Tensor, batch_sizes: tuple[int, ...] | None) -> list[Tensor] | tuple[Tensor, ...]:
+    """Every step of a (T, B, ...) buffer, cut to the rows still running: T views (n_t, ...).
+
+    Made once before a loop: one ``unbind`` makes T views in C++, where slicing
+    inside the loop would pay Python's and the dispatcher's overhead per view per step.
+    """
+    steps = buf.unbind(0)
+    if batch_sizes is None:
+        return steps
+    return [s[:n] for s, n in zip(steps, batch_sizes)]
+
+
+def _gate_steps(buf: Tensor, batch_sizes, size: int, *blocks: tuple[int, int]) -> list:
+    """Per-step views of blocks of gate columns: ``(k0, k1)`` is columns k0*size .. k1*size."""
+    return [_steps(buf[:, :, k0 * size : k1 * size], batch_sizes) for k0, k1 in blocks]
+
+
 def _cut(truncate: int, t: int) -> bool:
     """Whether truncated BPTT stops the gradient from step t into step t-1."""
     return bool(truncate) and t % truncate == 0
@@ -354,10 +371,10 @@ class _ElmanBPTT(torch.autograd.Function):
         Hs = _project(x, w_ih, b)  # (T, B, H): a_t, then h_t in place
         w_hhT = w_hh.t()
         h = h0
-        for t in range(T):
-            n = _rows(batch_sizes, B, t)
-            a = Hs[t, :n].addmm_(h[:n], w_hhT)
-            h = _act_(act, a)
+        for a in _steps(Hs, batch_sizes):
+            if a.shape[0] < h.shape[0]:
+                h = h[: a.shape[0]]
+            h = _act_(act, a.addmm_(h, w_hhT))
         _zero_padding_(batch_sizes, Hs)
         ctx.save_for_backward(x, h0, w_ih, w_hh, Hs)
         ctx.act, ctx.batch_sizes, ctx.truncate, ctx.has_bias = act, batch_sizes, truncate, b is not None
@@ -370,13 +387,14 @@ class _ElmanBPTT(torch.autograd.Function):
         T, B, _ = Hs.shape
         dA = _grad_seq(dHs, Hs, ctx.batch_sizes)  # dL/dh_t, then delta_t in place
         dh0 = torch.zeros_like(h0)
+        da_s, h_s = _steps(dA, ctx.batch_sizes), _steps(Hs, ctx.batch_sizes)
         for t in range(T - 1, -1, -1):
-            n = _rows(ctx.batch_sizes, B, t)
-            d = _act_backward_(ctx.act, dA[t, :n], Hs[t, :n])
+            d = _act_backward_(ctx.act, da_s[t], h_s[t])
             if t == 0:
                 dh0 = d @ w_hh
             elif not _cut(ctx.truncate, t):
-                dA[t - 1, :n].addmm_(d, w_hh)
+                prev = da_s[t - 1]
+                (prev if prev.shape[0] == d.shape[0] else prev[: d.shape[0]]).addmm_(d, w_hh)
         need = ctx.needs_input_grad
         dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[2], need[3], ctx.has_bias and need[4]))
@@ -414,22 +432,25 @@ class _LSTMBPTT(torch.autograd.Function):
         A = _project(x, w_ih, b)  # (T, B, 4H): pre-activations, then the gates in place
         Cs, TC, Hs = (x.new_empty(T, B, H) for _ in range(3))
         w_hhT = w_hh.t()
-        w_cif = torch.stack([w_ci, w_cf]) if peep else None  # (2, H)
+        w_cif = torch.stack([w_ci, w_cf]).unsqueeze(0) if peep else None  # (1, 2, H)
+        bs = batch_sizes
+        a_s, if_s, i_s, f_s, g_s, o_s = _steps(A, bs), *_gate_steps(A, bs, H, (0, 2), (0, 1), (1, 2), (2, 3), (3, 4))
+        c_s, tc_s, h_s = _steps(Cs, bs), _steps(TC, bs), _steps(Hs, bs)
         h, c = h0, c0
         for t in range(T):
-            n = _rows(batch_sizes, B, t)
-            a = A[t, :n].addmm_(h[:n], w_hhT)
-            a_if = a[:, : 2 * H]
+            n = a_s[t].shape[0]
+            if n < h.shape[0]:
+                h, c = h[:n], c[:n]
+            a = a_s[t].addmm_(h, w_hhT)
             if peep:
-                a_if.view(n, 2, H).addcmul_(c[:n].unsqueeze(1), w_cif)
-            a_if.sigmoid_()
-            g = a[:, 2 * H : 3 * H].tanh_()
-            c = torch.mul(a[:, H : 2 * H], c[:n], out=Cs[t, :n]).addcmul_(a[:, :H], g)
-            o = a[:, 3 * H :]
+                a.view(n, 4, H)[:, :2].addcmul_(c.unsqueeze(1), w_cif)
+            if_s[t].sigmoid_()
+            g = g_s[t].tanh_()
+            c = torch.mul(f_s[t], c, out=c_s[t]).addcmul_(i_s[t], g)
+            o = o_s[t]
             if peep:
                 o.addcmul_(c, w_co)
-            o.sigmoid_()
-            h = torch.mul(o, torch.tanh(c, out=TC[t, :n]), out=Hs[t, :n])
+            h = torch.mul(o.sigmoid_(), torch.tanh(c, out=tc_s[t]), out=h_s[t])
         _zero_padding_(batch_sizes, Hs, Cs)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs)
         ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
@@ -445,32 +466,37 @@ class _LSTMBPTT(torch.autograd.Function):
         dH = _grad_seq(dHs, Hs, bs)  # gradients reaching h_t (and c_t), accumulated backwards
         dC = _grad_seq(dCs, Cs, bs)
         dA = torch.zeros_like(A)
+        i_s, f_s, g_s, o_s = _gate_steps(A, bs, H, (0, 1), (1, 2), (2, 3), (3, 4))
+        da_s = _steps(dA, bs)
+        di_s, df_s, dg_s, do_s = _gate_steps(dA, bs, H, (0, 1), (1, 2), (2, 3), (3, 4))
+        c_s, tc_s, dh_s, dc_s = _steps(Cs, bs), _steps(TC, bs), _steps(dH, bs), _steps(dC, bs)
         tmp = torch.empty_like(h0)
         dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
         for t in range(T - 1, -1, -1):
-            n = _rows(bs, B, t)
-            a, da = A[t, :n], dA[t, :n]
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            d_i, d_f, d_g, d_o = da[:, :H], da[:, H : 2 * H], da[:, 2 * H : 3 * H], da[:, 3 * H :]
-            c_prev = Cs[t - 1, :n] if t else c0
-            tc, dh, dc, u = TC[t, :n], dH[t, :n], dC[t, :n], tmp[:n]
-            _sigmoid_backward(torch.mul(dh, tc, out=u), o, grad_input=d_o)
+            da, i, f, g, o = da_s[t], i_s[t], f_s[t], g_s[t], o_s[t]
+            n = da.shape[0]
+            c_prev = (c_s[t - 1] if n == c_s[t - 1].shape[0] else c_s[t - 1][:n]) if t else c0
+            tc, dh, dc = tc_s[t], dh_s[t], dc_s[t]
+            u = tmp if n == B else tmp[:n]
+            _sigmoid_backward(torch.mul(dh, tc, out=u), o, grad_input=do_s[t])
             dc.add_(_tanh_backward(torch.mul(dh, o, out=u), tc, grad_input=u))
             if peep:
-                dc.addcmul_(d_o, w_co)
-            _sigmoid_backward(torch.mul(dc, g, out=u), i, grad_input=d_i)
-            _sigmoid_backward(torch.mul(dc, c_prev, out=u), f, grad_input=d_f)
-            _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=d_g)
+                dc.addcmul_(do_s[t], w_co)
+            _sigmoid_backward(torch.mul(dc, g, out=u), i, grad_input=di_s[t])
+            _sigmoid_backward(torch.mul(dc, c_prev, out=u), f, grad_input=df_s[t])
+            _tanh_backward(torch.mul(dc, i, out=u), g, grad_input=dg_s[t])
             if t == 0:
                 dh_prev, dc_prev = dh0, dc0
             elif not _cut(ctx.truncate, t):
-                dh_prev, dc_prev = dH[t - 1, :n], dC[t - 1, :n]
+                dh_prev, dc_prev = dh_s[t - 1], dc_s[t - 1]
+                if dh_prev.shape[0] != n:
+                    dh_prev, dc_prev = dh_prev[:n], dc_prev[:n]
             else:
                 continue
             dh_prev.addmm_(da, w_hh)
             dc_prev.addcmul_(dc, f)
             if peep:
-                dc_prev.addcmul_(d_i, w_ci).addcmul_(d_f, w_cf)
+                dc_prev.addcmul_(di_s[t], w_ci).addcmul_(df_s[t], w_cf)
         need = ctx.needs_input_grad
         dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
@@ -595,22 +621,27 @@ class _GRUBPTT(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, truncate):
         T, B, _ = x.shape
         H = h0.shape[1]
+        bs = batch_sizes
         A = _project(x, w_ih, b_ih)  # (T, B, 3H): g^x, then r, z, n in place
         GH = x.new_empty(T, B, 3 * H)  # g^h, kept for the backward
         Hs = x.new_empty(T, B, H)
         w_hhT = w_hh.t()
+        rz_s, r_s, z_s, n_s = _gate_steps(A, bs, H, (0, 2), (0, 1), (1, 2), (2, 3))
+        gh_s, ghrz_s, ghn_s = _steps(GH, bs), *_gate_steps(GH, bs, H, (0, 2), (2, 3))
+        h_s = _steps(Hs, bs)
         h = h0
         for t in range(T):
-            n = _rows(batch_sizes, B, t)
-            a, gh = A[t, :n], GH[t, :n]
+            gh = gh_s[t]
+            n = gh.shape[0]
+            if n < h.shape[0]:
+                h = h[:n]
             if b_hh is not None:
-                torch.addmm(b_hh, h[:n], w_hhT, out=gh)
+                torch.addmm(b_hh, h, w_hhT, out=gh)
             else:
-                torch.mm(h[:n], w_hhT, out=gh)
-            rz = a[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()
-            r, z = rz[:, :H], rz[:, H:]
-            cand = a[:, 2 * H :].addcmul_(r, gh[:, 2 * H :]).tanh_()
-            h = torch.sub(h[:n], cand, out=Hs[t, :n]).mul_(z).add_(cand)
+                torch.mm(h, w_hhT, out=gh)
+            rz_s[t].add_(ghrz_s[t]).sigmoid_()
+            cand = n_s[t].addcmul_(r_s[t], ghn_s[t]).tanh_()
+            h = torch.sub(h, cand, out=h_s[t]).mul_(z_s[t]).add_(cand)
         _zero_padding_(batch_sizes, Hs)
         ctx.save_for_backward(x, h0, w_ih, w_hh, A, GH, Hs)
         ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_ih is not None
@@ -625,27 +656,30 @@ class _GRUBPTT(torch.autograd.Function):
         dH = _grad_seq(dHs, Hs, bs)
         dGH = torch.zeros_like(GH)  # gradient reaching g^h
         dN = torch.zeros_like(Hs)  # gradient reaching g^x_n
+        r_s, z_s, n_s = _gate_steps(A, bs, H, (0, 1), (1, 2), (2, 3))
+        ghn_s = _gate_steps(GH, bs, H, (2, 3))[0]
+        dgh_s, dr_s, dz_s, dghn_s = _steps(dGH, bs), *_gate_steps(dGH, bs, H, (0, 1), (1, 2), (2, 3))
+        h_s, dh_s, dn_s = _steps(Hs, bs), _steps(dH, bs), _steps(dN, bs)
         tmp = torch.empty_like(h0)
         dh0 = torch.zeros_like(h0)
         for t in range(T - 1, -1, -1):
-            n = _rows(bs, B, t)
-            a, dgh = A[t, :n], dGH[t, :n]
-            r, z, cand = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-            h_prev = Hs[t - 1, :n] if t else h0
-            dh, d_n, u = dH[t, :n], dN[t, :n], tmp[:n]
+            r, z, cand, dh, d_n = r_s[t], z_s[t], n_s[t], dh_s[t], dn_s[t]
+            n = dh.shape[0]
+            h_prev = (h_s[t - 1] if h_s[t - 1].shape[0] == n else h_s[t - 1][:n]) if t else h0
+            u = tmp if n == B else tmp[:n]
             torch.mul(dh, z, out=u)
             _tanh_backward(torch.sub(dh, u, out=d_n), cand, grad_input=d_n)
             torch.sub(h_prev, cand, out=u).mul_(dh)
-            _sigmoid_backward(u, z, grad_input=dgh[:, H : 2 * H])
-            _sigmoid_backward(torch.mul(d_n, GH[t, :n, 2 * H :], out=u), r, grad_input=dgh[:, :H])
-            torch.mul(d_n, r, out=dgh[:, 2 * H :])
+            _sigmoid_backward(u, z, grad_input=dz_s[t])
+            _sigmoid_backward(torch.mul(d_n, ghn_s[t], out=u), r, grad_input=dr_s[t])
+            torch.mul(d_n, r, out=dghn_s[t])
             if t == 0:
                 dh_prev = dh0
             elif not _cut(ctx.truncate, t):
-                dh_prev = dH[t - 1, :n]
+                dh_prev = dh_s[t - 1] if dh_s[t - 1].shape[0] == n else dh_s[t - 1][:n]
             else:
                 continue
-            dh_prev.addcmul_(dh, z).addmm_(dgh, w_hh)
+            dh_prev.addcmul_(dh, z).addmm_(dgh_s[t], w_hh)
         need = ctx.needs_input_grad
         dGX = dGH.clone()  # gradient reaching g^x: the same for r and z, delta_n for n
         dGX[:, :, 2 * H :] = dN
@@ -678,14 +712,15 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
         O = x.new_empty(T, B, w_ho.shape[0])
         w_hhT, w_ohT, w_hoT = w_hh.t(), w_oh.t(), w_ho.t()
         s, o = s0, o0
-        for t in range(T):
-            n = _rows(batch_sizes, B, t)
-            a = S[t, :n].addmm_(s[:n], w_hhT).addmm_(o[:n], w_ohT)
-            s = _act_(f_h, a)
+        for a, o_t in zip(_steps(S, batch_sizes), _steps(O, batch_sizes)):
+            n = a.shape[0]
+            if n < s.shape[0]:
+                s, o = s[:n], o[:n]
+            s = _act_(f_h, a.addmm_(s, w_hhT).addmm_(o, w_ohT))
             if b_o is not None:
-                o = torch.addmm(b_o, s, w_hoT, out=O[t, :n])
+                o = torch.addmm(b_o, s, w_hoT, out=o_t)
             else:
-                o = torch.mm(s, w_hoT, out=O[t, :n])
+                o = torch.mm(s, w_hoT, out=o_t)
             _act_(f_o, o)
         _zero_padding_(batch_sizes, S, O)
         ctx.save_for_backward(x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O)
@@ -702,14 +737,17 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
         dS = _grad_seq(dSs, S, bs)  # gradient reaching s_t, then delta_t in place
         dO = _grad_seq(dOs, O, bs)  # gradient reaching o_t, then epsilon_t in place
         ds0, do0 = torch.zeros_like(s0), torch.zeros_like(o0)
+        ds_s, do_s, s_s, o_s = _steps(dS, bs), _steps(dO, bs), _steps(S, bs), _steps(O, bs)
         for t in range(T - 1, -1, -1):
-            n = _rows(bs, B, t)
-            eps = _act_backward_(ctx.f_o, dO[t, :n], O[t, :n])
-            delta = _act_backward_(ctx.f_h, dS[t, :n].addmm_(eps, w_ho), S[t, :n])
+            eps = _act_backward_(ctx.f_o, do_s[t], o_s[t])
+            delta = _act_backward_(ctx.f_h, ds_s[t].addmm_(eps, w_ho), s_s[t])
+            n = delta.shape[0]
             if t == 0:
                 ds_prev, do_prev = ds0, do0
             elif not _cut(ctx.truncate, t):
-                ds_prev, do_prev = dS[t - 1, :n], dO[t - 1, :n]
+                ds_prev, do_prev = ds_s[t - 1], do_s[t - 1]
+                if ds_prev.shape[0] != n:
+                    ds_prev, do_prev = ds_prev[:n], do_prev[:n]
             else:
                 continue
             ds_prev.addmm_(delta, w_hh)
