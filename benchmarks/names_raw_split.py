@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--data-dir")
     ap.add_argument("--seed", type=int, default=0, help="shuffle and model seed (default 0)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="config overrides, as for 'biornn train names' (e.g. ensemble=5)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = locate("names", args.data_dir)
@@ -50,7 +52,7 @@ def main() -> None:
     y_tr = np.array([langs.index(lang) for _, lang in train])
     y_te = np.array([langs.index(lang) for _, lang in test])
 
-    cfg = resolve("names", overrides=[f"seed={args.seed}"])
+    cfg = resolve("names", overrides=[f"seed={args.seed}", *args.overrides])
     torch.manual_seed(cfg.seed)
     vocab = Vocabulary.build(n for n, _ in train)
     x_tr, x_te = [vocab.encode(n) for n, _ in train], [vocab.encode(n) for n, _ in test]
