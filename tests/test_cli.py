@@ -10,7 +10,7 @@ import pytest
 from biornn.cli.main import build_parser, main
 
 SUBCOMMANDS = ["train", "evaluate", "predict", "data", "env", "cells", "check", "bench", "diagnose", "experiment",
-               "explain"]
+               "explain", "export", "serve"]
 
 
 def test_console_script_help_lists_subcommands():

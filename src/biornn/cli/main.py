@@ -12,9 +12,10 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import bench, cells, check, data, diagnose, env, evaluate, experiment, explain, predict, train
+from . import (bench, cells, check, data, diagnose, env, evaluate, experiment, explain, export, predict, serve,
+               train)
 
-COMMANDS = (train, evaluate, predict, data, cells, check, bench, env, diagnose, experiment, explain)
+COMMANDS = (train, evaluate, predict, data, cells, check, bench, env, diagnose, experiment, explain, export, serve)
 
 
 class UsageError(Exception):

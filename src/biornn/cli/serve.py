@@ -1,0 +1,34 @@
+"""``biornn serve RUN [--host 127.0.0.1] [--port 8000]``: a run's model over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..serve import MAX_BODY_BYTES, MAX_LENGTH, MAX_SEQUENCES
+
+    p = sub.add_parser("serve", help="serve a run's predictions over HTTP (FastAPI + uvicorn)",
+                       description="Load a run directory's classifier once and serve it: POST /predict "
+                       "(JSON {\"sequences\": [...], \"top\": 3}), GET /model, GET /healthz, OpenAPI at /docs. "
+                       "Binds 127.0.0.1 unless --host says otherwise. Needs pip install 'biornn[serve]'. "
+                       "Stop it with Ctrl-C (or SIGTERM).")
+    p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-sequences", type=int, default=MAX_SEQUENCES,
+                   help=f"inputs per request (default {MAX_SEQUENCES})")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH,
+                   help=f"characters or symbols per input (default {MAX_LENGTH})")
+    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
+                   help=f"bytes per request body (default {MAX_BODY_BYTES})")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..serve import serve
+
+    serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
+          max_body_bytes=args.max_body_bytes)
+    return 0
