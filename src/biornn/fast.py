@@ -334,9 +334,16 @@ def _zero_padding_(batch_sizes, *seqs: Tensor) -> None:
 
 def _grad_seq(g: Tensor | None, like: Tensor, batch_sizes) -> Tensor:
     """A writable, contiguous copy of an incoming gradient, zero in the padding."""
-    g = torch.zeros_like(like) if g is None else g.contiguous().clone()
+    # one copy whatever the incoming layout (contiguous() then clone() would copy twice)
+    g = torch.zeros_like(like) if g is None else g.clone(memory_format=torch.contiguous_format)
     _zero_padding_(batch_sizes, g)
     return g
+
+
+def _delta_buffer(like: Tensor, batch_sizes) -> Tensor:
+    """A buffer for per-step pre-activation gradients: every real row of every step is
+    written by the backward loop, so only the padding needs zeros."""
+    return torch.empty_like(like) if batch_sizes is None else torch.zeros_like(like)
 
 
 def _weight_grads(dA: Tensor, x: Tensor, prev0: Tensor, seq: Tensor, want: tuple[bool, bool, bool]):
@@ -465,7 +472,7 @@ class _LSTMBPTT(torch.autograd.Function):
         bs = ctx.batch_sizes
         dH = _grad_seq(dHs, Hs, bs)  # gradients reaching h_t (and c_t), accumulated backwards
         dC = _grad_seq(dCs, Cs, bs)
-        dA = torch.zeros_like(A)
+        dA = _delta_buffer(A, bs)
         i_s, f_s, g_s, o_s = _gate_steps(A, bs, H, (0, 1), (1, 2), (2, 3), (3, 4))
         da_s = _steps(dA, bs)
         di_s, df_s, dg_s, do_s = _gate_steps(dA, bs, H, (0, 1), (1, 2), (2, 3), (3, 4))
@@ -565,7 +572,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
         nb = H // S
         bs = ctx.batch_sizes
         dH, dC = _grad_seq(dHs, Hs, bs), _grad_seq(dCs, Cs, bs)
-        dA = torch.zeros_like(A)
+        dA = _delta_buffer(A, bs)
         tmp = torch.empty_like(h0)
         dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
         for t in range(T - 1, -1, -1):
@@ -654,8 +661,8 @@ class _GRUBPTT(torch.autograd.Function):
         T, B, H = Hs.shape
         bs = ctx.batch_sizes
         dH = _grad_seq(dHs, Hs, bs)
-        dGH = torch.zeros_like(GH)  # gradient reaching g^h
-        dN = torch.zeros_like(Hs)  # gradient reaching g^x_n
+        dGH = _delta_buffer(GH, bs)  # gradient reaching g^h
+        dN = _delta_buffer(Hs, bs)  # gradient reaching g^x_n
         r_s, z_s, n_s = _gate_steps(A, bs, H, (0, 1), (1, 2), (2, 3))
         ghn_s = _gate_steps(GH, bs, H, (2, 3))[0]
         dgh_s, dr_s, dz_s, dghn_s = _steps(dGH, bs), *_gate_steps(dGH, bs, H, (0, 1), (1, 2), (2, 3))
@@ -681,12 +688,18 @@ class _GRUBPTT(torch.autograd.Function):
                 continue
             dh_prev.addcmul_(dh, z).addmm_(dgh_s[t], w_hh)
         need = ctx.needs_input_grad
-        dGX = dGH.clone()  # gradient reaching g^x: the same for r and z, delta_n for n
-        dGX[:, :, 2 * H :] = dN
-        dx = (dGX.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
-        d_ih = dGX.view(T * B, -1).t() @ x.reshape(T * B, -1) if need[2] else None
+        # the gradient reaching g^x is dGH's for r and z and delta_n (dN) for n: used in
+        # two blocks rather than copied into one (T, B, 3H) tensor
+        d_rz, d_n = dGH.view(T * B, 3 * H)[:, : 2 * H], dN.view(T * B, H)
+        dx = None
+        if need[0]:
+            dx = torch.addmm(d_n @ w_ih[2 * H :], d_rz, w_ih[: 2 * H]).view(T, B, -1)
+        d_ih = None
+        if need[2]:
+            xf = x.reshape(T * B, -1)
+            d_ih = torch.cat([d_rz.t() @ xf, d_n.t() @ xf])
         _, d_hh, d_bhh = _weight_grads(dGH, x, h0, Hs, (False, need[3], ctx.has_bias and need[5]))
-        d_bih = dGX.view(T * B, -1).sum(0) if ctx.has_bias and need[4] else None
+        d_bih = torch.cat([d_rz.sum(0), d_n.sum(0)]) if ctx.has_bias and need[4] else None
         return dx, dh0 if need[1] else None, d_ih, d_hh, d_bih, d_bhh, None, None
 
 
