@@ -507,3 +507,56 @@ class TutorialRNN:
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The most probable class of each name, shape (N,), int."""
         return self.predict_proba(texts).argmax(axis=1)
+
+
+# --------------------------------------------------------------------------
+# Signals: a linear autoregressive predictor
+# --------------------------------------------------------------------------
+
+
+def _lagged(x: np.ndarray, order: int) -> np.ndarray:
+    """Rows [x_t, x_{t-1}, ..., x_{t-p+1}] flattened, for t = p-1 .. T-1: (T - p + 1, p * L)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    w = sliding_window_view(x, order, axis=0)  # (T-p+1, L, p), window oldest first
+    return w[:, :, ::-1].reshape(len(w), -1)
+
+
+class LinearAR:
+    """Least-squares linear autoregression: the next k samples of every lead from the last p of all leads.
+
+    ``pred[t, j-1] = x_t + A_j [x_t, ..., x_{t-p+1}] + b_j`` -- like the
+    recurrent predictor it predicts the change from the current sample --
+    fitted by ridge-regularised least squares (``ridge`` times the mean
+    diagonal of the normal matrix, for stability only).
+    """
+
+    def __init__(self, order: int, horizon: int, ridge: float = 1e-6) -> None:
+        self.order, self.horizon, self.ridge = order, horizon, ridge
+        self.coef: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray) -> LinearAR:
+        """Fit on a signal (T, L); ``ValueError`` if it is shorter than ``order + horizon``."""
+        T, L = x.shape
+        p, k = self.order, self.horizon
+        if T < p + k + 1:
+            raise ValueError(f"a linear AR of order {p} and horizon {k} needs more than {p + k} samples, got {T}")
+        X = _lagged(x[: T - k], p)  # rows for t = p-1 .. T-k-1
+        X = np.hstack([X, np.ones((len(X), 1))])
+        t = np.arange(p - 1, T - k)
+        Y = np.stack([x[t + j] - x[t] for j in range(1, k + 1)], axis=1).reshape(len(t), k * L)
+        G = X.T @ X
+        G += self.ridge * np.trace(G) / len(G) * np.eye(len(G))
+        self.coef = np.linalg.solve(G, X.T @ Y)  # (p*L + 1, k*L)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predictions (T, k, L) after every step of ``x`` (T, L); NaN for the first p-1 steps."""
+        T, L = x.shape
+        out = np.full((T, self.horizon, L), np.nan)
+        if T >= self.order:
+            X = _lagged(x, self.order)
+            X = np.hstack([X, np.ones((len(X), 1))])
+            delta = (X @ self.coef).reshape(len(X), self.horizon, L)
+            out[self.order - 1:] = x[self.order - 1:, None, :] + delta
+        return out

@@ -47,6 +47,18 @@ LIMITS: dict[str, float] = {
     "epochs": 1_000_000, "lr_step": 1_000_000, "truncate": 10_000_000, "patience": 1_000_000,
     "seed": 2**32 - 1, "split_seed": 2**32 - 1, "threads": 1024, "clip_norm": 1e6, "clip_value": 1e6,
     "weight_decay": 10.0, "momentum": 1.0, "logit_adjustment": 10.0, "max_seconds": 1e9,
+    "horizon": 1000, "smooth": 100_000, "baseline_order": 10_000, "threshold_margin": 1000.0,
+}
+
+#: each built-in task's own defaults, applied over the class defaults (which are
+#: the ``names`` task's) before the TOML file and the overrides
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ecg-anomaly": {
+        "record": "chfdb_chf13_45590", "hidden_size": 64, "num_layers": 2, "bidirectional": False,
+        "dropout": 0.0, "embedding_dim": 0, "ensemble": 1, "logit_adjustment": 0.0, "loss": "mse",
+        "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "batch_size": 4,
+        "epochs": 150, "clip_norm": 1.0, "truncate": 100, "monitor": "loss",
+    },
 }
 
 
@@ -86,6 +98,20 @@ class TrainConfig:
         ``seed`` (weights, shuffling, dropout: the same seed gives the same
         weights), ``split_seed`` (the train/validation/test split),
         ``threads`` (torch threads; 0 = torch's default).
+    Prediction-error anomaly detection (``ecg-anomaly``; see :mod:`biornn.anomaly`)
+        ``record`` (a discord file's name without ``.txt``, or ``all``),
+        ``horizon`` (k, samples predicted after each step), ``truncate`` (the
+        truncated-BPTT window: each step trains on ``truncate`` samples of
+        ``batch_size`` parallel streams, the state carried between windows),
+        ``holdout`` (the fraction at the end of the training rows held out for
+        the best epoch, the Gaussian and the threshold), ``smooth`` (moving
+        average of the score over this many samples; 0 = one heart beat, the
+        period of the training rows' autocorrelation; 1 = none),
+        ``threshold_quantile`` and ``threshold_margin`` (the default threshold
+        is margin x that quantile of the held-out smoothed scores),
+        ``threshold_crossfit`` (those scores out of sample: each half of the
+        held-out rows scored by a Gaussian fitted on the other half), and
+        ``baseline_order`` (past samples per lead of the linear AR baseline).
     """
 
     task: str = "names"
@@ -120,6 +146,14 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     threads: int = 0
+    record: str = ""
+    horizon: int = 10
+    holdout: float = 0.25
+    smooth: int = 0
+    threshold_quantile: float = 1.0
+    threshold_margin: float = 1.0
+    threshold_crossfit: bool = True
+    baseline_order: int = 32
 
     # -- validation --------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -133,12 +167,13 @@ class TrainConfig:
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"config: {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step", "ensemble")
+        positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step", "ensemble", "horizon",
+                    "baseline_order", "threshold_margin")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ValueError(f"config: {key} must be positive, got {getattr(self, key)}")
         non_negative = ("embedding_dim", "weight_decay", "clip_norm", "clip_value", "truncate", "patience",
-                        "max_seconds", "threads", "logit_adjustment", "momentum")
+                        "max_seconds", "threads", "logit_adjustment", "momentum", "smooth")
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
@@ -148,6 +183,10 @@ class TrainConfig:
             raise ValueError(f"config: lr must be in (0, 10], got {self.lr}")
         if not 0.0 < self.lr_gamma <= 1.0:
             raise ValueError(f"config: lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"config: holdout must be in (0, 1), got {self.holdout}")
+        if not 0.0 < self.threshold_quantile <= 1.0:
+            raise ValueError(f"config: threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
         if self.seed < 0 or self.split_seed < 0:
             raise ValueError("config: seed and split_seed must be >= 0")
         if self.forget_bias is not None and self.cell not in ("lstm", "lstm-peephole"):
@@ -285,7 +324,7 @@ def resolve(
     overrides: list[str] | None = None,
 ) -> TrainConfig:
     """Defaults < TOML file < named options < ``key=value`` overrides, then validated."""
-    cfg = TrainConfig(task=task)
+    cfg = apply(TrainConfig(task=task), TASK_DEFAULTS.get(task, {}), source="task defaults")
     if config_file is not None:
         cfg = apply(cfg, load_toml(config_file), source=str(config_file))
     if options:

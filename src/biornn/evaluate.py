@@ -12,7 +12,6 @@ import torch
 
 from . import checkpoint, tasks
 from .config import TrainConfig, read_config
-from .data.batching import Vocabulary
 
 
 def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[str, Any]]:
@@ -21,37 +20,33 @@ def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[s
     cfg = read_config(run / "config.json")
     weights = run / "model.safetensors"
     tensors, meta = checkpoint.load_weights(weights)
-    for key in ("vocab", "labels", "log_prior"):
-        if key not in meta:
-            raise ValueError(f"{weights}: metadata has no {key!r}")
     task = tasks.get(cfg.task)
-    try:
-        vocab = Vocabulary.from_json(meta["vocab"])
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise ValueError(f"{weights}: metadata has an unusable vocabulary ({e})") from None
-    labels, prior = meta["labels"], meta["log_prior"]
-    if (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
-            or not isinstance(prior, list) or len(prior) != len(labels)):
-        raise ValueError(f"{weights}: metadata labels and log_prior do not match")
-    if meta.get("data_fingerprint") is None:
-        raise ValueError(f"{weights}: metadata has no 'data_fingerprint'")
-    model = task.build_model(cfg, len(vocab), len(meta["labels"]))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{run / 'model.safetensors'}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    model = task.from_weights(cfg, tensors, meta, weights)
     model.eval()
-    meta["vocab_obj"] = vocab
     return cfg, task, model, meta
 
 
 def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]:
-    """The run's test metrics, recomputed from the data directory with the saved weights."""
+    """The run's test metrics, recomputed from the data directory with the saved weights.
+
+    A directory of several runs (``ecg-anomaly record=all``) is evaluated run by
+    run: ``{"task", "cell", "runs": {name: metrics}}``.
+    """
+    config = Path(run) / "config.json"
+    if config.is_file() and not (Path(run) / "model.safetensors").exists():
+        cfg = read_config(config)
+        subruns = tasks.get(cfg.task).subruns(cfg, data_dir)
+        if subruns is not None:
+            return {"task": cfg.task, "cell": cfg.cell,
+                    "runs": {name: evaluate_run(Path(run) / name, data_dir) for name, _ in subruns}}
     cfg, task, model, meta = load_run(run)
     data = task.load(cfg, data_dir)
     if data.fingerprint != meta["data_fingerprint"]:
         raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
                          f"(fingerprint differs); evaluate with the data it used")
+    if task.KIND != "classification":
+        with torch.no_grad():
+            return {"task": cfg.task, "cell": cfg.cell, **task.evaluate_saved(cfg, model, meta, data)}
     # the run's vocabulary, not a rebuilt one: encode the test split with it
     vocab = meta["vocab_obj"]
     split = data.splits["test"]
@@ -66,6 +61,8 @@ def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]
 def predict(run: str | Path, inputs: list[str], top: int = 3, batch_size: int = 256) -> list[dict[str, Any]]:
     """For each input, its ``top`` classes with probabilities (one dict per input)."""
     cfg, task, model, meta = load_run(run)
+    if task.KIND != "classification":
+        raise ValueError(f"{run}: a {cfg.task} run scores signals; use 'biornn detect {run} SIGNAL'")
     labels = meta["labels"]
     if not inputs:
         raise ValueError("no input given")

@@ -133,3 +133,56 @@ class SequenceClassifier(nn.Module):
         out, _ = self.rnn(inputs, lengths=lengths)
         summary = last_outputs(out, lengths, 2 if self.rnn.bidirectional else 1)
         return self.readout(self.dropout(summary))
+
+
+class SequencePredictor(nn.Module):
+    """Many-to-many: after every step, predict the next ``horizon`` samples of every feature.
+
+    ``pred[:, t, j-1]`` predicts ``x[:, t + j]`` (j = 1..k) from ``x[:, :t+1]``:
+    a causal (unidirectional) stack of recurrent layers and a linear read-out
+    of the last layer's output, added to the current sample -- the read-out
+    predicts the change from x_t, which for a smooth signal is small.
+
+    Parameters
+    ----------
+    n_features : int
+        L, features (leads) per step.
+    horizon : int
+        k, samples predicted after each step.
+    cell, hidden_size, num_layers, dropout, init, forget_bias :
+        As :class:`SequenceClassifier` (dropout acts between layers).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        horizon: int,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        init: str | None = None,
+        forget_bias: float | None = None,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        self.n_features, self.horizon = n_features, horizon
+        self.rnn = Recurrent(
+            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=False,
+            dropout=dropout if num_layers > 1 else 0.0,
+            init=None if init == "default" else init, **cell_options,
+        )
+        if forget_bias is not None:
+            from .init import forget_bias_
+
+            for row in self.rnn.cells:
+                for c in row:
+                    forget_bias_(c, forget_bias)
+        self.readout = nn.Linear(self.rnn.output_size, horizon * n_features)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """``x`` (B, T, L), carried ``state`` (or None) -> predictions (B, T, k, L) and the final state."""
+        out, final = self.rnn(x, state)  # (B, T, H)
+        B, T, L = x.shape
+        delta = self.readout(out).view(B, T, self.horizon, L)
+        return x.unsqueeze(2) + delta, final

@@ -1,24 +1,30 @@
-"""The BPTT training loop: one plain function, :func:`train`.
+"""The BPTT training loop: one plain function, :func:`train`, for every task.
 
-For each epoch: shuffle the training split (a generator seeded by ``seed``
-and the epoch, so a resumed run shuffles exactly as an uninterrupted one),
-run mini-batches of variable-length sequences through the model, compute the
-loss (cross-entropy or squared error, summed or averaged), backpropagate
-through time (autograd through :class:`biornn.Recurrent`'s loop or fused
-kernels), log the global gradient norm of every step, clip (by norm or by
-value), step the optimiser and the learning-rate schedule; then evaluate on
-the validation split, keep the best weights by the monitored metric, write
-``log.csv`` and a resumable ``checkpoint.pt``, and stop early if the metric has
-not improved for ``patience`` epochs.  At the end the best weights are
-measured on the test split beside the task's baseline, and the run directory
-gets its ``metrics.json`` and plots.
+For each epoch: the task yields its training batches (``task.train_batches``:
+shuffled by a generator seeded by ``seed`` and the epoch, so a resumed run
+sees exactly what an uninterrupted one does -- mini-batches of
+variable-length names, or windows of parallel ECG streams whose state the
+task carries for truncated BPTT); for each, the loop computes the loss
+(cross-entropy or squared error for classes, squared error for a
+regression; summed or averaged), backpropagates through time (autograd
+through :class:`biornn.Recurrent`'s loop or fused kernels), logs the global
+gradient norm of every step, clips (by norm or by value), steps the
+optimiser and the learning-rate schedule; then the task validates
+(``task.validate``), the loop keeps the best weights by the monitored
+metric, writes ``log.csv`` and a resumable ``checkpoint.pt``, and stops early
+if the metric has not improved for ``patience`` epochs.  At the end the task
+measures the best weights on its test data beside its baseline
+(``task.finish``), and the run directory gets its ``metrics.json`` and plots.
+
+A task whose config names several runs (``ecg-anomaly record=all``) is
+trained run by run into sub-directories, with a summary table (:func:`train_each`).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
+import json
 import math
 import shutil
 import sys
@@ -32,10 +38,13 @@ from torch.nn import functional as F
 
 from . import __version__, checkpoint, tasks
 from .config import TrainConfig, read_config
-from .data.batching import pad_batch
 
-LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1",
-              "grad_norm_mean", "grad_norm_max", "lr", "seconds")
+def log_fields(task) -> tuple[str, ...]:
+    """The columns of log.csv: the loop's, with the task's validation metrics after ``val_loss``."""
+    return ("epoch", "train_loss", "val_loss", *task.LOG_FIELDS, "grad_norm_mean", "grad_norm_max", "lr", "seconds")
+
+
+
 STEP_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr")
 
 
@@ -71,7 +80,13 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: in
 
 
 def loss_fn(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy, or the squared error ½‖y - onehot(d)‖² of the lectures, summed or averaged."""
+    """Cross-entropy, or the squared error ½‖y - onehot(d)‖² of the lectures, summed or averaged.
+
+    With floating-point targets ``y`` (a regression, same shape as the
+    outputs) it is the mean (or summed) squared error of every element.
+    """
+    if y.is_floating_point():
+        return F.mse_loss(logits, y, reduction=cfg.reduction)
     if cfg.loss == "ce":
         return F.cross_entropy(logits, y, weight=weight, reduction=cfg.reduction)
     target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
@@ -86,14 +101,6 @@ def _better(cfg: TrainConfig, value: float, best: float | None) -> bool:
     if best is None:
         return True
     return value < best if cfg.monitor == "loss" else value > best
-
-
-def _mean_loss(cfg: TrainConfig, logits: torch.Tensor, y: np.ndarray, weight: torch.Tensor | None) -> float:
-    """The loss per example over a whole split, from its logits (N, K)."""
-    if not len(y):
-        return 0.0
-    total = loss_fn(dataclasses.replace(cfg, reduction="sum"), logits, torch.from_numpy(y), weight)
-    return float(total) / len(y)
 
 
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
@@ -151,27 +158,41 @@ def train(
     """
     out = Path(out_dir)
     if resume:
-        checkpoint_path = out / "checkpoint.pt"
         if not (out / "config.json").is_file():
             raise ValueError(f"{out}: no config.json, not a run directory to resume")
         cfg = read_config(out / "config.json")
         if (out / "metrics.json").exists():
             raise ValueError(f"{out}: this run has finished (metrics.json exists); nothing to resume")
-        state = checkpoint.load_state(checkpoint_path)
-        missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
-        if missing:
-            raise ValueError(f"{checkpoint_path}: not a biornn training checkpoint (no {', '.join(missing)})")
-        if state.get("finished"):
-            raise ValueError(f"{out}: this run has finished ({state['finished']}); nothing to resume")
-        if state.get("biornn_version") != __version__:
-            raise ValueError(f"{checkpoint_path}: written by biornn {state.get('biornn_version')}, "
-                             f"this is {__version__}; resume with that version")
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ValueError(f"{out}: already exists and is not empty; choose another --out or --resume it")
-        state = None
     cfg.validate()
     task = tasks.get(cfg.task)
+    task.check_config(cfg)
+    runs = task.subruns(cfg, data_dir)
+    if runs is not None:
+        return train_each(cfg, runs, out, data_dir, resume, progress, log, stop_after_epochs)
+    return _train_one(cfg, task, out, data_dir, resume, progress, log, stop_after_epochs)
+
+
+def _load_resume_state(out: Path) -> dict[str, Any]:
+    checkpoint_path = out / "checkpoint.pt"
+    state = checkpoint.load_state(checkpoint_path)
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{checkpoint_path}: not a biornn training checkpoint (no {', '.join(missing)})")
+    if state.get("finished"):
+        raise ValueError(f"{out}: this run has finished ({state['finished']}); nothing to resume")
+    if state.get("biornn_version") != __version__:
+        raise ValueError(f"{checkpoint_path}: written by biornn {state.get('biornn_version')}, "
+                         f"this is {__version__}; resume with that version")
+    return state
+
+
+def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: bool, progress: bool | None,
+               log: Callable[[str], None], stop_after_epochs: int | None) -> dict[str, Any]:
+    """One run: the loop of :func:`train` (``cfg`` validated, ``out`` checked)."""
+    state = _load_resume_state(out) if resume else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = task.load(cfg, data_dir)
@@ -184,16 +205,11 @@ def train(
         if not resume:
             checkpoint.write_text(out / "config.json", cfg.to_json() + "\n")
 
-        train_split, val_split = data.splits["train"], data.splits["val"]
-        K = len(data.labels)
         torch.manual_seed(cfg.seed)
-        model = task.build_model(cfg, len(data.vocab), K)
+        model = task.build(cfg, data)
         opt = _optimizer(cfg, model.parameters())
-        n_train = len(train_split.encoded)
-        steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-        sched, when = _scheduler(cfg, opt, steps_per_epoch)
-        weight = task.class_weights(cfg, train_split.y, K)
-        adjust = cfg.logit_adjustment * task.log_prior(train_split.y, K) if cfg.logit_adjustment else None
+        sched, when = _scheduler(cfg, opt, task.steps_per_epoch(cfg, data))
+        fields = log_fields(task)
 
         epoch0, best, best_epoch, bad_epochs, seconds = 0, None, 0, 0, 0.0
         history: list[dict] = []
@@ -201,8 +217,8 @@ def train(
         best_state = None
         if state is not None:
             if state["data"] != data.meta():
-                raise ValueError(f"{out / 'checkpoint.pt'}: the run was trained on other data (vocabulary or "
-                                 f"labels differ); resume with the data directory it used")
+                raise ValueError(f"{out / 'checkpoint.pt'}: the run was trained on other data (vocabulary, "
+                                 f"labels or normalisation differ); resume with the data directory it used")
             try:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
@@ -218,23 +234,19 @@ def train(
             log(f"resuming {out} after epoch {epoch0}")
         show = sys.stderr.isatty() if progress is None else progress
         meta = {**data.meta(), "task": cfg.task, "config": cfg.to_dict(), "biornn_version": __version__,
-                "log_prior": task.log_prior(train_split.y, K).tolist(), "data_fingerprint": data.fingerprint}
+                **task.run_meta(cfg, data), "data_fingerprint": data.fingerprint}
 
         epochs_run, stop_reason = 0, f"completed {cfg.epochs} epochs"
         for epoch in range(epoch0 + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-            total_loss, norms = 0.0, []
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", show)
-            for start in range(0, n_train, cfg.batch_size):
-                idx = order[start : start + cfg.batch_size].tolist()
-                x, lengths = pad_batch([train_split.encoded[i] for i in idx])
-                y = torch.from_numpy(train_split.y[idx])
-                if hasattr(model, "member_logits"):  # an ensemble: each member learns from its own loss
-                    loss = torch.stack([loss_fn(cfg, o, y, weight) for o in model.member_logits(x, lengths)]).mean()
+            total_loss, n_seen, norms = 0.0, 0, []
+            bar = _progress(task.steps_per_epoch(cfg, data), f"epoch {epoch}/{cfg.epochs}", show)
+            for batch in task.train_batches(cfg, model, data, epoch):
+                if batch.members:  # an ensemble: each member learns from its own loss
+                    loss = torch.stack([loss_fn(cfg, o, batch.target, batch.weight) for o in batch.outputs]).mean()
                 else:
-                    loss = loss_fn(cfg, model(x, lengths), y, weight)
+                    loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise TrainingError(f"epoch {epoch}: the loss became {loss_value}; lower lr or clip gradients")
@@ -249,7 +261,8 @@ def train(
                 opt.step()
                 if when == "step":
                     sched.step()
-                total_loss += loss_value * (len(idx) if cfg.reduction == "mean" else 1.0)
+                total_loss += loss_value * (batch.n if cfg.reduction == "mean" else 1.0)
+                n_seen += batch.n
                 norms.append(norm)
                 steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": round(loss_value, 6),
                               "grad_norm": round(norm, 6), "lr": opt.param_groups[0]["lr"]})
@@ -258,22 +271,19 @@ def train(
                     bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
             if bar is not None:
                 bar.close()
-            val_logits = task.split_logits(model, val_split)
-            vm, _ = task.evaluate_split(model, val_split, data.labels, adjust, logits=val_logits)
-            val_loss = _mean_loss(cfg, val_logits, val_split.y, weight)
-            value = val_loss if cfg.monitor == "loss" else vm[cfg.monitor]
+            vm = task.validate(cfg, model, data, loss_fn)
+            val_loss = vm["loss"]
+            value = vm[cfg.monitor]
             if when == "epoch":
                 sched.step()
             elif when == "plateau":
                 sched.step(value)
             seconds += time.perf_counter() - t0
-            row = {
-                "epoch": epoch, "train_loss": round(total_loss / n_train, 6), "val_loss": round(val_loss, 6),
-                "val_accuracy": round(vm["accuracy"], 6), "val_balanced_accuracy": round(vm["balanced_accuracy"], 6),
-                "val_macro_f1": round(vm["macro_f1"], 6), "grad_norm_mean": round(float(np.mean(norms)), 6),
-                "grad_norm_max": round(float(np.max(norms)), 6), "lr": opt.param_groups[0]["lr"],
-                "seconds": round(seconds, 2),
-            }
+            row = {"epoch": epoch, "train_loss": round(total_loss / max(n_seen, 1), 6), "val_loss": round(val_loss, 6)}
+            row.update({f: round(vm[f.removeprefix("val_")], 6) for f in task.LOG_FIELDS})
+            row.update({"grad_norm_mean": round(float(np.mean(norms)), 6),
+                        "grad_norm_max": round(float(np.max(norms)), 6), "lr": opt.param_groups[0]["lr"],
+                        "seconds": round(seconds, 2)})
             history.append(row)
             improved = _better(cfg, value, best)
             if improved:
@@ -282,10 +292,10 @@ def train(
                 checkpoint.save_weights(out / "model.safetensors", model, meta)
             else:
                 bad_epochs += 1
+            shown = "  ".join(f"{label} {vm[key]:.3f}" for key, label in task.LOG_SHOW)
             log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
-                f"val acc {vm['accuracy']:.3f}  val bal acc {vm['balanced_accuracy']:.3f}  "
-                f"{'*' if improved else ' '}  {seconds:.0f}s")
-            _write_csv(out / "log.csv", LOG_FIELDS, history)
+                f"{shown}  {'*' if improved else ' '}  {seconds:.0f}s")
+            _write_csv(out / "log.csv", fields, history)
             _write_csv(out / "steps.csv", STEP_FIELDS, steps)
             checkpoint.save_state(out / "checkpoint.pt", {
                 "biornn_version": __version__, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -309,29 +319,27 @@ def train(
         checkpoint.save_state(out / "checkpoint.pt", {
             **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
         model.load_state_dict(best_state)
-        test_metrics, test_pred = task.evaluate_split(model, data.splits["test"], data.labels, adjust)
-        log("training the baseline on the same split ...")
-        baselines = task.baseline(cfg, data)
-        base_name = "ngram-logreg-balanced"
+        model.eval()
+        task_metrics, weights_meta = task.finish(cfg, model, data, out, log)
+        if weights_meta:  # what the task fitted after training (an anomaly scorer) goes with the weights
+            checkpoint.save_weights(out / "model.safetensors", model, {**meta, **weights_meta})
         metrics = {
             "task": cfg.task,
             "cell": cfg.cell,
-            "test": {k: test_metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
-            "baseline": {"name": base_name, **baselines[base_name]},
-            "baselines": baselines,
-            "per_class": test_metrics["per_class"],
+            **task_metrics,
             "val": {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")},
             "train_seconds": round(seconds, 2),
             "epochs": len(history),
             "best_epoch": best_epoch,
-            "n": {part: len(s.encoded) for part, s in data.splits.items()},
             "biornn_version": __version__,
         }
-        from .metrics import confusion_matrix
-        from .plots import plot_confusion, plot_curves
+        from .plots import CLASSIFICATION_CURVES, plot_curves
 
-        plot_curves(history, out / "curves.png", cfg.monitor)
-        plot_confusion(confusion_matrix(data.splits["test"].y, test_pred, K), data.labels, out / "confusion.png")
+        if task.KIND == "classification":
+            plot_curves(history, out / "curves.png", cfg.monitor, CLASSIFICATION_CURVES)
+        else:
+            plot_curves(history, out / "curves.png", cfg.monitor,
+                        [(f, f.removeprefix("val_")) for f in task.LOG_FIELDS], unit_range=False)
         checkpoint.write_json(out / "metrics.json", metrics)
         return metrics
     except BaseException:
@@ -339,3 +347,77 @@ def train(
         if created and not (out / "checkpoint.pt").exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path, data_dir: str | None,
+               resume: bool, progress: bool | None, log: Callable[[str], None],
+               stop_after_epochs: int | None) -> dict[str, Any]:
+    """Train several runs (``ecg-anomaly record=all``) into ``out/NAME``, then write a summary.
+
+    ``out`` gets the config (``record = "all"``), one complete run directory
+    per name, ``summary.json`` and ``summary.md`` (one row per run: the
+    model's and the baseline's test metrics) and a ``metrics.json`` whose
+    ``test`` and ``baseline`` are the means over the runs.  On ``resume``,
+    finished runs are kept, an interrupted one resumes from its checkpoint
+    and the others are trained.
+    """
+    task = tasks.get(cfg.task)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{out}: cannot create the run directory ({e.strerror})") from None
+    if not resume:
+        checkpoint.write_text(out / "config.json", cfg.to_json() + "\n")
+    results: dict[str, dict] = {}
+    try:
+        for name, sub in runs:
+            sub_dir = out / name
+            if (sub_dir / "metrics.json").is_file():
+                results[name] = json.loads((sub_dir / "metrics.json").read_text(encoding="utf-8"))
+                log(f"{name}: finished before, kept")
+                continue
+            again = (sub_dir / "checkpoint.pt").is_file()
+            if not again and sub_dir.exists():  # a run that died before its first checkpoint
+                shutil.rmtree(sub_dir)
+            log(f"== {name}")
+            m = _train_one(sub, task, sub_dir, data_dir, again, progress, log, stop_after_epochs)
+            if not m:
+                return {}
+            results[name] = m
+    except BaseException:
+        if created and not any(p.name != "config.json" for p in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    rows = [task.summary_row(name, m) for name, m in results.items()]
+    numeric = [k for k in rows[0] if k != "record" and isinstance(rows[0][k], (int, float))]
+    mean = {k: round(float(np.mean([r[k] for r in rows])), 6) for k in numeric}
+    summary = {"task": cfg.task, "cell": cfg.cell, "runs": rows, "mean": mean}
+    checkpoint.write_json(out / "summary.json", summary)
+    checkpoint.write_text(out / "summary.md", _markdown_table(rows, mean))
+    metrics = {
+        "task": cfg.task, "cell": cfg.cell,
+        "test": {k: mean[k] for k in numeric
+                 if not k.startswith("baseline_") and k not in ("train_seconds", "epochs", "smooth")},
+        "baseline": {"name": results[rows[0]["record"]]["baseline"]["name"],
+                     **{k.removeprefix("baseline_"): mean[k] for k in numeric if k.startswith("baseline_")}},
+        "runs": [name for name, _ in runs],
+        "train_seconds": round(float(sum(r["train_seconds"] for r in rows)), 2),
+        "epochs": int(max(r["epochs"] for r in rows)),
+        "biornn_version": __version__,
+    }
+    checkpoint.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _markdown_table(rows: list[dict], mean: dict) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+
+    def cell(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    for r in rows:
+        lines.append("| " + " | ".join(cell(r[k]) for k in keys) + " |")
+    lines.append("| mean | " + " | ".join(cell(mean[k]) if k in mean else "" for k in keys[1:]) + " |")
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model on a task and write a run directory",
         description="Train a recurrent model by backpropagation through time and write a run directory "
-        "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, curves.png, confusion.png). "
+        "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, curves.png, and confusion.png for "
+        "names or detection.png for ecg-anomaly). Each task has its own defaults (ecg-anomaly: a 2-layer "
+        "LSTM predicting the next 10 samples, truncated BPTT over 100-sample windows). "
         f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME. "
         "Config keys (key=value): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + ".",
     )
@@ -28,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cell", help="cell name (see 'biornn cells')")
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
+    p.add_argument("--record", metavar="NAME", help="ecg-anomaly: a discord record (file name without .txt), "
+                   "or all: train and evaluate every record into RUN/NAME and write RUN/summary.md")
     p.add_argument("--config", metavar="FILE.toml", help="a flat TOML config file")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainingError, train
 
     if args.resume:
-        others = (args.task, args.key_values, args.config, args.out, args.cell)
+        others = (args.task, args.key_values, args.config, args.out, args.cell, args.record)
         if any(others) or args.epochs is not None or args.seed is not None:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out, cfg, resume = Path(args.resume), None, True
@@ -60,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
             named = load_toml(config_file).get("task", task)
             if named != task:
                 raise ValueError(f"{config_file}: sets task = {named!r} but the command names {task!r}")
-        cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed},
-                      args.key_values)
+        cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed,
+                                          "record": args.record}, args.key_values)
         from ..tasks import get
 
         get(cfg.task)
-        out = Path(args.out) if args.out else Path("runs") / f"{cfg.task}-{cfg.cell}-s{cfg.seed}"
+        name = f"{cfg.task}-{cfg.record}" if cfg.record else cfg.task
+        out = Path(args.out) if args.out else Path("runs") / f"{name}-{cfg.cell}-s{cfg.seed}"
         resume = False
     try:
         metrics = train(cfg, out, data_dir=args.data_dir, resume=resume, progress=args.progress)

@@ -1,22 +1,40 @@
 """Built-in tasks: one module per task, each data + model + loss + metrics.
 
-A task module provides:
+A task module provides what :func:`biornn.train.train` calls -- plain
+functions, no base class:
 
-- ``load(cfg, data_dir) -> TaskData``: the data set from the data directory,
-  split into ``train``/``val``/``test`` by ``cfg.split_seed``, encoded;
-- ``build_model(cfg, data) -> nn.Module``;
-- ``baseline(cfg, data) -> dict``: a simple non-recurrent baseline trained and
-  evaluated on the same split;
-- ``encode_inputs(texts, meta) -> (x, lengths)`` and ``labels`` for ``predict``.
+- ``KIND`` (``"classification"``, ``"regression"``), ``LOG_FIELDS`` (its
+  validation columns of ``log.csv`` after ``val_loss``) and ``LOG_SHOW``
+  (``(key, label)`` pairs for the per-epoch line);
+- ``check_config(cfg)``: what only this task requires of the config;
+- ``subruns(cfg, data_dir)``: ``None`` for one run, or ``[(name, cfg), ...]``
+  to train several runs into sub-directories (``ecg-anomaly record=all``);
+- ``load(cfg, data_dir) -> data``: the data from the data directory, with
+  ``data.meta()`` (JSON-able, kept in the weights and the checkpoint) and
+  ``data.fingerprint``;
+- ``build(cfg, data) -> nn.Module`` and ``steps_per_epoch(cfg, data)``;
+- ``train_batches(cfg, model, data, epoch)``: yields one ``Batch`` (model
+  outputs, targets, class weights, examples, ensemble members or not) per
+  optimiser step, seeded by the seed and the epoch; the loop computes the
+  loss, backpropagates, clips and steps between two batches;
+- ``validate(cfg, model, data, loss_fn) -> {"loss": ..., metric: ...}``;
+- ``run_meta(cfg, data)``: more metadata for ``model.safetensors``;
+- ``finish(cfg, model, data, out, log) -> (metrics, weights_meta)``: the test
+  metrics of the best weights beside the task's non-recurrent baseline, the
+  task's plots, and what else the weights file must keep.
+
+``names`` also provides ``build_model``, ``encode_inputs`` and ``labels`` for
+``predict``; ``ecg-anomaly`` provides ``from_weights``, ``evaluate_saved`` and
+``detect`` for ``evaluate`` and ``detect``.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import names
+from . import ecg_anomaly, names
 
-TASKS: dict[str, ModuleType] = {"names": names}
+TASKS: dict[str, ModuleType] = {"names": names, "ecg-anomaly": ecg_anomaly}
 
 
 def get(name: str) -> ModuleType:

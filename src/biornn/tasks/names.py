@@ -21,10 +21,13 @@ character-level RNN" tutorial.  Here the same 18 surname files are
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -36,8 +39,13 @@ from ..data.names import read_names, split_names
 from ..data.registry import locate
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
+from .common import Batch
 
 KIND = "classification"
+#: the columns log.csv gets after val_loss
+LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
+#: what the per-epoch line shows beside the losses
+LOG_SHOW = (("accuracy", "val acc"), ("balanced_accuracy", "val bal acc"))
 
 
 @dataclass
@@ -178,3 +186,111 @@ def baseline(cfg: TrainConfig, data: TaskData) -> dict[str, Any]:
         out[name] = {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
         out[name]["train_seconds"] = round(seconds, 2)
     return out
+
+
+# -- the training loop's hooks (biornn.train) ----------------------------------------
+
+def check_config(cfg: TrainConfig) -> None:
+    """Nothing beyond :meth:`TrainConfig.validate` for this task."""
+
+
+def subruns(cfg: TrainConfig, data_dir: str | None) -> None:
+    """A names run is always one run."""
+    return None
+
+
+def build(cfg: TrainConfig, data: TaskData) -> SequenceClassifier | Ensemble:
+    return build_model(cfg, len(data.vocab), len(data.labels))
+
+
+def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
+    return math.ceil(len(data.splits["train"].encoded) / cfg.batch_size)
+
+
+def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoch: int) -> Iterator[Batch]:
+    """Mini-batches of the training split, shuffled by a generator seeded by the seed and the epoch
+    (so a resumed run shuffles exactly as an uninterrupted one)."""
+    split = data.splits["train"]
+    n = len(split.encoded)
+    weight = class_weights(cfg, split.y, len(data.labels))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+    for start in range(0, n, cfg.batch_size):
+        idx = order[start : start + cfg.batch_size].tolist()
+        x, lengths = pad_batch([split.encoded[i] for i in idx])
+        y = torch.from_numpy(split.y[idx])
+        if hasattr(model, "member_logits"):  # an ensemble: each member learns from its own loss
+            yield Batch(model.member_logits(x, lengths), y, weight, len(idx), members=True)
+        else:
+            yield Batch(model(x, lengths), y, weight, len(idx))
+
+
+def validate(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, loss_fn) -> dict[str, float]:
+    """Validation metrics and the loss per example (``loss_fn`` summed over the split, divided by N)."""
+    train, val = data.splits["train"], data.splits["val"]
+    K = len(data.labels)
+    adjust = cfg.logit_adjustment * log_prior(train.y, K) if cfg.logit_adjustment else None
+    logits = split_logits(model, val)
+    vm, _ = evaluate_split(model, val, data.labels, adjust, logits=logits)
+    loss = 0.0
+    if len(val.y):
+        total = loss_fn(dataclasses.replace(cfg, reduction="sum"), logits, torch.from_numpy(val.y),
+                        class_weights(cfg, train.y, K))
+        loss = float(total) / len(val.y)
+    return {"loss": loss, **{k: vm[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}}
+
+
+def run_meta(cfg: TrainConfig, data: TaskData) -> dict[str, Any]:
+    """What model.safetensors keeps beside the vocabulary and labels: the training prior."""
+    return {"log_prior": log_prior(data.splits["train"].y, len(data.labels)).tolist()}
+
+
+def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, log) -> tuple[dict, dict]:
+    """Test metrics of the best weights beside the n-gram baselines, and the confusion plot.
+
+    Returns ``(metrics, weights_meta)``: the task's part of ``metrics.json``, and
+    nothing more for ``model.safetensors``.
+    """
+    from ..metrics import confusion_matrix
+    from ..plots import plot_confusion
+
+    K = len(data.labels)
+    train = data.splits["train"]
+    adjust = cfg.logit_adjustment * log_prior(train.y, K) if cfg.logit_adjustment else None
+    test_metrics, test_pred = evaluate_split(model, data.splits["test"], data.labels, adjust)
+    log("training the baseline on the same split ...")
+    baselines = baseline(cfg, data)
+    base_name = "ngram-logreg-balanced"
+    metrics = {
+        "test": {k: test_metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
+        "baseline": {"name": base_name, **baselines[base_name]},
+        "baselines": baselines,
+        "per_class": test_metrics["per_class"],
+        "n": {part: len(s.encoded) for part, s in data.splits.items()},
+    }
+    plot_confusion(confusion_matrix(data.splits["test"].y, test_pred, K), data.labels, out / "confusion.png")
+    return metrics, {}
+
+
+def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> SequenceClassifier | Ensemble:
+    """The model of a run's ``model.safetensors``; its vocabulary goes into ``meta["vocab_obj"]``.
+    ``ValueError`` naming the file when the metadata or the weights do not fit."""
+    for key in ("vocab", "labels", "log_prior"):
+        if key not in meta:
+            raise ValueError(f"{path}: metadata has no {key!r}")
+    try:
+        vocab = Vocabulary.from_json(meta["vocab"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: metadata has an unusable vocabulary ({e})") from None
+    labels, prior = meta["labels"], meta["log_prior"]
+    if (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
+            or not isinstance(prior, list) or len(prior) != len(labels)):
+        raise ValueError(f"{path}: metadata labels and log_prior do not match")
+    if meta.get("data_fingerprint") is None:
+        raise ValueError(f"{path}: metadata has no 'data_fingerprint'")
+    model = build_model(cfg, len(vocab), len(labels))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    meta["vocab_obj"] = vocab
+    return model

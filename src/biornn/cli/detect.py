@@ -1,0 +1,121 @@
+"""``biornn detect RUN SIGNAL``: per-sample anomaly scores and flags, from a file or a live stream."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect", help="score a signal with an ecg-anomaly run: per-sample scores and flags",
+        description="Score a signal with a run trained by 'biornn train ecg-anomaly'. SIGNAL is a text file "
+        "(whitespace or CSV, one sample per line: one column per lead, or a first time column and then the "
+        "leads) or a WFDB record (.hea, needs the wfdb package). Writes CSV 'sample,score,flag': the smoothed "
+        "Mahalanobis score of the prediction errors (nan until the detector has predicted a sample k times) "
+        "and 1 where it exceeds the run's threshold (set on training data, without test labels). "
+        "With --stream, samples are read from standard input one line per sample and each score line is "
+        "written as soon as it is final (smoothing window / 2 samples later); the recurrent state is "
+        "carried, memory stays constant, and the scores equal the offline ones.")
+    p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train ecg-anomaly'")
+    p.add_argument("signal", metavar="SIGNAL", nargs="?", help="a signal file (not with --stream)")
+    p.add_argument("--stream", action="store_true", help="read samples from standard input, one line each")
+    p.add_argument("--on-bad-line", choices=("stop", "skip"), default="stop",
+                   help="--stream: on a line that is not L (or L+1) finite numbers, stop with exit 2 "
+                   "(default) or skip it with a warning on stderr")
+    p.add_argument("--out", metavar="FILE", help="write the CSV here (atomically) instead of standard output")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: one signal is one sequential recurrence, which more "
+                   "threads do not speed up and, on a busy machine, slow down)")
+    p.set_defaults(handler=run)
+
+
+def _fmt(i: int, s: float, flag: bool) -> str:
+    return f"{i},{'nan' if math.isnan(s) else f'{s:.6g}'},{int(flag)}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..evaluate import load_run
+
+    if args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    cfg, task, model, meta = load_run(args.run)
+    if task.KIND != "regression" or not hasattr(task, "detect"):
+        raise ValueError(f"{args.run}: a {cfg.task} run does not score signals; detect needs an ecg-anomaly run")
+    if args.stream:
+        if args.signal not in (None, "-"):
+            raise ValueError("--stream reads standard input; give no SIGNAL file")
+        if args.out:
+            raise ValueError("--stream writes to standard output; --out is for files")
+        return _stream(model, meta, args.on_bad_line)
+    if not args.signal:
+        raise ValueError("give a SIGNAL file, or --stream to read standard input")
+    from ..data.ecg import read_signal
+
+    x = read_signal(args.signal, meta["leads"])
+    if len(x) <= cfg.horizon:
+        raise ValueError(f"{args.signal}: {len(x)} samples, shorter than the prediction window; the detector "
+                         f"needs more than {cfg.horizon}")
+    t0 = time.perf_counter()
+    scores, flags = task.detect(model, meta, x)
+    seconds = time.perf_counter() - t0
+    text = "sample,score,flag\n" + "".join(_fmt(i, float(s), bool(f)) + "\n" for i, (s, f) in
+                                           enumerate(zip(scores, flags)))
+    if args.out:
+        from ..checkpoint import write_text
+
+        write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    from ..anomaly import events
+
+    print(f"biornn detect: {len(x)} samples, {int(flags.sum())} flagged in {len(events(flags))} events, "
+          f"{seconds:.2f} s ({len(x) / max(seconds, 1e-9):,.0f} samples/s)", file=sys.stderr)
+    return 0
+
+
+def _stream(model, meta: dict, on_bad_line: str) -> int:
+    from ..anomaly import StreamingDetector
+    from ..data.ecg import parse_line
+
+    L = meta["leads"]
+    det = StreamingDetector(model, meta["scorer"], meta["norm_mean"], meta["norm_std"])
+    out = sys.stdout
+    out.write("sample,score,flag\n")
+    out.flush()
+    t0, flagged, skipped = time.perf_counter(), 0, 0
+    for lineno, line in enumerate(sys.stdin, start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        try:
+            values = parse_line(s)
+            if len(values) not in (L, L + 1):
+                raise ValueError(f"{len(values)} values, the run was trained on {L} leads "
+                                 f"(a first time column is allowed)")
+        except ValueError as e:
+            if on_bad_line == "stop":
+                out.flush()
+                raise ValueError(f"<stdin>: line {lineno}: {e}") from None
+            skipped += 1
+            print(f"biornn detect: <stdin>: line {lineno} skipped: {e}", file=sys.stderr, flush=True)
+            continue
+        rows = det.push(values[-L:])
+        for i, sc, f in rows:
+            flagged += f
+            out.write(_fmt(i, sc, f) + "\n")
+        if rows:
+            out.flush()
+    for i, sc, f in det.finish():
+        flagged += f
+        out.write(_fmt(i, sc, f) + "\n")
+    out.flush()
+    seconds = time.perf_counter() - t0
+    print(f"biornn detect --stream: {det.t} samples, {flagged} flagged, {skipped} lines skipped, {seconds:.2f} s "
+          f"({det.t / max(seconds, 1e-9):,.0f} samples/s)", file=sys.stderr)
+    return 0
