@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from biornn.cli.main import main  # noqa: E402
 from biornn.data.registry import DATASETS  # noqa: E402
 from biornn.evaluate import predict  # noqa: E402
-from biornn.serve import create_app, load_served  # noqa: E402
+from biornn.diagnostics import explain_run  # noqa: E402
+from biornn.serve import PAGE_CSP, create_app, load_served  # noqa: E402
 
 LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
 TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=32", "epochs=1", "ensemble=1"]
@@ -50,7 +51,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(run_dir) -> TestClient:
-    return TestClient(create_app(run_dir, max_sequences=8, max_length=40, max_body_bytes=4000))
+    return TestClient(create_app(run_dir, max_sequences=8, max_length=40, max_body_bytes=4000, max_explain=3))
 
 
 def test_healthz_model_and_docs(client, run_dir):
@@ -61,10 +62,11 @@ def test_healthz_model_and_docs(client, run_dir):
     assert sorted(info["classes"]) == sorted(LANGS)
     spec = info["input"]
     assert spec["max_sequences"] == 8 and spec["max_length"] == 40 and "é" in spec["alphabet"]
+    assert spec["max_explain"] == 3 and spec["max_explain_steps"] >= 64
     assert spec["symbols"]["vocab_size"] == len(spec["alphabet"]) + 2
     assert "swagger" in client.get("/docs").text.lower()
     schema = client.get("/openapi.json").json()
-    assert {"/predict", "/model", "/healthz"} <= set(schema["paths"])
+    assert {"/predict", "/explain", "/model", "/healthz"} <= set(schema["paths"])
 
 
 def test_predict_answers_as_biornn_predict(client, run_dir):
@@ -132,6 +134,81 @@ def test_bad_input_is_4xx_with_a_message(client, body, needle):
     assert client.get("/healthz").status_code == 200  # the server lives on
 
 
+def test_explain_answers_as_biornn_explain(client, run_dir):
+    res = client.post("/explain", json={"sequences": ["Nguyen", "Abé"], "top": 2, "steps": 16})
+    assert res.status_code == 200, res.text
+    rows = res.json()["explanations"]
+    want = explain_run(run_dir, ["Nguyen", "Abé"], steps=16, top=2)
+    ranked = client.post("/predict", json={"sequences": ["Nguyen", "Abé"], "top": 2}).json()["predictions"]
+    for got, ref, pred in zip(rows, want, ranked):
+        assert got["input"] == ref["input"] and got["steps"] == list(ref["input"]) == ref["steps"]
+        assert got["top"] == pred["top"] and got["target"] == ref["prediction"] == pred["top"][0]["label"]
+        sal, T = got["saliency"], len(ref["steps"])
+        for key in ("grad_x_input", "integrated_gradients"):
+            assert len(sal[key]) == T
+            assert max(abs(a - b) for a, b in zip(sal[key], ref[key])) <= 1e-5
+        assert abs(sal["ig_sum"] - (sal["score"] - sal["score_baseline"])) == pytest.approx(
+            sal["completeness_gap"], abs=1e-5)
+        traces = got["probability_after_step"]
+        assert [t["label"] for t in traces] == list(ref["probability_after_step"])  # the final top, in order
+        for t in traces:
+            assert len(t["probabilities"]) == T and all(0 <= p <= 1 for p in t["probabilities"])
+            ref_p = ref["probability_after_step"][t["label"]]
+            assert max(abs(a - b) for a, b in zip(t["probabilities"], ref_p)) <= 1e-5
+        # after the last step the model has read the whole input: the prediction's probability
+        assert traces[0]["probabilities"][-1] == pytest.approx(got["top"][0]["probability"], abs=1e-4)
+
+
+def test_explain_a_chosen_class_symbols_and_unknown(client, run_dir):
+    target = sorted(LANGS)[-1]
+    res = client.post("/explain", json={"sequences": ["Li"], "top": 1, "target": target, "steps": 8}).json()
+    row = res["explanations"][0]
+    assert row["target"] == target and target in [t["label"] for t in row["probability_after_step"]]
+    codes = load_served(run_dir).vocab.encode("Li")
+    by_codes = client.post("/explain", json={"sequences": [codes], "top": 1, "target": target, "steps": 8}).json()
+    assert by_codes["explanations"][0]["steps"] == ["L", "i"]
+    assert by_codes["explanations"][0]["saliency"] == row["saliency"]
+    mapped = client.post("/explain", json={"sequences": ["L€"], "unknown": "map", "steps": 8}).json()
+    assert mapped["explanations"][0]["steps"] == ["L", "€"]  # shown as typed, read as the unknown symbol
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        (b"{", "malformed JSON"),
+        (b'{"sequences": []}', "at least 1"),
+        (json.dumps({"sequences": ["Li"] * 4}).encode(), "at most 3"),
+        (b'{"sequences": [""]}', "sequences[0]: an empty sequence"),
+        ('{"sequences": ["Ab\u20ac"]}'.encode(), "outside the model's alphabet"),
+        (json.dumps({"sequences": ["a" * 41]}).encode(), "more than the limit of 40"),
+        (b'{"sequences": [[0, 2]]}', "symbol 0 outside"),
+        (b'{"sequences": ["Li"], "target": "Klingon"}', "target: 'Klingon' is not a class"),
+        (b'{"sequences": ["Li"], "target": 3}', "target"),
+        (b'{"sequences": ["Li"], "steps": 0}', "steps"),
+        (b'{"sequences": ["Li"], "steps": 100000}', "steps"),
+        (b'{"sequences": ["Li"], "top": 0}', "top"),
+        (b'{"sequences": ["Li"], "colour": "red"}', "colour"),
+    ],
+)
+def test_explain_bad_input_is_4xx_with_a_message(client, body, needle):
+    res = client.post("/explain", content=body, headers={"content-type": "application/json"})
+    assert res.status_code == 422, res.text
+    detail = res.json()["detail"]
+    assert isinstance(detail, str) and needle in detail and "\n" not in detail
+    assert client.get("/healthz").status_code == 200
+
+
+def test_the_page_is_served_self_contained(client):
+    res = client.get("/")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
+    assert res.headers["content-security-policy"] == PAGE_CSP and "default-src 'none'" in PAGE_CSP
+    page = res.text
+    assert "/explain" in page and "/model" in page and "<script" in page
+    # nothing fetched from elsewhere: no remote script, style, font or image
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    assert "src=" not in page.split("<script>")[0]
+
+
 def test_oversized_body_is_413(client):
     big = json.dumps({"sequences": ["a" * 3000, "b" * 3000]}).encode()
     res = client.post("/predict", content=big, headers={"content-type": "application/json"})
@@ -150,6 +227,8 @@ def test_oversized_body_is_413(client):
 
 def test_wrong_method_and_path(client):
     assert client.get("/predict").status_code == 405
+    assert client.get("/explain").status_code == 405
+    assert client.post("/", json={}).status_code == 405
     assert client.get("/nothing").status_code == 404
 
 
@@ -158,6 +237,8 @@ def test_bad_run_or_limits_refused(tmp_path, run_dir):
         create_app(tmp_path / "missing")
     with pytest.raises(ValueError, match="max_length must be a positive integer"):
         create_app(run_dir, max_length=0)
+    with pytest.raises(ValueError, match="max_explain must be a positive integer"):
+        create_app(run_dir, max_explain=0)
 
 
 def test_cli_bad_input_and_missing_extra(tmp_path, run_dir, monkeypatch, capsys):

@@ -9,6 +9,16 @@
     exported file takes, see ``GET /model``).  Answers
     ``{"predictions": [{"input": ..., "top": [{"label", "probability"}, ...]}, ...]}``,
     one per input in order, the numbers of ``biornn predict``.
+``POST /explain``
+    ``{"sequences": ["Dostoevsky"], "top": 3, "target": null, "steps": 64}``:
+    fewer inputs per request (``max_explain``: each costs ``steps + 1``
+    gradient passes and one pass per prefix).  Per input, the top classes,
+    the saliency of each input step (gradient x input, integrated gradients,
+    the completeness gap) and the probability of the top classes after each
+    step, from :func:`biornn.diagnostics.explain_symbols`.
+``GET /``
+    the web page (``biornn/web/index.html``): type inputs, see the classes,
+    the saliency over the sequence and the probability after each step.
 ``GET /model``
     task, cell, classes, the input spec (alphabet, index range, limits).
 ``GET /healthz``
@@ -25,9 +35,8 @@ alphabet is an error; ``"unknown": "map"`` does what ``biornn predict`` does
 (map it to the "unknown" symbol, refusing only an input with no known
 character).
 
-The loaded model is :class:`Served` in ``app.state.served``: a later page at
-``/`` or an ``/explain`` endpoint (:func:`biornn.diagnostics.explain_symbols`)
-adds a route that reads it, without loading the run again.
+The loaded model is :class:`Served` in ``app.state.served``; every route
+reads it, and none loads the run again.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the request model's annotation at run time
@@ -47,6 +56,10 @@ from .export import load_classifier_run, require
 MAX_SEQUENCES = 256
 MAX_LENGTH = 1000
 MAX_BODY_BYTES = 1_000_000
+#: inputs per /explain request: each costs steps + 1 gradient passes and one pass per prefix
+MAX_EXPLAIN = 8
+#: integrated-gradients intervals per /explain request, at most
+MAX_EXPLAIN_STEPS = 256
 
 
 @dataclass
@@ -64,21 +77,22 @@ class Served:
     max_sequences: int = MAX_SEQUENCES
     max_length: int = MAX_LENGTH
     max_body_bytes: int = MAX_BODY_BYTES
+    max_explain: int = MAX_EXPLAIN
     # one forward pass at a time: torch already uses every core for one batch
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
-                max_body_bytes: int = MAX_BODY_BYTES) -> Served:
+                max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN) -> Served:
     """Load a classification run for serving; ``ValueError`` naming the run or the limit that is wrong."""
     for name, value in (("max_sequences", max_sequences), ("max_length", max_length),
-                        ("max_body_bytes", max_body_bytes)):
+                        ("max_body_bytes", max_body_bytes), ("max_explain", max_explain)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     cfg, task, model, meta = load_classifier_run(run)
     adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"]) if cfg.logit_adjustment else None
     return Served(Path(run), cfg, task, model, meta, list(meta["labels"]), meta["vocab_obj"], adjust,
-                  max_sequences, max_length, max_body_bytes)
+                  max_sequences, max_length, max_body_bytes, max_explain)
 
 
 def model_info(served: Served) -> dict[str, Any]:
@@ -97,6 +111,7 @@ def model_info(served: Served) -> dict[str, Any]:
             "symbols": {"padding": 0, "unknown": 1, "first": 2, "vocab_size": V},
             "max_sequences": served.max_sequences, "max_length": served.max_length,
             "max_body_bytes": served.max_body_bytes,
+            "max_explain": served.max_explain, "max_explain_steps": MAX_EXPLAIN_STEPS,
         },
     }
 
@@ -153,6 +168,91 @@ def predict_encoded(served: Served, encoded: list[list[int]], top: int = 3) -> l
         values, index = torch.softmax(logits, dim=1).topk(k, dim=1)
     return [[{"label": served.labels[int(j)], "probability": round(float(p), 6)} for p, j in zip(vs, ix)]
             for vs, ix in zip(values, index)]
+
+
+def input_steps(served: Served, seq: str | list[int]) -> list[str]:
+    """The symbol read at each step of an input that :func:`encode_request` accepted, as text.
+
+    A string's own characters (stripped, NFC), so that a character mapped to
+    the unknown symbol is still shown as typed; an array's symbols decoded
+    (the unknown symbol as U+FFFD).
+    """
+    if isinstance(seq, str):
+        return list(unicodedata.normalize("NFC", seq.strip()))
+    return [served.vocab.decode([s]) for s in seq]
+
+
+def _r6(value: float) -> float:
+    """Six digits for the per-step arrays: what the page and a reader need, in fewer bytes than a float's repr."""
+    return round(float(value), 6)
+
+
+def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, target: str | None = None,
+                    steps: int = 64) -> list[dict[str, Any]]:
+    """Explain the prediction for each encoded input with :func:`biornn.diagnostics.explain_symbols`.
+
+    Parameters
+    ----------
+    served : Served
+    encoded : list of list of int
+        Inputs checked by :func:`encode_request`.
+    top : int
+        Classes answered, and traced after each step (the target is traced too).
+    target : str, optional
+        The class whose score is explained (default: each input's predicted class);
+        ``ValueError`` if it is not one of the run's classes.
+    steps : int
+        Integrated-gradients intervals.
+
+    Returns
+    -------
+    list of dict
+        One per input: ``top`` (label, probability), ``target``, ``saliency``
+        (``grad_x_input`` and ``integrated_gradients``, one number per step;
+        ``score``, ``score_baseline``, ``ig_sum``, ``completeness_gap``), and
+        ``probability_after_step`` (label and T probabilities, the model run
+        on each prefix; the final top classes in order, then the target).
+    """
+    from .diagnostics import explain_symbols
+
+    k = None
+    if target is not None:
+        if target not in served.labels:
+            shown = ", ".join(served.labels[:30]) + (", ..." if len(served.labels) > 30 else "")
+            raise ValueError(f"target: {target!r} is not a class of this run ({shown})")
+        k = served.labels.index(target)
+    tops = predict_encoded(served, encoded, top)
+    kk = min(top, len(served.labels))
+    out = []
+    for codes, ranked in zip(encoded, tops):
+        with served.lock:
+            row = explain_symbols(served.model, codes, served.labels, adjust=served.adjust, target=k,
+                                  steps=steps, top=kk)
+        out.append({
+            "top": ranked,
+            "target": row["target"],
+            "saliency": {
+                "grad_x_input": [_r6(v) for v in row["grad_x_input"]],
+                "integrated_gradients": [_r6(v) for v in row["integrated_gradients"]],
+                # the scalars unrounded: the gap is often below 1e-6
+                **{key: float(row[key]) for key in ("score", "score_baseline", "ig_sum", "completeness_gap")},
+            },
+            "probability_after_step": [{"label": label, "probabilities": [_r6(p) for p in ps]}
+                                       for label, ps in row["probability_after_step"].items()],
+        })
+    return out
+
+
+def page_html() -> str:
+    """The web page served at ``/``: one self-contained file shipped in the package (``biornn/web``)."""
+    from importlib.resources import files
+
+    return files("biornn").joinpath("web", "index.html").read_text(encoding="utf-8")
+
+
+#: the page loads nothing from anywhere else: inline script and style, requests to this server only
+PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 class BodyLimit:
@@ -216,16 +316,16 @@ def _error_line(errors: list[dict[str, Any]]) -> str:
 
 
 def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Any:
+               max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN) -> Any:
     """A FastAPI app serving ``run``, loaded once, here (``ValueError`` for a bad run or limit).
 
     Parameters
     ----------
     run : path or Served
         A classification run directory, or a run already loaded by :func:`load_served`.
-    max_sequences, max_length, max_body_bytes : int
+    max_sequences, max_length, max_body_bytes, max_explain : int
         Request limits: inputs per request, characters (or symbols) per
-        input, bytes per request body.
+        input, bytes per request body, inputs per ``/explain`` request.
 
     Returns
     -------
@@ -236,13 +336,15 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
     from . import __version__
 
-    served = run if isinstance(run, Served) else load_served(run, max_sequences, max_length, max_body_bytes)
+    served = (run if isinstance(run, Served)
+              else load_served(run, max_sequences, max_length, max_body_bytes, max_explain))
     K = len(served.labels)
+    page = page_html()  # read once: a missing file fails here, at start-up, not on the first visit
 
     class PredictRequest(BaseModel):
         """Inputs to classify: strings, or arrays of the run's vocabulary indices."""
@@ -257,6 +359,22 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         unknown: Literal["reject", "map"] = Field(
             "reject", description="a character outside the alphabet: an error (reject) or the unknown symbol (map)")
 
+    class ExplainRequest(BaseModel):
+        """Inputs to explain: as for /predict, fewer per request, with the explanation's settings."""
+
+        model_config = ConfigDict(extra="forbid")
+        sequences: list[StrictStr | list[StrictInt]] = Field(
+            min_length=1, max_length=served.max_explain,
+            description=f"1..{served.max_explain} inputs, each a string or an array of vocabulary indices "
+            f"(at most {served.max_length} long)",
+            examples=[["Dostoevsky"]])
+        top: StrictInt = Field(3, ge=1, le=1000, description=f"classes answered and traced after each step "
+                               f"(at most {K})")
+        unknown: Literal["reject", "map"] = Field(
+            "reject", description="a character outside the alphabet: an error (reject) or the unknown symbol (map)")
+        target: StrictStr | None = Field(None, description="the class to explain (default: the predicted one)")
+        steps: StrictInt = Field(64, ge=1, le=MAX_EXPLAIN_STEPS, description="integrated-gradients intervals")
+
     class Ranked(BaseModel):
         label: str
         probability: float
@@ -267,6 +385,30 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
 
     class PredictResponse(BaseModel):
         predictions: list[Prediction]
+
+    class Saliency(BaseModel):
+        grad_x_input: list[float] = Field(description="gradient x input, one number per input step")
+        integrated_gradients: list[float] = Field(description="integrated gradients from the all-zero input, "
+                                                  "one number per input step")
+        score: float = Field(description="F(x): the target class's (adjusted) logit")
+        score_baseline: float = Field(description="F(0): the same at the all-zero input")
+        ig_sum: float
+        completeness_gap: float = Field(description="|ig_sum - (score - score_baseline)|")
+
+    class Trace(BaseModel):
+        label: str
+        probabilities: list[float] = Field(description="the class probability having read steps 0..t")
+
+    class Explanation(BaseModel):
+        input: str | list[int]
+        steps: list[str] = Field(description="the symbol read at each step")
+        top: list[Ranked]
+        target: str
+        saliency: Saliency
+        probability_after_step: list[Trace]
+
+    class ExplainResponse(BaseModel):
+        explanations: list[Explanation]
 
     app = FastAPI(title="biornn", version=__version__,
                   description=f"Predictions of the biornn run {served.run.name!r} "
@@ -299,14 +441,32 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         tops = predict_encoded(served, encoded, body.top)
         return {"predictions": [{"input": s, "top": t} for s, t in zip(body.sequences, tops)]}
 
+    @app.post("/explain", response_model=ExplainResponse,
+              summary="the top classes, the saliency of each input step, and the probability after each step",
+              responses={413: {"description": "body too large"}, 422: {"description": "bad input"}})
+    def explain(body: ExplainRequest) -> dict[str, Any]:
+        try:
+            encoded = encode_request(served, body.sequences, body.unknown)
+            rows = explain_encoded(served, encoded, top=body.top, target=body.target, steps=body.steps)
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
+        return {"explanations": [{"input": s, "steps": input_steps(served, s), **row}
+                                 for s, row in zip(body.sequences, rows)]}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"content-security-policy": PAGE_CSP, "cache-control": "no-cache"})
+
     return app
 
 
 def serve(run: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, *, max_sequences: int = MAX_SEQUENCES,
-          max_length: int = MAX_LENGTH, max_body_bytes: int = MAX_BODY_BYTES, log_level: str = "info") -> None:
+          max_length: int = MAX_LENGTH, max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN,
+          log_level: str = "info") -> None:
     """Load ``run`` and serve it with uvicorn until interrupted (SIGINT/SIGTERM: a clean shutdown)."""
     uvicorn = require("uvicorn", "serve")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0..65535, got {port!r}")
-    app = create_app(run, max_sequences=max_sequences, max_length=max_length, max_body_bytes=max_body_bytes)
+    app = create_app(run, max_sequences=max_sequences, max_length=max_length, max_body_bytes=max_body_bytes,
+                     max_explain=max_explain)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

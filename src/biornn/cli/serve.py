@@ -6,11 +6,13 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..serve import MAX_BODY_BYTES, MAX_LENGTH, MAX_SEQUENCES
+    from ..serve import MAX_BODY_BYTES, MAX_EXPLAIN, MAX_LENGTH, MAX_SEQUENCES
 
     p = sub.add_parser("serve", help="serve a run's predictions over HTTP (FastAPI + uvicorn)",
-                       description="Load a run directory's classifier once and serve it: POST /predict "
-                       "(JSON {\"sequences\": [...], \"top\": 3}), GET /model, GET /healthz, OpenAPI at /docs. "
+                       description="Load a run directory's classifier once and serve it: a web page at / "
+                       "(prediction, saliency, probability after each step), POST /predict "
+                       "(JSON {\"sequences\": [...], \"top\": 3}), POST /explain, GET /model, GET /healthz, "
+                       "OpenAPI at /docs. "
                        "Binds 127.0.0.1 unless --host says otherwise. Needs pip install 'biornn[serve]'. "
                        "Stop it with Ctrl-C (or SIGTERM).")
     p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
@@ -23,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"characters or symbols per input (default {MAX_LENGTH})")
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"bytes per request body (default {MAX_BODY_BYTES})")
+    p.add_argument("--max-explain", type=int, default=MAX_EXPLAIN,
+                   help=f"inputs per /explain request (default {MAX_EXPLAIN}: each costs many passes)")
     p.set_defaults(handler=run)
 
 
@@ -30,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     from ..serve import serve
 
     serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
-          max_body_bytes=args.max_body_bytes)
+          max_body_bytes=args.max_body_bytes, max_explain=args.max_explain)
     return 0
