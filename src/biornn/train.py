@@ -18,11 +18,21 @@ measures the best weights on its test data beside its baseline
 
 A task whose config names several runs (``ecg-anomaly record=all``) is
 trained run by run into sub-directories, with a summary table (:func:`train_each`).
+
+Started by torchrun as several processes (``WORLD_SIZE`` > 1), the loop joins
+the process group (:mod:`biornn.distributed`), wraps the model in
+DistributedDataParallel and lets each rank train on its share of every
+global batch; the loss is scaled so that the averaged gradient is the one
+process's gradient of the whole batch.  Rank 0 alone validates, logs and
+writes the run directory.  ``track`` sends the config, the log.csv rows, the
+gradient norms and the plots to TensorBoard and/or MLflow as well
+(:mod:`biornn.tracking`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -36,7 +46,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import __version__, checkpoint, tasks
+from . import __version__, checkpoint, distributed, tasks
 from .config import TrainConfig, read_config
 
 def log_fields(task) -> tuple[str, ...]:
@@ -127,6 +137,8 @@ def train(
     progress: bool | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     stop_after_epochs: int | None = None,
+    track: tuple[str, ...] | list[str] = (),
+    track_uri: str | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.task`` and write the run directory ``out_dir``.
 
@@ -150,13 +162,36 @@ def train(
     stop_after_epochs : int, optional
         Stop (as if interrupted) after this many epochs of this call: for tests
         of ``resume``.
+    track : sequence of str
+        Experiment trackers besides log.csv: ``"tensorboard"``, ``"mlflow"``
+        (:mod:`biornn.tracking`; each needs its optional extra).
+    track_uri : str, optional
+        MLflow's tracking URI (default: a SQLite store ``mlflow.db`` in the run directory).
 
     Returns
     -------
     dict
         The contents of ``metrics.json`` (``{}`` if stopped by ``stop_after_epochs``).
+        Under torchrun every rank returns rank 0's.
     """
-    out = Path(out_dir)
+    from .tracking import check_trackers
+
+    check_trackers(track, track_uri)  # a missing extra fails before any work
+    joined = distributed.setup()
+    try:
+        result = _train(cfg, Path(out_dir), data_dir, resume, progress, log, stop_after_epochs, tuple(track),
+                        track_uri)
+    except BaseException:
+        if joined:
+            distributed.teardown(wait=False)
+        raise
+    if joined:
+        distributed.teardown()
+    return result
+
+
+def _check_run_dir(cfg: TrainConfig | None, out: Path, resume: bool) -> TrainConfig:
+    """The config to train: the run's own on ``resume``; ``ValueError`` if ``out`` does not suit."""
     if resume:
         if not (out / "config.json").is_file():
             raise ValueError(f"{out}: no config.json, not a run directory to resume")
@@ -166,13 +201,28 @@ def train(
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ValueError(f"{out}: already exists and is not empty; choose another --out or --resume it")
+    return cfg
+
+
+def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: bool, progress: bool | None,
+           log: Callable[[str], None], stop_after_epochs: int | None, track: tuple[str, ...],
+           track_uri: str | None) -> dict[str, Any]:
+    """:func:`train` once the process group (if any) is joined."""
+    if not distributed.is_main():  # rank 0 speaks for the run
+        log, progress = (lambda line: None), False
+    cfg = distributed.on_main(lambda: _check_run_dir(cfg, out, resume))
     cfg.validate()
     task = tasks.get(cfg.task)
     task.check_config(cfg)
+    if distributed.active() and not getattr(task, "DISTRIBUTED", False):
+        raise ValueError(f"task {cfg.task}: multi-process training (torchrun) is not supported; "
+                         f"{getattr(task, 'NOT_DISTRIBUTED', 'train it in one process')}")
     runs = task.subruns(cfg, data_dir)
     if runs is not None:
+        if track:
+            raise ValueError(f"--track: not supported for a run of several runs ({cfg.task} record=all)")
         return train_each(cfg, runs, out, data_dir, resume, progress, log, stop_after_epochs)
-    return _train_one(cfg, task, out, data_dir, resume, progress, log, stop_after_epochs)
+    return _train_one(cfg, task, out, data_dir, resume, progress, log, stop_after_epochs, track, track_uri)
 
 
 def _load_resume_state(out: Path) -> dict[str, Any]:
@@ -189,24 +239,110 @@ def _load_resume_state(out: Path) -> dict[str, Any]:
     return state
 
 
-def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: bool, progress: bool | None,
-               log: Callable[[str], None], stop_after_epochs: int | None) -> dict[str, Any]:
-    """One run: the loop of :func:`train` (``cfg`` validated, ``out`` checked)."""
-    state = _load_resume_state(out) if resume else None
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    data = task.load(cfg, data_dir)
+def _make_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> bool:
+    """Create ``out`` (and its config.json unless resuming); return whether it was created."""
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"{out}: cannot create the run directory ({e.strerror})") from None
-    try:
-        if not resume:
+    if not resume:
+        try:
             checkpoint.write_text(out / "config.json", cfg.to_json() + "\n")
+        except BaseException:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+    return created
 
+
+class _Step(torch.nn.Module):
+    """What DistributedDataParallel wraps: the model's forward, or its members' logits (an ensemble),
+    both through one ``forward`` so that DDP sees every call that backpropagates."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, members: bool = False) -> torch.Tensor:
+        return self.model.member_logits(x, lengths) if members else self.model(x, lengths)
+
+
+class _Replicated:
+    """The model as a task's ``train_batches`` sees it under torchrun: called, or (an ensemble)
+    ``member_logits``, each a forward of the DDP wrapper; parameters are the model's own."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.ddp = DistributedDataParallel(_Step(model))
+        if hasattr(model, "member_logits"):
+            self.member_logits = lambda x, lengths=None: self.ddp(x, lengths, members=True)
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.ddp(x, lengths)
+
+
+def _rank_seed(seed: int, rank: int, epoch: int) -> int:
+    """Dropout's seed on ranks > 0 (rank 0 keeps the single-process stream): distinct per rank."""
+    return (seed * 1_000_003 + rank * 7919 + epoch) % 2**63
+
+
+def _distributed_loss(cfg: TrainConfig, batch) -> tuple[torch.Tensor, float, int]:
+    """This rank's loss to backpropagate, the global batch's loss, and the global batch's size.
+
+    Each rank sums its share's loss; the ranks add up the sums and the mean's
+    denominator (examples, class weights of the targets, or elements of a
+    regression), so the logged loss is the whole batch's.  The loss to
+    backpropagate is scaled by ``world / denominator`` (``world`` for a sum):
+    DDP averages the ranks' gradients, which gives the gradient a single
+    process computes on the whole batch.
+    """
+    summed = dataclasses.replace(cfg, reduction="sum")
+    if batch.members:
+        local = torch.stack([loss_fn(summed, o, batch.target, batch.weight) for o in batch.outputs]).mean()
+        first = batch.outputs[0]
+    else:
+        local = loss_fn(summed, batch.outputs, batch.target, batch.weight)
+        first = batch.outputs
+    if batch.target.is_floating_point():
+        denominator = float(first.numel())
+    elif batch.weight is not None:
+        denominator = float(batch.weight[batch.target].sum())
+    else:
+        denominator = float(batch.target.numel())
+    if batch.n == 0:  # a rank with no share of a small last batch: it joins the all-reduce with no weight
+        local, denominator = local * 0.0, 0.0
+    total, denominator, n = distributed.all_sum([float(local.detach()), denominator, float(batch.n)])
+    world = distributed.world_size()
+    if cfg.reduction == "mean":
+        return local * (world / denominator), total / denominator, int(n)
+    return local * world, total, int(n)
+
+
+def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: bool, progress: bool | None,
+               log: Callable[[str], None], stop_after_epochs: int | None, track: tuple[str, ...] = (),
+               track_uri: str | None = None) -> dict[str, Any]:
+    """One run: the loop of :func:`train` (``cfg`` validated, ``out`` checked)."""
+    from .tracking import open_trackers
+
+    main = distributed.is_main()
+    several = distributed.active()
+    state = distributed.on_main(lambda: _load_resume_state(out)) if resume else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = distributed.on_all(lambda: task.load(cfg, data_dir))
+    if several and len(set(distributed.gather(data.fingerprint))) > 1:
+        raise ValueError(f"task {cfg.task}: the processes read different data; give every machine the same "
+                         f"data directory contents")
+    created = distributed.on_main(lambda: _make_run_dir(cfg, out, resume)) and main
+    tracker = None
+    try:
         torch.manual_seed(cfg.seed)
         model = task.build(cfg, data)
+        step_model = _Replicated(model) if several else model
+        if several and distributed.rank() > 0:
+            torch.manual_seed(_rank_seed(cfg.seed, distributed.rank(), 0))
         opt = _optimizer(cfg, model.parameters())
         sched, when = _scheduler(cfg, opt, task.steps_per_epoch(cfg, data))
         fields = log_fields(task)
@@ -230,11 +366,19 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             epoch0, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
             bad_epochs, seconds = state["bad_epochs"], state["seconds"]
             history, steps, best_state = state["history"], state["steps"], state["best_state"]
-            torch.set_rng_state(state["rng"])
+            rngs = state.get("rng_ranks")
+            if not several or distributed.rank() == 0:
+                torch.set_rng_state(state["rng"])
+            elif rngs is not None and len(rngs) == distributed.world_size():
+                torch.set_rng_state(rngs[distributed.rank()])
+            else:  # resumed on another number of processes: fresh dropout streams on ranks > 0
+                torch.manual_seed(_rank_seed(cfg.seed, distributed.rank(), epoch0))
             log(f"resuming {out} after epoch {epoch0}")
         show = sys.stderr.isatty() if progress is None else progress
         meta = {**data.meta(), "task": cfg.task, "config": cfg.to_dict(), "biornn_version": __version__,
                 **task.run_meta(cfg, data), "data_fingerprint": data.fingerprint}
+        if main:
+            tracker = open_trackers(track, out, cfg, track_uri, resume)
 
         epochs_run, stop_reason = 0, f"completed {cfg.epochs} epochs"
         for epoch in range(epoch0 + 1, cfg.epochs + 1):
@@ -242,12 +386,16 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             model.train()
             total_loss, n_seen, norms = 0.0, 0, []
             bar = _progress(task.steps_per_epoch(cfg, data), f"epoch {epoch}/{cfg.epochs}", show)
-            for batch in task.train_batches(cfg, model, data, epoch):
-                if batch.members:  # an ensemble: each member learns from its own loss
-                    loss = torch.stack([loss_fn(cfg, o, batch.target, batch.weight) for o in batch.outputs]).mean()
+            for batch in task.train_batches(cfg, step_model, data, epoch):
+                if several:  # this rank's share of the global batch
+                    loss, loss_value, n_batch = _distributed_loss(cfg, batch)
                 else:
-                    loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
-                loss_value = loss.item()
+                    if batch.members:  # an ensemble: each member learns from its own loss
+                        loss = torch.stack([loss_fn(cfg, o, batch.target, batch.weight)
+                                            for o in batch.outputs]).mean()
+                    else:
+                        loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
+                    loss_value, n_batch = loss.item(), batch.n
                 if not math.isfinite(loss_value):
                     raise TrainingError(f"epoch {epoch}: the loss became {loss_value}; lower lr or clip gradients")
                 opt.zero_grad(set_to_none=True)
@@ -261,24 +409,27 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 opt.step()
                 if when == "step":
                     sched.step()
-                total_loss += loss_value * (batch.n if cfg.reduction == "mean" else 1.0)
-                n_seen += batch.n
+                total_loss += loss_value * (n_batch if cfg.reduction == "mean" else 1.0)
+                n_seen += n_batch
                 norms.append(norm)
                 steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": round(loss_value, 6),
                               "grad_norm": round(norm, 6), "lr": opt.param_groups[0]["lr"]})
+                if tracker is not None:
+                    tracker.log_step(steps[-1])
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
             if bar is not None:
                 bar.close()
-            vm = task.validate(cfg, model, data, loss_fn)
+            # under torchrun rank 0 validates and every rank takes its figures (and its clock, for max_seconds)
+            vm = distributed.on_main(lambda: task.validate(cfg, model, data, loss_fn))
             val_loss = vm["loss"]
             value = vm[cfg.monitor]
             if when == "epoch":
                 sched.step()
             elif when == "plateau":
                 sched.step(value)
-            seconds += time.perf_counter() - t0
+            seconds = distributed.broadcast(seconds + time.perf_counter() - t0)
             row = {"epoch": epoch, "train_loss": round(total_loss / max(n_seen, 1), 6), "val_loss": round(val_loss, 6)}
             row.update({f: round(vm[f.removeprefix("val_")], 6) for f in task.LOG_FIELDS})
             row.update({"grad_norm_mean": round(float(np.mean(norms)), 6),
@@ -288,22 +439,28 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             improved = _better(cfg, value, best)
             if improved:
                 best, best_epoch, bad_epochs = value, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                checkpoint.save_weights(out / "model.safetensors", model, meta)
+                if main:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    checkpoint.save_weights(out / "model.safetensors", model, meta)
             else:
                 bad_epochs += 1
             shown = "  ".join(f"{label} {vm[key]:.3f}" for key, label in task.LOG_SHOW)
             log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
                 f"{shown}  {'*' if improved else ' '}  {seconds:.0f}s")
-            _write_csv(out / "log.csv", fields, history)
-            _write_csv(out / "steps.csv", STEP_FIELDS, steps)
-            checkpoint.save_state(out / "checkpoint.pt", {
-                "biornn_version": __version__, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best": best,
-                "best_epoch": best_epoch, "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
-                "steps": steps, "best_state": best_state, "rng": torch.get_rng_state(), "data": data.meta(),
-                "finished": None,
-            })
+            # every rank's dropout stream, so that a resumed multi-process run goes on as it would have
+            rngs = distributed.gather(torch.get_rng_state()) if several else None
+            if main:
+                _write_csv(out / "log.csv", fields, history)
+                _write_csv(out / "steps.csv", STEP_FIELDS, steps)
+                checkpoint.save_state(out / "checkpoint.pt", {
+                    "biornn_version": __version__, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best": best,
+                    "best_epoch": best_epoch, "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
+                    "steps": steps, "best_state": best_state, "rng": torch.get_rng_state(), "data": data.meta(),
+                    "finished": None, **({"rng_ranks": rngs} if several else {}),
+                })
+                if tracker is not None:
+                    tracker.log_epoch(row)
             epochs_run += 1
             if cfg.patience and bad_epochs >= cfg.patience:
                 stop_reason = f"early stop after epoch {epoch}"
@@ -314,39 +471,57 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 log(f"time limit: {seconds:.0f}s >= max_seconds {cfg.max_seconds:g}")
                 break
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs and epoch < cfg.epochs:
+                if tracker is not None:
+                    tracker.close(finished=False)
                 return {}
 
-        checkpoint.save_state(out / "checkpoint.pt", {
-            **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
-        model.load_state_dict(best_state)
-        model.eval()
-        task_metrics, weights_meta = task.finish(cfg, model, data, out, log)
-        if weights_meta:  # what the task fitted after training (an anomaly scorer) goes with the weights
-            checkpoint.save_weights(out / "model.safetensors", model, {**meta, **weights_meta})
-        metrics = {
-            "task": cfg.task,
-            "cell": cfg.cell,
-            **task_metrics,
-            "val": {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")},
-            "train_seconds": round(seconds, 2),
-            "epochs": len(history),
-            "best_epoch": best_epoch,
-            "biornn_version": __version__,
-        }
-        from .plots import CLASSIFICATION_CURVES, plot_curves
-
-        if task.KIND == "classification":
-            plot_curves(history, out / "curves.png", cfg.monitor, CLASSIFICATION_CURVES)
-        else:
-            plot_curves(history, out / "curves.png", cfg.monitor,
-                        [(f, f.removeprefix("val_")) for f in task.LOG_FIELDS], unit_range=False)
-        checkpoint.write_json(out / "metrics.json", metrics)
+        metrics = distributed.on_main(lambda: _finish(cfg, task, model, data, out, log, meta, history, best_state,
+                                                      best_epoch, seconds, stop_reason, tracker))
+        if tracker is not None:
+            tracker.close()
         return metrics
     except BaseException:
+        if tracker is not None:
+            tracker.close(failed=True)
         # a run that failed before its first checkpoint leaves nothing behind
         if created and not (out / "checkpoint.pt").exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log: Callable[[str], None],
+            meta: dict, history: list[dict], best_state: dict, best_epoch: int, seconds: float,
+            stop_reason: str, tracker) -> dict[str, Any]:
+    """After the last epoch (rank 0): mark the checkpoint finished, measure the best weights
+    (``task.finish``), write metrics.json and the plots."""
+    checkpoint.save_state(out / "checkpoint.pt", {
+        **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
+    model.load_state_dict(best_state)
+    model.eval()
+    task_metrics, weights_meta = task.finish(cfg, model, data, out, log)
+    if weights_meta:  # what the task fitted after training (an anomaly scorer) goes with the weights
+        checkpoint.save_weights(out / "model.safetensors", model, {**meta, **weights_meta})
+    metrics = {
+        "task": cfg.task,
+        "cell": cfg.cell,
+        **task_metrics,
+        "val": {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")},
+        "train_seconds": round(seconds, 2),
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "biornn_version": __version__,
+    }
+    from .plots import CLASSIFICATION_CURVES, plot_curves
+
+    if task.KIND == "classification":
+        plot_curves(history, out / "curves.png", cfg.monitor, CLASSIFICATION_CURVES)
+    else:
+        plot_curves(history, out / "curves.png", cfg.monitor,
+                    [(f, f.removeprefix("val_")) for f in task.LOG_FIELDS], unit_range=False)
+    checkpoint.write_json(out / "metrics.json", metrics)
+    if tracker is not None:
+        tracker.log_finish(metrics, [p for p in sorted(out.glob("*.png"))])
+    return metrics
 
 
 def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path, data_dir: str | None,

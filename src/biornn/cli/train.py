@@ -36,11 +36,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only on a terminal)")
+    p.add_argument("--track", action="append", choices=("tensorboard", "mlflow"), default=[],
+                   help="also log the config, per-epoch metrics, gradient norms and plots to TensorBoard "
+                   "(RUN/tensorboard) or MLflow (SQLite store RUN/mlflow.db); repeat for both; "
+                   "needs pip install 'biornn[track]'")
+    p.add_argument("--track-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///RUN/mlflow.db)")
     p.set_defaults(handler=run, key_values=[])
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_toml, resolve
+    from ..distributed import is_main
     from ..train import TrainingError, train
 
     if args.resume:
@@ -73,10 +79,14 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / f"{name}-{cfg.cell}-s{cfg.seed}"
         resume = False
     try:
-        metrics = train(cfg, out, data_dir=args.data_dir, resume=resume, progress=args.progress)
+        metrics = train(cfg, out, data_dir=args.data_dir, resume=resume, progress=args.progress,
+                        track=args.track, track_uri=args.track_uri)
     except TrainingError as e:
-        print(f"biornn: training failed: {e}", file=sys.stderr)
+        if is_main():
+            print(f"biornn: training failed: {e}", file=sys.stderr)
         return 1
+    if not is_main():  # under torchrun rank 0 reports the run
+        return 0
     print(json.dumps({"run": str(out), "test": metrics["test"], "baseline": metrics["baseline"],
                       "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]}))
     return 0

@@ -43,6 +43,11 @@ from ..models import SequencePredictor
 from .common import Batch
 
 KIND = "regression"
+#: why this task refuses torchrun: each optimiser step trains ``batch_size`` parallel streams whose
+#: recurrent state carries from one truncated-BPTT window to the next; sharding the streams across
+#: processes would change which stream a window continues, so it trains in one process
+NOT_DISTRIBUTED = ("its truncated-BPTT windows carry each stream's state from one step to the next; "
+                   "train it in one process")
 #: the columns log.csv gets after val_loss
 LOG_FIELDS = ("val_rmse",)
 #: what the per-epoch line shows beside the losses

@@ -37,11 +37,14 @@ from ..config import TrainConfig
 from ..data.batching import UNK as UNKNOWN, Vocabulary, pad_batch
 from ..data.names import read_names, split_names
 from ..data.registry import locate
+from ..distributed import shard
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
 from .common import Batch
 
 KIND = "classification"
+#: trains under torchrun, each rank on its share of every global batch
+DISTRIBUTED = True
 #: the columns log.csv gets after val_loss
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 #: what the per-epoch line shows beside the losses
@@ -209,19 +212,21 @@ def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
 
 def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoch: int) -> Iterator[Batch]:
     """Mini-batches of the training split, shuffled by a generator seeded by the seed and the epoch
-    (so a resumed run shuffles exactly as an uninterrupted one)."""
+    (so a resumed run shuffles exactly as an uninterrupted one).  Under torchrun every rank draws the
+    same order and takes its share of each global batch of ``batch_size`` (:func:`biornn.distributed.shard`)."""
     split = data.splits["train"]
     n = len(split.encoded)
     weight = class_weights(cfg, split.y, len(data.labels))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
     for start in range(0, n, cfg.batch_size):
-        idx = order[start : start + cfg.batch_size].tolist()
+        # several processes (torchrun): each takes its share of the global batch; one process: all of it
+        idx, n_mine = shard(order[start : start + cfg.batch_size].tolist())
         x, lengths = pad_batch([split.encoded[i] for i in idx])
         y = torch.from_numpy(split.y[idx])
         if hasattr(model, "member_logits"):  # an ensemble: each member learns from its own loss
-            yield Batch(model.member_logits(x, lengths), y, weight, len(idx), members=True)
+            yield Batch(model.member_logits(x, lengths), y, weight, n_mine, members=True)
         else:
-            yield Batch(model(x, lengths), y, weight, len(idx))
+            yield Batch(model(x, lengths), y, weight, n_mine)
 
 
 def validate(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, loss_fn) -> dict[str, float]:

@@ -1,0 +1,118 @@
+"""``--track tensorboard`` and ``--track mlflow`` on a tiny names run: the logs read back, with log.csv's values."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from biornn.cli.main import main
+from biornn.train import train
+from biornn.config import resolve
+from test_train import TINY, data_dir  # noqa: F401  (the tiny names data set, a module fixture)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(monkeypatch, tmp_path):
+    # nothing may land in the working directory (MLflow's default ./mlruns, for one)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BIORNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _run(data_dir, out, *track) -> None:  # noqa: F811
+    args = [a for t in track for a in ("--track", t)]
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY, *args]) == 0
+
+
+def test_tensorboard_event_files_hold_log_csv(data_dir, tmp_path):  # noqa: F811
+    pytest.importorskip("tensorboard", reason="the track extra is part of dev")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    _run(data_dir, run, "tensorboard")
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    log, steps = _rows(run / "log.csv"), _rows(run / "steps.csv")
+    for column in ("train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "grad_norm_mean", "lr"):
+        events = acc.Scalars(column)
+        assert [e.step for e in events] == [int(r["epoch"]) for r in log]
+        # TensorBoard keeps float32
+        assert [e.value for e in events] == pytest.approx([float(r[column]) for r in log], rel=1e-6), column
+    grad = acc.Scalars("step/grad_norm")
+    assert [e.step for e in grad] == [int(r["step"]) for r in steps]
+    assert [e.value for e in grad] == pytest.approx([float(r["grad_norm"]) for r in steps], rel=1e-6)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert acc.Scalars("test/accuracy")[-1].value == pytest.approx(metrics["test"]["accuracy"], rel=1e-6)
+    assert {"curves", "confusion"} <= set(tags["images"])
+    assert any(t.startswith("config") for t in tags["tensors"])
+    assert {p.name for p in tmp_path.iterdir()} <= {"cache", "run"}
+
+
+def test_mlflow_sqlite_store_holds_log_csv(data_dir, tmp_path):  # noqa: F811
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    _run(data_dir, run, "mlflow", "tensorboard")
+    kept = json.loads((run / "tracking.json").read_text())
+    uri = f"sqlite:///{run.resolve() / 'mlflow.db'}"
+    assert kept["mlflow_uri"] == uri
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_run(kept["mlflow_run_id"])
+    assert found.info.status == "FINISHED"
+    assert found.data.params["hidden_size"] == "8" and found.data.params["cell"] == "lstm"
+    log, steps = _rows(run / "log.csv"), _rows(run / "steps.csv")
+    for column in ("train_loss", "val_loss", "val_macro_f1", "grad_norm_max", "lr"):
+        history = sorted(client.get_metric_history(found.info.run_id, column), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in history] == [(int(r["epoch"]), float(r[column])) for r in log], column
+    history = sorted(client.get_metric_history(found.info.run_id, "step/grad_norm"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(int(r["step"]), float(r["grad_norm"])) for r in steps]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert found.data.metrics["test/balanced_accuracy"] == metrics["test"]["balanced_accuracy"]
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"curves.png", "confusion.png", "metrics.json"} <= artifacts
+    assert (run / "mlartifacts").is_dir()
+    assert {p.name for p in tmp_path.iterdir()} <= {"cache", "run"}
+
+
+def test_resume_continues_the_same_mlflow_run(data_dir, tmp_path):  # noqa: F811
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    cfg = resolve("names", overrides=[*TINY, "epochs=3"])
+    quiet = lambda line: None  # noqa: E731
+    assert train(cfg, run, str(data_dir), log=quiet, stop_after_epochs=1, track=["mlflow"]) == {}
+    kept = json.loads((run / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=kept["mlflow_uri"])
+    assert client.get_run(kept["mlflow_run_id"]).info.status == "KILLED"
+    assert main(["train", "--resume", str(run), "--data-dir", str(data_dir), "--track", "mlflow"]) == 0
+    assert json.loads((run / "tracking.json").read_text()) == kept
+    found = client.get_run(kept["mlflow_run_id"])
+    assert found.info.status == "FINISHED"
+    history = client.get_metric_history(found.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    assert len(client.search_runs([found.info.experiment_id])) == 1
+
+
+def test_bad_track_options_are_one_line_exit_2(data_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    base = ["train", "names", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *TINY]
+    assert main([*base, "--track", "wandb"]) == 2
+    assert main([*base, "--track-uri", "sqlite:///x.db"]) == 2
+    assert "--track-uri: applies to --track mlflow" in capsys.readouterr().err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    assert main([*base, "--track", "mlflow"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "biornn: error: --track mlflow: needs the mlflow package(s); pip install 'biornn[track]'"
+    assert not (tmp_path / "run").exists()
