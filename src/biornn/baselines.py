@@ -560,3 +560,81 @@ class LinearAR:
             delta = (X @ self.coef).reshape(len(X), self.horizon, L)
             out[self.order - 1:] = x[self.order - 1:, None, :] + delta
         return out
+
+
+# --------------------------------------------------------------------------
+# One-hot / window logistic regression for biological sequences
+# --------------------------------------------------------------------------
+
+
+class OneHotLogReg:
+    """Multinomial logistic regression on flattened residue weights: the non-recurrent baseline
+    of a fixed-length sequence task (``splice``) or, on windows, of per-residue tagging.
+
+    Parameters
+    ----------
+    C : float
+        Inverse L2 regularisation strength.
+    max_iter : int
+        L-BFGS iterations.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 2000) -> None:
+        self.C, self.max_iter = C, max_iter
+        self.model = None
+        self.n_classes = 0
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "OneHotLogReg":
+        """``X`` (N, ...) weights (flattened to (N, D)), ``y`` (N,) in 0..K-1."""
+        from sklearn.linear_model import LogisticRegression
+
+        y = _check_fit_args(X, y, n_classes)
+        self.n_classes = n_classes
+        self.model = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        self.model.fit(np.asarray(X, dtype=np.float64).reshape(len(X), -1), y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) probabilities, a column for every class (0 for classes absent from training)."""
+        if self.model is None:
+            raise RuntimeError("fit the model first")
+        p = self.model.predict_proba(np.asarray(X, dtype=np.float64).reshape(len(X), -1))
+        out = np.zeros((len(X), self.n_classes))
+        out[:, self.model.classes_] = p
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def residue_windows(X: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """The window of ``width`` residues centred on every real residue, for a window baseline.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, T, K)
+        Residue weights, padded after each sequence's length.
+    lengths : ndarray of int, shape (N,)
+    width : int
+        Odd window width (13 in Qian & Sejnowski).
+
+    Returns
+    -------
+    ndarray of float32, shape (sum(lengths), width * (K + 1))
+        Per residue, in order: each window position's weights and a last
+        column that is 1 where the window runs past the sequence's end.
+    """
+    if width % 2 != 1:
+        raise ValueError(f"window width must be odd, got {width}")
+    N, T, K = X.shape
+    half = width // 2
+    rows = []
+    for i in range(N):
+        L = int(lengths[i])
+        padded = np.zeros((L + 2 * half, K + 1), dtype=np.float32)
+        padded[:, K] = 1.0
+        padded[half:half + L, :K] = X[i, :L]
+        padded[half:half + L, K] = 0.0
+        idx = np.arange(L)[:, None] + np.arange(width)[None, :]  # (L, width)
+        rows.append(padded[idx].reshape(L, width * (K + 1)))
+    return np.concatenate(rows) if rows else np.zeros((0, width * (K + 1)), dtype=np.float32)

@@ -59,6 +59,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "batch_size": 4,
         "epochs": 150, "clip_norm": 1.0, "truncate": 100, "monitor": "loss",
     },
+    "splice": {
+        "hidden_size": 32, "num_layers": 1, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
+        "ensemble": 5, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
+        "lr_schedule": "onecycle", "batch_size": 32, "epochs": 20, "clip_norm": 1.0, "monitor": "accuracy",
+    },
+    "protein-ss": {
+        "hidden_size": 64, "num_layers": 2, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
+        "ensemble": 1, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
+        "lr_schedule": "onecycle", "batch_size": 8, "epochs": 15, "clip_norm": 1.0, "monitor": "accuracy",
+    },
 }
 
 

@@ -186,3 +186,145 @@ class SequencePredictor(nn.Module):
         B, T, L = x.shape
         delta = self.readout(out).view(B, T, self.horizon, L)
         return x.unsqueeze(2) + delta, final
+
+
+class VectorClassifier(nn.Module):
+    """Many-to-one over vectors: residue weights or features (B, T, F) -> class logits (B, K).
+
+    The input of a biological sequence is one weight vector per residue
+    (:mod:`biornn.data.alphabets`: one-hot, or spread over the bases an IUPAC
+    ambiguity code stands for), so there is no symbol index to embed; the
+    recurrent layers read the vectors directly.  The summary is
+    :func:`last_outputs`, as in :class:`SequenceClassifier`.
+
+    Parameters
+    ----------
+    n_features : int
+        F, the width of an input step (4 for DNA).
+    n_classes : int
+        K.
+    cell, hidden_size, num_layers, bidirectional, dropout, init, forget_bias, truncate :
+        As :class:`SequenceClassifier`.
+    pool : str
+        How the outputs (B, T, D * H) become one summary: ``"last"`` (:func:`last_outputs`),
+        ``"max"`` or ``"mean"`` over the real steps, or ``"split"``: a bidirectional model's
+        forward output at step ``split_at - 1`` and backward output at step ``split_at``
+        (each direction has then read its half of the sequence and ends at the split; the
+        split defaults to the middle, T // 2).  Where the evidence sits at a known place (a
+        candidate splice junction between bases 30 and 31 of 60), ``"split"`` reads the
+        network's state right there: the bases nearest the junction are the most recent
+        ones for both directions.
+    split_at : int, optional
+        The step of ``pool="split"``; every sequence must be longer than it.
+    """
+
+    POOLS = ("last", "max", "mean", "split")
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        init: str | None = None,
+        forget_bias: float | None = None,
+        truncate: int | None = None,
+        pool: str = "last",
+        split_at: int | None = None,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        if pool not in self.POOLS:
+            raise ValueError(f"pool must be one of {', '.join(self.POOLS)}, got {pool!r}")
+        if pool == "split" and not bidirectional:
+            raise ValueError("pool='split' reads both directions; it needs bidirectional=True")
+        self.n_features, self.n_classes, self.pool, self.split_at = n_features, n_classes, pool, split_at
+        self.rnn = Recurrent(
+            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0, truncate=truncate,
+            init=None if init == "default" else init, **cell_options,
+        )
+        if forget_bias is not None:
+            from .init import forget_bias_
+
+            for row in self.rnn.cells:
+                for c in row:
+                    forget_bias_(c, forget_bias)
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(self.rnn.output_size, n_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``x`` (B, T, F) float, ``lengths`` (B,) -> logits (B, K)."""
+        out, _ = self.rnn(x, lengths=lengths)  # (B, T, D * H)
+        if self.pool == "last":
+            summary = last_outputs(out, lengths, 2 if self.rnn.bidirectional else 1)
+        elif self.pool == "split":
+            at = self.split_at if self.split_at is not None else out.shape[1] // 2
+            if lengths is not None and int(lengths.min()) <= at:
+                raise ValueError(f"pool='split' at step {at}: a sequence of {int(lengths.min())} steps is too short")
+            H = out.shape[2] // 2
+            summary = torch.cat([out[:, at - 1, :H], out[:, at, H:]], dim=1)  # (B, 2H)
+        else:
+            B, T, _ = out.shape
+            real = (torch.arange(T, device=out.device)[None, :] < lengths.to(out.device)[:, None]
+                    if lengths is not None else torch.ones(B, T, dtype=torch.bool, device=out.device))
+            real = real.unsqueeze(2)  # (B, T, 1)
+            if self.pool == "max":
+                summary = out.masked_fill(~real, float("-inf")).amax(dim=1)
+            else:
+                summary = (out * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        return self.readout(self.dropout(summary))
+
+
+class SequenceTagger(nn.Module):
+    """Many-to-many, one label per step (synced): vectors (B, T, F) -> per-step logits (B, T, K).
+
+    A bidirectional model labels step t from the whole sequence: the forward
+    direction has read steps 0..t, the backward direction steps t..T-1.
+
+    Parameters
+    ----------
+    n_features : int
+        F, the width of an input step (20 for protein residues).
+    n_classes : int
+        K, labels per step.
+    cell, hidden_size, num_layers, bidirectional, dropout, init, forget_bias :
+        As :class:`SequenceClassifier`; ``dropout`` also acts before the read-out.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        init: str | None = None,
+        forget_bias: float | None = None,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__()
+        self.n_features, self.n_classes = n_features, n_classes
+        self.rnn = Recurrent(
+            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+            init=None if init == "default" else init, **cell_options,
+        )
+        if forget_bias is not None:
+            from .init import forget_bias_
+
+            for row in self.rnn.cells:
+                for c in row:
+                    forget_bias_(c, forget_bias)
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(self.rnn.output_size, n_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``x`` (B, T, F) float, ``lengths`` (B,) -> logits (B, T, K); steps past a length are padding."""
+        out, _ = self.rnn(x, lengths=lengths)  # (B, T, D * H)
+        return self.readout(self.dropout(out))

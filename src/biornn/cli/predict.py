@@ -9,8 +9,9 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict with a run: one JSON object per input",
-                       description="Predict with a run directory's model. For names: the top classes "
-                       "(languages) with their probabilities, one JSON object per input line.")
+                       description="Predict with a run directory's model. For names and splice: the top classes "
+                       "with their probabilities; for protein-ss: the state of every residue (h, e, _) and "
+                       "each state's probability per residue; one JSON object per input line.")
     p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs, e.g. surnames")
     p.add_argument("--file", metavar="F", help="read inputs from a UTF-8 file, one per line")
@@ -37,6 +38,26 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one INPUT or --file F")
     if args.top <= 0:
         raise ValueError("--top must be positive")
-    for row in predict(args.run, inputs, top=args.top):
+    rows = _tagging_rows(args.run, inputs)
+    if rows is None:
+        rows = predict(args.run, inputs, top=args.top)
+    for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
+
+
+def _tagging_rows(run: str, inputs: list[str]) -> list[dict] | None:
+    """Per-step labels for a run of a tagging task (one providing ``predict_rows``: protein-ss);
+    None for any other run."""
+    from .. import tasks
+    from ..config import read_config
+    from ..evaluate import load_run
+
+    config = Path(run) / "config.json"
+    if not config.is_file():
+        return None  # predict() gives the error about the run directory
+    task = tasks.get(read_config(config).task)
+    if not hasattr(task, "predict_rows"):
+        return None
+    _, task, model, meta = load_run(run)
+    return task.predict_rows(model, meta, inputs)

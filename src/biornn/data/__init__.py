@@ -3,7 +3,8 @@
 ``registry`` knows each data set's files, SHA-256s and public sources and
 finds them on disk (``--data-dir``, ``$BIORNN_DATA``, the user cache);
 ``names`` reads the surnames by language; ``batching`` turns text into padded
-index tensors.
+index tensors; ``alphabets`` encodes DNA, RNA and protein (IUPAC codes as
+mixtures) and ``readers`` reads FASTA, UCR/UEA, CSV/TSV and NPZ files.
 """
 
 from .batching import PAD, UNK, Vocabulary, batches, pad_batch

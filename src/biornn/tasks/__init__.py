@@ -23,8 +23,9 @@ functions, no base class:
   metrics of the best weights beside the task's non-recurrent baseline, the
   task's plots, and what else the weights file must keep.
 
-``names`` also provides ``build_model``, ``encode_inputs`` and ``labels`` for
-``predict``; ``ecg-anomaly`` provides ``from_weights``, ``evaluate_saved`` and
+``names`` and ``splice`` also provide ``build_model``, ``encode_inputs`` and
+``evaluate_split`` for ``evaluate`` and ``predict``; ``protein-ss`` provides
+``predict_rows`` (per-residue states) for ``predict``; ``ecg-anomaly`` provides ``from_weights``, ``evaluate_saved`` and
 ``detect`` for ``evaluate`` and ``detect``.
 """
 
@@ -32,9 +33,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import ecg_anomaly, names
+from . import ecg_anomaly, names, protein_ss, splice
 
-TASKS: dict[str, ModuleType] = {"names": names, "ecg-anomaly": ecg_anomaly}
+TASKS: dict[str, ModuleType] = {"names": names, "ecg-anomaly": ecg_anomaly, "splice": splice,
+                                "protein-ss": protein_ss}
 
 
 def get(name: str) -> ModuleType:

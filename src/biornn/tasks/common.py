@@ -30,3 +30,52 @@ class Batch:
     weight: Tensor | None
     n: int
     members: bool = False
+
+
+def stratified_group_split(labels, groups, fractions: dict[str, float], seed: int) -> dict[str, "np.ndarray"]:
+    """Indices of each part, stratified by label and grouped (identical ``groups`` stay in one part).
+
+    Parameters
+    ----------
+    labels : sequence, shape (N,)
+    groups : sequence of hashable, shape (N,)
+        E.g. the sequence itself, so that an exact duplicate never lies in two parts.
+    fractions : dict of str to float
+        Part name -> fraction of every class (summing to 1), in the order parts are filled.
+    seed : int
+        The split's seed: the same seed gives the same parts on every machine.
+
+    Returns
+    -------
+    dict of str to ndarray of int64
+        Each part's indices, sorted.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    # a group's label is the label of its first member: each class's groups are shuffled and dealt out
+    first: dict = {}
+    members: dict = {}
+    for i, (label, group) in enumerate(zip(labels, groups)):
+        first.setdefault(group, label)
+        members.setdefault(group, []).append(i)
+    by_class: dict = {}
+    for group, label in first.items():
+        by_class.setdefault(label, []).append(group)
+    parts: dict[str, list[int]] = {name: [] for name in fractions}
+    names = list(fractions)
+    for label in sorted(by_class, key=str):
+        gs = by_class[label]
+        order = rng.permutation(len(gs))
+        total = sum(len(members[g]) for g in gs)
+        cuts, acc = [], 0.0
+        for name in names[:-1]:
+            acc += fractions[name]
+            cuts.append(round(acc * total))
+        filled, k = 0, 0
+        for j in order:
+            while k < len(cuts) and filled >= cuts[k]:
+                k += 1
+            parts[names[k]].extend(members[gs[j]])
+            filled += len(members[gs[j]])
+    return {name: np.array(sorted(idx), dtype=np.int64) for name, idx in parts.items()}

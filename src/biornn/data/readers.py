@@ -1,0 +1,403 @@
+"""Readers for the user's sequence files that need no heavy dependency: FASTA, UCR/UEA, CSV/TSV, NPZ.
+
+Every reader checks what it reads and raises ``ValueError`` with one line that
+names the file, the record or line, and the problem: an empty file, a
+character outside the alphabet (which record, which character, where), a
+NaN or infinite value, a row of another length where equal lengths are
+required, a missing column or label.
+
+FASTA is parsed here in pure Python (the format is a ``>`` header line then
+sequence lines); Biopython is not needed.  A record's label comes from its
+header (``>id label=X``) or from a labels file (``id label`` per line).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .alphabets import Alphabet
+
+__all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "read_table", "read_ucr"]
+
+
+def _read_text(path: str | Path) -> tuple[Path, str]:
+    """The file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if unreadable or empty."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not UTF-8 text") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise ValueError(f"{p}: cannot read ({e.strerror})") from None
+    if not text.strip():
+        raise ValueError(f"{p}: empty file")
+    return p, text
+
+
+# -- FASTA ---------------------------------------------------------------------------
+
+@dataclass
+class FastaRecord:
+    """One FASTA record.
+
+    Attributes
+    ----------
+    id : str
+        The header's first word.
+    description : str
+        The rest of the header line.
+    sequence : str
+        The residues, sequence lines joined, white space removed.
+    label : str or None
+        From ``label=X`` in the header or from the labels file.
+    """
+
+    id: str
+    description: str
+    sequence: str
+    label: str | None = None
+
+
+_LABEL = re.compile(r"(?:^|\s)label=(\S+)")
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    """A labels file: one ``id label`` pair per line (white space, tab or comma between); ``#`` comments.
+
+    Returns
+    -------
+    dict of str to str
+        id -> label.  ``ValueError`` naming the line on a malformed or repeated id.
+    """
+    p, text = _read_text(path)
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [x for x in re.split(r"[\s,]+", line) if x]
+        if len(parts) != 2:
+            raise ValueError(f"{p}: line {n}: expected 'id label', got {line[:60]!r}")
+        if parts[0] in out:
+            raise ValueError(f"{p}: line {n}: id {parts[0]!r} given twice")
+        out[parts[0]] = parts[1]
+    if not out:
+        raise ValueError(f"{p}: no labels in the file")
+    return out
+
+
+def read_fasta(path: str | Path, alphabet: Alphabet | None = None, labels: str | Path | dict | None = None,
+               require_labels: bool = False, max_length: int | None = None) -> list[FastaRecord]:
+    """Read a FASTA file.
+
+    Parameters
+    ----------
+    path : path
+    alphabet : Alphabet, optional
+        If given, every residue is checked against it (IUPAC codes included).
+    labels : path or dict, optional
+        A labels file (:func:`read_labels`) or a dict id -> label; overrides
+        ``label=`` in the headers.
+    require_labels : bool
+        Every record must have a label.
+    max_length : int, optional
+        Longest sequence allowed.
+
+    Returns
+    -------
+    list of FastaRecord
+        In file order.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and record: empty file, text before the first
+        header, a record without residues, a repeated id, a character outside the
+        alphabet, a sequence longer than ``max_length``, a missing label.
+    """
+    p, text = _read_text(path)
+    label_map = read_labels(labels) if isinstance(labels, (str, Path)) else labels
+    records: list[FastaRecord] = []
+    seen: set[str] = set()
+    lines: list[str] = []
+    header: tuple[int, str] | None = None
+
+    def close() -> None:
+        line_no, head = header  # type: ignore[misc]
+        ident, _, desc = head.partition(" ")
+        where = f"{p}: record {ident!r} (line {line_no})"
+        if not ident:
+            raise ValueError(f"{p}: line {line_no}: a header with no id")
+        if ident in seen:
+            raise ValueError(f"{where}: id given twice")
+        seq = "".join("".join(x.split()) for x in lines)
+        if not seq:
+            raise ValueError(f"{where}: no sequence")
+        if max_length is not None and len(seq) > max_length:
+            raise ValueError(f"{where}: sequence of {len(seq)} residues is longer than the maximum {max_length}")
+        if alphabet is not None:
+            alphabet.indices(seq, where)
+        m = _LABEL.search(desc)
+        label = m.group(1) if m else None
+        if label_map is not None:
+            label = label_map.get(ident, None)
+        if require_labels and label is None:
+            source = "the labels file" if label_map is not None else "its header (label=X)"
+            raise ValueError(f"{where}: no label in {source}")
+        seen.add(ident)
+        records.append(FastaRecord(ident, desc.strip(), seq, label))
+
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith(">"):
+            if header is not None:
+                close()
+            header, lines = (n, line[1:].strip()), []
+        elif line.startswith(";") or not line:
+            continue  # old-style comment or blank line
+        elif header is None:
+            raise ValueError(f"{p}: line {n}: sequence before the first '>' header; not a FASTA file")
+        else:
+            lines.append(line)
+    if header is None:
+        raise ValueError(f"{p}: no '>' header; not a FASTA file")
+    close()
+    return records
+
+
+# -- UCR / UEA text tables ----------------------------------------------------------
+
+def _number(text: str, p: Path, n: int, col: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{p}: line {n}, value {col}: {text[:30]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{p}: line {n}, value {col}: {text} (NaN or infinite values are not accepted)")
+    return value
+
+
+def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
+    """A UCR/UEA time-series table: one series per line, the label first, then the values.
+
+    Values are separated by white space or commas (both UCR formats).
+
+    Parameters
+    ----------
+    path : path
+    equal_length : bool
+        Require every series to have the same length (and return one array).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, T), or list of N arrays (T_i,) when not ``equal_length``
+    y : list of str
+        The labels as written (``"1"``, ``"-1"``, ``"abnormal"``).
+
+    Raises
+    ------
+    ValueError
+        Empty file, a line with no values, a value that is not a finite number,
+        a line of another length than the first when ``equal_length``.
+    """
+    p, text = _read_text(path)
+    rows: list[np.ndarray] = []
+    labels: list[str] = []
+    first: tuple[int, int] | None = None
+    for n, line in enumerate(text.splitlines(), start=1):
+        parts = [x for x in re.split(r"[\s,]+", line.strip()) if x]
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise ValueError(f"{p}: line {n}: a label and no values")
+        values = np.array([_number(x, p, n, i) for i, x in enumerate(parts[1:], start=1)], dtype=np.float32)
+        if first is None:
+            first = (n, len(values))
+        elif equal_length and len(values) != first[1]:
+            raise ValueError(f"{p}: line {n}: {len(values)} values, but line {first[0]} has {first[1]}; "
+                             f"equal lengths are required")
+        label = parts[0]
+        # some UCR files write integer labels as 1.0000000e+00: the class is "1"
+        if re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", label) and float(label).is_integer():
+            label = str(int(float(label)))
+        labels.append(label)
+        rows.append(values)
+    if equal_length:
+        return np.stack(rows), labels
+    return rows, labels
+
+
+# -- CSV / TSV ------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    """What :func:`read_table` read.
+
+    Attributes
+    ----------
+    labels : list of str or None
+        The label column (N,).
+    ids : list of str or None
+        The id column (N,), if one was named.
+    sequences : list of str or None
+        The sequence column (N,), white space stripped, if one was named.
+    values : ndarray of float32, shape (N, F), or None
+        The numeric columns, if no sequence column was named.
+    columns : list of str
+        The names of the numeric columns (F).
+    """
+
+    labels: list[str] | None
+    ids: list[str] | None
+    sequences: list[str] | None
+    values: np.ndarray | None
+    columns: list[str]
+
+
+def read_table(path: str | Path, label: str | None = "label", sequence: str | None = None, id: str | None = None,
+               delimiter: str | None = None, alphabet: Alphabet | None = None) -> Table:
+    """A CSV or TSV file with a header row: a sequence column, or numeric columns, and a label column.
+
+    Parameters
+    ----------
+    path : path
+        ``.tsv``/``.tab`` files are tab-separated, others comma-separated, unless ``delimiter``.
+    label : str or None
+        The label column's name (None: no labels).
+    sequence : str, optional
+        The sequence column's name; without it every other column (but ``id``) must be numeric.
+    id : str, optional
+        A column of record names, used in messages and returned.
+    delimiter : str, optional
+    alphabet : Alphabet, optional
+        Checks every sequence.
+
+    Raises
+    ------
+    ValueError
+        Empty file, a named column missing, a row with another number of fields,
+        an empty label or sequence, a character outside the alphabet, a value
+        that is not a finite number.
+    """
+    p, text = _read_text(path)
+    if delimiter is None:
+        delimiter = "\t" if p.suffix.lower() in (".tsv", ".tab") else ","
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    for role, name in (("label", label), ("sequence", sequence), ("id", id)):
+        if name is not None and name not in header:
+            raise ValueError(f"{p}: line 1: no {role} column {name!r} (columns: {', '.join(header)[:120]})")
+    named = {c for c in (label, sequence, id) if c is not None}
+    numeric = [j for j, h in enumerate(header) if h not in named] if sequence is None else []
+    if sequence is None and not numeric:
+        raise ValueError(f"{p}: no value columns besides the label")
+    labels: list[str] = []
+    ids: list[str] = []
+    seqs: list[str] = []
+    values: list[list[float]] = []
+    for n, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{p}: line {n}: {len(row)} fields, the header has {len(header)}")
+        cells = dict(zip(header, (c.strip() for c in row)))
+        ident = cells[id] if id is not None else None
+        where = f"{p}: line {n}" + (f" ({ident})" if ident else "")
+        if label is not None:
+            if not cells[label]:
+                raise ValueError(f"{where}: empty label")
+            labels.append(cells[label])
+        if ident is not None:
+            ids.append(ident)
+        if sequence is not None:
+            seq = "".join(cells[sequence].split())
+            if not seq:
+                raise ValueError(f"{where}: empty sequence")
+            if alphabet is not None:
+                alphabet.indices(seq, where)
+            seqs.append(seq)
+        else:
+            values.append([_number(row[j].strip(), p, n, j + 1) for j in numeric])
+    if not (labels or seqs or values):
+        raise ValueError(f"{p}: a header and no rows")
+    return Table(
+        labels=labels if label is not None else None,
+        ids=ids if id is not None else None,
+        sequences=seqs if sequence is not None else None,
+        values=np.array(values, dtype=np.float32) if sequence is None else None,
+        columns=[header[j] for j in numeric],
+    )
+
+
+# -- NPZ --------------------------------------------------------------------------------
+
+def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A NumPy ``.npz`` archive with ``X`` (N, T, F) or (N, T), ``y`` (N,) and optionally ``lengths`` (N,).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, T, F)
+    y : ndarray, shape (N,)
+        As stored (integer class ids, strings, or floats for a regression).
+    lengths : ndarray of int64, shape (N,)
+        Each sequence's real steps (T for all if the archive has none); steps
+        past a sequence's length are padding and are not checked.
+
+    Raises
+    ------
+    ValueError
+        Not an archive, ``X`` or ``y`` missing, wrong shapes, lengths outside
+        1..T, NaN or infinite values within the lengths.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        if p.is_file() and p.stat().st_size == 0:
+            raise ValueError(f"{p}: empty file") from None
+        raise ValueError(f"{p}: not a NumPy .npz archive ({str(e).splitlines()[0][:80]})") from None
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise ValueError(f"{p}: no array {key!r} (arrays: {', '.join(arrays) or 'none'})")
+    X, y = arrays["X"], arrays["y"]
+    if X.ndim == 2:
+        X = X[:, :, None]
+    if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T > 0, got shape {arrays['X'].shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"{p}: X must be numeric, got {X.dtype}")
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"{p}: y must be (N,) = ({len(X)},), got shape {y.shape}")
+    N, T = X.shape[:2]
+    if "lengths" in arrays:
+        lengths = arrays["lengths"]
+        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"{p}: lengths must be (N,) = ({N},) integers, got {lengths.dtype} {lengths.shape}")
+        bad = np.flatnonzero((lengths < 1) | (lengths > T))
+        if bad.size:
+            raise ValueError(f"{p}: record {bad[0]}: length {lengths[bad[0]]} is outside 1..{T}")
+        lengths = lengths.astype(np.int64)
+    else:
+        lengths = np.full(N, T, dtype=np.int64)
+    X = X.astype(np.float32)
+    real = np.arange(T)[None, :] < lengths[:, None]  # (N, T)
+    bad_steps = ~np.isfinite(X).all(axis=2) & real
+    if bad_steps.any():
+        i, t = np.argwhere(bad_steps)[0]
+        raise ValueError(f"{p}: record {i}, step {t}: NaN or infinite value")
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise ValueError(f"{p}: record {int(np.flatnonzero(~np.isfinite(y))[0])}: y is NaN or infinite")
+    X[~real] = 0.0
+    return X, y, lengths

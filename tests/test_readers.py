@@ -1,0 +1,195 @@
+"""The sequence alphabets and the light readers (FASTA, UCR/UEA, CSV/TSV, NPZ) on small files written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biornn.data.alphabets import DNA, PROTEIN, RNA, Alphabet, get, text_alphabet
+from biornn.data.readers import read_fasta, read_labels, read_npz, read_table, read_ucr
+
+# -- alphabets ----------------------------------------------------------------------
+
+
+def test_iupac_codes_spread_their_weight():
+    x = DNA.encode("ACGTNRYd")
+    assert x.shape == (8, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x.sum(axis=1), 1.0)
+    np.testing.assert_allclose(x[4], [0.25, 0.25, 0.25, 0.25])  # N
+    np.testing.assert_allclose(x[5], [0.5, 0, 0.5, 0])  # R = A/G
+    np.testing.assert_allclose(x[6], [0, 0.5, 0, 0.5])  # Y = C/T
+    np.testing.assert_allclose(x[7], [1 / 3, 0, 1 / 3, 1 / 3])  # d = A/G/T, lower case read as upper
+    assert DNA.decode(x[:4]) == "ACGT"
+
+
+def test_rna_and_protein():
+    np.testing.assert_allclose(RNA.encode("UN"), [[0, 0, 0, 1], [0.25] * 4])
+    with pytest.raises(ValueError, match="'T' at position 1 is not in the RNA alphabet"):
+        RNA.encode("TA")
+    x = PROTEIN.encode("ACXB")
+    assert x.shape == (4, 20)
+    np.testing.assert_allclose(x[2], np.full(20, 0.05), rtol=1e-6)
+    assert x[3, PROTEIN.symbols.index("D")] == pytest.approx(0.5)
+    assert x[3, PROTEIN.symbols.index("N")] == pytest.approx(0.5)
+    assert get("Protein") is PROTEIN
+    with pytest.raises(ValueError, match="unknown alphabet"):
+        get("klingon")
+
+
+def test_bad_character_names_sequence_position_and_character():
+    with pytest.raises(ValueError) as e:
+        DNA.encode("ACGTZ", where="f.fa: record 'r1'")
+    assert str(e.value).startswith("f.fa: record 'r1': character 'Z' at position 5 is not in the DNA alphabet")
+
+
+def test_text_alphabet_and_json_round_trip():
+    a = text_alphabet(["hello", "Hi"])
+    assert a.symbols == "Hehilo" and a.case_sensitive
+    assert a.encode("hi").argmax(axis=1).tolist() == [a.symbols.index("h"), a.symbols.index("i")]
+    with pytest.raises(ValueError, match="'x' at position 1"):
+        a.encode("x")
+    assert Alphabet.from_json(DNA.to_json()) == DNA
+
+
+# -- FASTA ----------------------------------------------------------------------------
+
+
+def test_fasta_labels_from_header_and_from_file(tmp_path):
+    fa = tmp_path / "s.fa"
+    fa.write_text(">r1 label=EI some words\nACGT\nacgn\n\n>r2 label=N\nTTTT\n; a comment\n>r3\nGG\n")
+    recs = read_fasta(fa, alphabet=DNA)
+    assert [(r.id, r.sequence, r.label) for r in recs] == [("r1", "ACGTacgn", "EI"), ("r2", "TTTT", "N"),
+                                                            ("r3", "GG", None)]
+    assert recs[0].description == "label=EI some words"
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("# id label\nr1\tIE\nr2\tIE\nr3\tN\n")
+    assert read_labels(labels)["r3"] == "N"
+    assert [r.label for r in read_fasta(fa, labels=labels, require_labels=True)] == ["IE", "IE", "N"]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty file"),
+    ("ACGT\n", "line 1: sequence before the first '>'"),
+    (">r1 label=N\nACGT\n>r2\n", "record 'r2' \\(line 3\\): no sequence"),
+    (">r1 label=N\nAC\n>r1\nGT\n", "record 'r1' \\(line 3\\): id given twice"),
+    (">r1 label=N\nACGT\n>r2 label=N\nACXT\n", "record 'r2' \\(line 3\\): character 'X' at position 3 is not in the DNA"),
+    (">r1\nACGT\n", "record 'r1' \\(line 1\\): no label in its header"),
+])
+def test_fasta_bad_input(tmp_path, text, match):
+    fa = tmp_path / "bad.fa"
+    fa.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        read_fasta(fa, alphabet=DNA, require_labels=True)
+    assert str(e.value).startswith(str(fa)) and "\n" not in str(e.value)
+
+
+def test_fasta_max_length_and_missing_label_in_file(tmp_path):
+    fa = tmp_path / "s.fa"
+    fa.write_text(">a\nACGTACGT\n>b\nAC\n")
+    with pytest.raises(ValueError, match="record 'a' \\(line 1\\): sequence of 8 residues is longer than the maximum 5"):
+        read_fasta(fa, max_length=5)
+    with pytest.raises(ValueError, match="record 'b' \\(line 3\\): no label in the labels file"):
+        read_fasta(fa, labels={"a": "x"}, require_labels=True)
+
+
+# -- UCR / UEA --------------------------------------------------------------------------
+
+
+def test_ucr_whitespace_and_comma(tmp_path):
+    f = tmp_path / "X_TRAIN.tsv"
+    f.write_text("1.0000000e+00  0.5 1.5 -2\n-1\t3 4 5\n\n")
+    X, y = read_ucr(f)
+    assert X.shape == (2, 3) and X.dtype == np.float32 and y == ["1", "-1"]
+    g = tmp_path / "X_TRAIN.txt"
+    g.write_text("abnormal,1,2\nnormal,3,4,5\n")
+    rows, y = read_ucr(g, equal_length=False)
+    assert [len(r) for r in rows] == [2, 3] and y == ["abnormal", "normal"]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("  \n", "empty file"),
+    ("1 0.5 1.5\n2 1.0\n", "line 2: 1 values, but line 1 has 2; equal lengths are required"),
+    ("1 0.5 nan\n", "line 1, value 2: nan \\(NaN or infinite"),
+    ("1 0.5 inf\n", "line 1, value 2: inf \\(NaN or infinite"),
+    ("1 0.5 x\n", "line 1, value 2: 'x' is not a number"),
+    ("1\n", "line 1: a label and no values"),
+])
+def test_ucr_bad_input(tmp_path, text, match):
+    f = tmp_path / "bad.txt"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        read_ucr(f)
+    assert str(e.value).startswith(str(f))
+
+
+# -- CSV / TSV -------------------------------------------------------------------------
+
+
+def test_table_sequence_column_and_numeric_columns(tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("label,name,sequence\nEI,  a1,  ACGTN \nN,a2,ttga\n")
+    t = read_table(f, sequence="sequence", id="name", alphabet=DNA)
+    assert (t.labels, t.ids, t.sequences, t.values) == (["EI", "N"], ["a1", "a2"], ["ACGTN", "ttga"], None)
+    g = tmp_path / "v.tsv"
+    g.write_text("x1\tx2\tlabel\n0.5\t1\tup\n-1\t2e3\tdown\n")
+    t = read_table(g)
+    assert t.columns == ["x1", "x2"] and t.labels == ["up", "down"]
+    np.testing.assert_allclose(t.values, [[0.5, 1], [-1, 2000]])
+
+
+@pytest.mark.parametrize("text, kwargs, match", [
+    ("", {}, "empty file"),
+    ("a,b\n1,2\n", {}, "line 1: no label column 'label'"),
+    ("label,x\nA,1\nB,1,2\n", {}, "line 3: 3 fields, the header has 2"),
+    ("label,x\nA,nan\n", {}, "line 2, value 2: nan \\(NaN or infinite"),
+    ("label,id,seq\nA,r1,ACGT\nB,r2,AC-T\n", {"sequence": "seq", "id": "id"},
+     "line 3 \\(r2\\): character '-' at position 3 is not in the DNA"),
+    ("label,seq\n,ACGT\n", {"sequence": "seq"}, "line 2: empty label"),
+    ("label,x\n", {}, "a header and no rows"),
+])
+def test_table_bad_input(tmp_path, text, kwargs, match):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_table(f, alphabet=DNA, **kwargs)
+
+
+# -- NPZ -------------------------------------------------------------------------------
+
+
+def test_npz_with_and_without_lengths(tmp_path):
+    f = tmp_path / "d.npz"
+    X = np.arange(2 * 3 * 2, dtype=np.float64).reshape(2, 3, 2)
+    X[1, 2] = np.nan  # padding past the length is not checked, and is zeroed
+    np.savez(f, X=X, y=np.array([0, 1]), lengths=np.array([3, 2]))
+    X2, y, lengths = read_npz(f)
+    assert X2.shape == (2, 3, 2) and X2.dtype == np.float32 and lengths.tolist() == [3, 2]
+    assert X2[1, 2].tolist() == [0.0, 0.0] and y.tolist() == [0, 1]
+    g = tmp_path / "e.npz"
+    np.savez(g, X=np.ones((4, 5)), y=np.array(["a", "b", "a", "b"]))
+    X3, y3, l3 = read_npz(g)
+    assert X3.shape == (4, 5, 1) and l3.tolist() == [5] * 4 and y3.tolist() == ["a", "b", "a", "b"]
+
+
+@pytest.mark.parametrize("arrays, match", [
+    ({"y": np.zeros(2)}, "no array 'X'"),
+    ({"X": np.ones((2, 3, 1)), "y": np.zeros(3)}, "y must be \\(N,\\) = \\(2,\\)"),
+    ({"X": np.full((2, 3, 1), np.inf), "y": np.zeros(2)}, "record 0, step 0: NaN or infinite"),
+    ({"X": np.ones((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([3, 4])}, "record 1: length 4 is outside 1..3"),
+    ({"X": np.ones(3), "y": np.zeros(3)}, "X must be \\(N, T, F\\)"),
+])
+def test_npz_bad_input(tmp_path, arrays, match):
+    f = tmp_path / "bad.npz"
+    np.savez(f, **arrays)
+    with pytest.raises(ValueError, match=match) as e:
+        read_npz(f)
+    assert str(e.value).startswith(str(f))
+
+
+def test_npz_not_an_archive(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty file"):
+        read_npz(tmp_path / "empty.npz")
+    (tmp_path / "junk.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a NumPy .npz archive"):
+        read_npz(tmp_path / "junk.npz")

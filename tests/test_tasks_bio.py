@@ -1,0 +1,260 @@
+"""The ``splice`` task: its data preparation on the real file, and a tiny end-to-end run on made-up data
+(train, run directory, evaluate, predict, resume, bad input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biornn.cli.main import main
+from biornn.config import resolve
+from biornn.tasks import splice
+from biornn.train import train
+
+REAL = Path(os.environ.get("BIORNN_DATA", "/work/shared/data"))
+TINY = ["hidden_size=4", "ensemble=2", "batch_size=16", "epochs=2", "threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("BIORNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+# -- the real data ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not (REAL / splice.FILE).is_file(), reason="no data directory with dna/splice.csv")
+def test_splice_preparation_on_the_real_file():
+    data = splice.load(resolve("splice"), str(REAL))
+    parts = data.splits
+    n = {k: len(s.y) for k, s in parts.items()}
+    assert sum(n.values()) == 3190
+    assert data.labels == ["EI", "IE", "N"]
+    totals = np.bincount(np.concatenate([s.y for s in parts.values()]), minlength=3)
+    assert totals.tolist() == [767, 768, 1655]
+    # stratified: every class has about 20 % of its sequences in the test part
+    test_counts = np.bincount(parts["test"].y, minlength=3)
+    assert np.all(np.abs(test_counts / totals - 0.2) < 0.02)
+    assert np.all(np.abs(np.bincount(parts["val"].y, minlength=3) / totals - 0.1) < 0.02)
+    # grouped: no sequence is both trained on and tested
+    assert not set(parts["train"].texts) & set(parts["test"].texts)
+    assert not set(parts["val"].texts) & set(parts["test"].texts)
+    x = np.stack(parts["train"].encoded + parts["val"].encoded + parts["test"].encoded)
+    assert x.shape == (3190, 60, 4)
+    np.testing.assert_allclose(x.sum(axis=2), 1.0, rtol=1e-6)
+    # the few N bases are read as equal weight on A, C, G, T
+    assert np.isclose(x, 0.25).all(axis=2).sum() == 56
+    # the same split_seed gives the same split; another gives another
+    again = splice.load(resolve("splice"), str(REAL))
+    assert again.fingerprint == data.fingerprint
+    assert splice.load(resolve("splice", overrides=["split_seed=1"]), str(REAL)).fingerprint != data.fingerprint
+
+
+# -- a tiny data directory ----------------------------------------------------------
+
+
+def _sequence(rng: random.Random, label: str) -> str:
+    """60 random bases with a made-up junction signal at bases 29-32."""
+    s = [rng.choice("ACGT") for _ in range(60)]
+    if label == "EI":
+        s[30:32] = "GT"
+    elif label == "IE":
+        s[28:30] = "AG"
+    return "".join(s)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    (root / "dna").mkdir()
+    rng = random.Random(0)
+    rows = ["label,instance_name,sequence"]
+    for k in range(90):
+        label = ("EI", "IE", "N")[k % 3]
+        seq = _sequence(rng, label)
+        if k == 5:
+            seq = seq[:10] + "N" + seq[11:]
+        rows.append(f"{label},    SEQ-{k},    {seq}")
+    (root / "dna" / "splice.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _bad_dir(tmp_path: Path, text: str) -> Path:
+    root = tmp_path / "bad"
+    (root / "dna").mkdir(parents=True)
+    (root / "dna" / "splice.csv").write_text(text)
+    return root
+
+
+def test_splice_end_to_end(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 0
+    for name in ("config.json", "model.safetensors", "metrics.json", "log.csv", "steps.csv", "curves.png",
+                 "confusion.png", "confusion_baseline.png", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "splice" and metrics["epochs"] == 2
+    assert set(metrics["test"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert metrics["baseline"]["name"] == "onehot-logreg" and 0.0 <= metrics["baseline"]["accuracy"] <= 1.0
+    assert sum(metrics["n"].values()) == 90
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "splice" and cfg["embedding_dim"] == 0 and cfg["ensemble"] == 2
+    capsys.readouterr()
+
+    assert main(["evaluate", str(out), "--data-dir", str(data_dir)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+    seq = _sequence(random.Random(1), "EI")
+    assert main(["predict", str(out), seq, seq.lower()[:-1] + "n"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert sorted(t["label"] for t in row["top"]) == ["EI", "IE", "N"]
+        assert sum(t["probability"] for t in row["top"]) == pytest.approx(1.0, abs=1e-3)
+
+    assert main(["predict", str(out), seq[:-1] + "X"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "character 'X' at position 60 is not in the DNA alphabet" in err
+    assert main(["predict", str(out), seq[:50]]) == 2
+    assert "50 bases" in capsys.readouterr().err
+
+
+def test_splice_resume_gives_the_same_weights(data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1"])
+    train(cfg, tmp_path / "whole", str(data_dir), log=lambda line: None)
+    assert train(cfg, tmp_path / "cut", str(data_dir), log=lambda line: None, stop_after_epochs=1) == {}
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--data-dir", str(data_dir)]) == 0
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "splice.csv: empty file"),
+    ("label,instance_name,sequence\nEI,  S1,  " + "A" * 30 + "X" + "C" * 29 + "\n",
+     "splice.csv: line 2 (S1): character 'X' at position 31 is not in the DNA alphabet"),
+    ("label,instance_name,sequence\nXX,  S1,  " + "A" * 60 + "\n", "record 'S1': label 'XX' is not one of EI, IE, N"),
+    ("label,instance_name,sequence\nEI,  S1,  " + "A" * 59 + "\n", "record 'S1': 59 bases; every sequence must have 60"),
+    ("label,name,sequence\nEI,  S1,  " + "A" * 60 + "\n", "no id column 'instance_name'"),
+])
+def test_splice_bad_data_exits_2_and_writes_nothing(tmp_path, capsys, text, match):
+    root = _bad_dir(tmp_path, text)
+    out = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(root), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    assert not out.exists()
+
+
+def test_splice_config_checks(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY,
+                 "bidirectional=false"]) == 2
+    assert "bidirectional must be true" in capsys.readouterr().err
+    assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY, "embedding_dim=8"]) == 2
+    assert "embedding_dim must be 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -- protein-ss -------------------------------------------------------------------------
+
+from biornn.tasks import protein_ss  # noqa: E402
+
+PS_TINY = ["hidden_size=4", "num_layers=1", "ensemble=2", "batch_size=4", "epochs=2", "threads=1"]
+
+
+@pytest.mark.skipif(not all((REAL / f).is_file() for f in protein_ss.FILES.values()),
+                    reason="no data directory with the protein files")
+def test_protein_ss_preparation_on_the_real_files():
+    data = protein_ss.load(resolve("protein-ss"), str(REAL))
+    s = data.splits
+    residues = {k: sum(len(e) for e in v.encoded) for k, v in s.items()}
+    assert residues["train"] + residues["val"] == 18105 and residues["test"] == 3520
+    # 110 '<>' lines in the training file, and one chain that starts after an 'end' with no '<>' (line 2400)
+    assert len(s["test"].encoded) == 17 and len(s["train"].encoded) + len(s["val"].encoded) == 111
+    assert len(s["val"].encoded) == 11
+    assert all(e.shape[1] == 20 for e in s["test"].encoded)
+    assert all(len(e) == len(st) for e, st in zip(s["train"].encoded, s["train"].states))
+    counts = np.bincount(np.concatenate([s["train"].y, s["val"].y]), minlength=3)
+    assert counts.tolist() == [4601, 3636, 9868]  # h, e, _
+    assert data.labels == ["helix", "strand", "coil"]
+
+
+def _protein(rng: random.Random) -> tuple[str, str]:
+    """A made-up chain whose state follows its residues: A/L/E helix, V/I strand, else coil."""
+    seq = "".join(rng.choice("ALEVIGPSTKND") for _ in range(rng.randint(8, 20)))
+    return seq, "".join("h" if c in "ALE" else "e" if c in "VI" else "_" for c in seq)
+
+
+def _ss_file(proteins: list[tuple[str, str]], closer: str) -> str:
+    lines = []
+    for seq, st in proteins:
+        lines.append("<>")
+        lines += [f"{a} {b}" for a, b in zip(seq, st)]
+        lines.append(closer)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def protein_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pdata")
+    (root / "protein").mkdir()
+    rng = random.Random(0)
+    (root / "protein" / "protein-secondary-structure.train").write_text(
+        _ss_file([_protein(rng) for _ in range(20)], "end") + "<end>\n")
+    (root / "protein" / "protein-secondary-structure.test").write_text(
+        _ss_file([_protein(rng) for _ in range(5)], "<end>"))
+    (root / "protein" / "protein-secondary-structure.names").write_text("made up for tests\n")
+    return root
+
+
+def test_protein_ss_end_to_end(protein_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "protein-ss", "--data-dir", str(protein_dir), "--out", str(out), *PS_TINY]) == 0
+    for name in ("config.json", "model.safetensors", "metrics.json", "log.csv", "curves.png", "confusion.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["baseline"]["name"] == "window13-logreg"
+    assert set(metrics["test"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert metrics["n"] == {"train": 18, "val": 2, "test": 5}
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data-dir", str(protein_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert main(["predict", str(out), "ALEVIGPX", "kndv"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(r["states"]) for r in rows] == [8, 4] and set("".join(r["states"] for r in rows)) <= set("he_")
+    assert sorted(rows[0]["probabilities"]) == ["coil", "helix", "strand"]
+    p = np.array([rows[0]["probabilities"][k] for k in ("helix", "strand", "coil")])
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=2e-3)
+    assert main(["predict", str(out), "AL1E"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "character '1' at position 3 is not in the protein alphabet" in err
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty file"),
+    ("<>\nA h\nB x\n", "line 3 (protein 1): state 'x' is not one of h, e, _"),
+    ("<>\nA h\n1 e\n", "line 3 (protein 1): character '1' at position 1 is not in the protein alphabet"),
+    ("<>\nA h e\n", "line 2: expected 'residue state'"),
+    ("<>\nend\n<end>\n", "no protein in the file"),
+])
+def test_protein_ss_bad_data_exits_2_and_writes_nothing(protein_dir, tmp_path, capsys, text, match):
+    import shutil
+
+    root = tmp_path / "bad"
+    shutil.copytree(protein_dir, root)
+    (root / protein_ss.FILES["test"]).write_text(text)
+    out = tmp_path / "run"
+    assert main(["train", "protein-ss", "--data-dir", str(root), "--out", str(out), *PS_TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err and "protein-secondary-structure.test" in err, err
+    assert not out.exists()
