@@ -44,6 +44,31 @@ def last_outputs(out: Tensor, lengths: Tensor | None, directions: int) -> Tensor
     return torch.cat([forward, out[:, 0, O:]], dim=1)
 
 
+
+def build_recurrent(
+    cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
+    init: str | None, forget_bias: float | None, truncate: int | None = None, **cell_options: Any,
+) -> Recurrent:
+    """The recurrent body every model here shares.
+
+    Dropout between layers only (a single layer has none inside the
+    recurrence); ``init="default"`` leaves each cell's own default (irnn keeps
+    its identity init); ``forget_bias`` sets the LSTM forget-gate bias after
+    initialisation.
+    """
+    rnn = Recurrent(
+        cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+        dropout=dropout if num_layers > 1 else 0.0, truncate=truncate,
+        init=None if init == "default" else init, **cell_options,
+    )
+    if forget_bias is not None:
+        from .init import forget_bias_
+
+        for row in rnn.cells:
+            for c in row:
+                forget_bias_(c, forget_bias)
+    return rnn
+
 class Ensemble(nn.Module):
     """Members trained side by side on the same batches; predicts the mean of their
     class probabilities.
@@ -109,18 +134,8 @@ class SequenceClassifier(nn.Module):
         self.vocab_size, self.n_classes = vocab_size, n_classes
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if embedding_dim else None
         input_size = embedding_dim or vocab_size
-        self.rnn = Recurrent(
-            cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0, truncate=truncate,
-            # "default" leaves each cell's own default (irnn keeps its identity init)
-            init=None if init == "default" else init, **cell_options,
-        )
-        if forget_bias is not None:
-            from .init import forget_bias_
-
-            for row in self.rnn.cells:
-                for c in row:
-                    forget_bias_(c, forget_bias)
+        self.rnn = build_recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, init,
+                                   forget_bias, truncate=truncate, **cell_options)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)  # y = W_hy h + b_y
 
@@ -167,17 +182,8 @@ class SequencePredictor(nn.Module):
     ) -> None:
         super().__init__()
         self.n_features, self.horizon = n_features, horizon
-        self.rnn = Recurrent(
-            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=False,
-            dropout=dropout if num_layers > 1 else 0.0,
-            init=None if init == "default" else init, **cell_options,
-        )
-        if forget_bias is not None:
-            from .init import forget_bias_
-
-            for row in self.rnn.cells:
-                for c in row:
-                    forget_bias_(c, forget_bias)
+        self.rnn = build_recurrent(cell, n_features, hidden_size, num_layers, False, dropout, init,
+                                   forget_bias, **cell_options)
         self.readout = nn.Linear(self.rnn.output_size, horizon * n_features)
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -242,17 +248,8 @@ class VectorClassifier(nn.Module):
         if pool == "split" and not bidirectional:
             raise ValueError("pool='split' reads both directions; it needs bidirectional=True")
         self.n_features, self.n_classes, self.pool, self.split_at = n_features, n_classes, pool, split_at
-        self.rnn = Recurrent(
-            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0, truncate=truncate,
-            init=None if init == "default" else init, **cell_options,
-        )
-        if forget_bias is not None:
-            from .init import forget_bias_
-
-            for row in self.rnn.cells:
-                for c in row:
-                    forget_bias_(c, forget_bias)
+        self.rnn = build_recurrent(cell, n_features, hidden_size, num_layers, bidirectional, dropout, init,
+                                   forget_bias, truncate=truncate, **cell_options)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)
 
@@ -310,17 +307,8 @@ class SequenceTagger(nn.Module):
     ) -> None:
         super().__init__()
         self.n_features, self.n_classes = n_features, n_classes
-        self.rnn = Recurrent(
-            cell, n_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-            init=None if init == "default" else init, **cell_options,
-        )
-        if forget_bias is not None:
-            from .init import forget_bias_
-
-            for row in self.rnn.cells:
-                for c in row:
-                    forget_bias_(c, forget_bias)
+        self.rnn = build_recurrent(cell, n_features, hidden_size, num_layers, bidirectional, dropout, init,
+                                   forget_bias, **cell_options)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)
 
