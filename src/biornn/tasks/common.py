@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterator
 
+import torch
 from torch import Tensor
 
 
@@ -30,6 +33,25 @@ class Batch:
     weight: Tensor | None
     n: int
     members: bool = False
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random generator of one epoch, seeded by the seed and the epoch alone, so
+    that a resumed run draws exactly what an uninterrupted one drew."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[list[int]]:
+    """The indices of each mini-batch of one epoch over ``n`` examples, shuffled by
+    :func:`epoch_generator`; the last batch may be smaller."""
+    order = torch.randperm(n, generator=epoch_generator(seed, epoch))
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size].tolist()
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in an epoch of ``n`` examples."""
+    return math.ceil(n / batch_size)
 
 
 def stratified_group_split(labels, groups, fractions: dict[str, float], seed: int) -> dict[str, "np.ndarray"]:

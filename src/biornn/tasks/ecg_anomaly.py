@@ -40,7 +40,7 @@ from ..config import TrainConfig
 from ..data.ecg import RecordLabels, read_discord, read_labels
 from ..data.registry import locate
 from ..models import SequencePredictor
-from .common import Batch
+from .common import Batch, epoch_generator
 
 KIND = "regression"
 #: why this task refuses torchrun: each optimiser step trains ``batch_size`` parallel streams whose
@@ -192,7 +192,7 @@ def train_batches(cfg: TrainConfig, model: SequencePredictor, data: TaskData, ep
     x, y = _targets(data.z(data.fit), cfg.horizon)
     B = cfg.batch_size
     W0 = cfg.truncate or len(x) // B
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    g = epoch_generator(cfg.seed, epoch)
     offset = int(torch.randint(0, max(1, min(W0, len(x) - B)), (1,), generator=g))
     M = (len(x) - offset) // B
     W = cfg.truncate or M

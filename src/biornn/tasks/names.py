@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from ..data.registry import locate
 from ..distributed import shard
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
-from .common import Batch
+from .common import Batch, batches_per_epoch, shuffled_batches
 
 KIND = "classification"
 #: trains under torchrun, each rank on its share of every global batch
@@ -207,7 +206,7 @@ def build(cfg: TrainConfig, data: TaskData) -> SequenceClassifier | Ensemble:
 
 
 def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
-    return math.ceil(len(data.splits["train"].encoded) / cfg.batch_size)
+    return batches_per_epoch(len(data.splits["train"].encoded), cfg.batch_size)
 
 
 def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoch: int) -> Iterator[Batch]:
@@ -217,10 +216,9 @@ def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoc
     split = data.splits["train"]
     n = len(split.encoded)
     weight = class_weights(cfg, split.y, len(data.labels))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-    for start in range(0, n, cfg.batch_size):
+    for batch in shuffled_batches(n, cfg.batch_size, cfg.seed, epoch):
         # several processes (torchrun): each takes its share of the global batch; one process: all of it
-        idx, n_mine = shard(order[start : start + cfg.batch_size].tolist())
+        idx, n_mine = shard(batch)
         x, lengths = pad_batch([split.encoded[i] for i in idx])
         y = torch.from_numpy(split.y[idx])
         if hasattr(model, "member_logits"):  # an ensemble: each member learns from its own loss

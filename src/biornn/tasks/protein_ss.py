@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from ..data.alphabets import PROTEIN, Alphabet
 from ..data.registry import locate
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceTagger
-from .common import Batch
+from .common import Batch, batches_per_epoch, shuffled_batches
 from .names import class_weights
 from .splice import pad_vectors
 
@@ -236,7 +235,7 @@ def build(cfg: TrainConfig, data: TaskData) -> SequenceTagger | Ensemble:
 
 
 def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
-    return math.ceil(len(data.splits["train"].encoded) / cfg.batch_size)
+    return batches_per_epoch(len(data.splits["train"].encoded), cfg.batch_size)
 
 
 def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoch: int) -> Iterator[Batch]:
@@ -244,9 +243,8 @@ def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoc
     split = data.splits["train"]
     n = len(split.encoded)
     weight = class_weights(cfg, split.y, len(data.labels))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-    for start in range(0, n, cfg.batch_size):
-        idx = order[start : start + cfg.batch_size].tolist()
+    for batch in shuffled_batches(n, cfg.batch_size, cfg.seed, epoch):
+        idx = batch
         x, lengths = pad_vectors([split.encoded[i] for i in idx])
         mask = _mask(lengths, x.shape[1])  # (B, T)
         y = torch.from_numpy(np.concatenate([split.states[i] for i in idx]))  # (n,) in the mask's order

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from ..data.readers import read_table
 from ..data.registry import locate
 from ..metrics import classification_metrics
 from ..models import Ensemble, VectorClassifier
-from .common import Batch, stratified_group_split
+from .common import Batch, stratified_group_split, batches_per_epoch, shuffled_batches
 from .names import class_weights, log_prior
 
 KIND = "classification"
@@ -218,7 +217,7 @@ def build(cfg: TrainConfig, data: TaskData) -> VectorClassifier | Ensemble:
 
 
 def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
-    return math.ceil(len(data.splits["train"].encoded) / cfg.batch_size)
+    return batches_per_epoch(len(data.splits["train"].encoded), cfg.batch_size)
 
 
 def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoch: int) -> Iterator[Batch]:
@@ -226,9 +225,8 @@ def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoc
     split = data.splits["train"]
     n = len(split.encoded)
     weight = class_weights(cfg, split.y, len(data.labels))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-    for start in range(0, n, cfg.batch_size):
-        idx = order[start : start + cfg.batch_size].tolist()
+    for batch in shuffled_batches(n, cfg.batch_size, cfg.seed, epoch):
+        idx = batch
         x, lengths = pad_vectors([split.encoded[i] for i in idx])
         y = torch.from_numpy(split.y[idx])
         if hasattr(model, "member_logits"):
