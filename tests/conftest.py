@@ -1,5 +1,38 @@
+import random
+import socket
+from pathlib import Path
+
 import pytest
 import torch
+
+from biornn.cli.main import main
+from biornn.data.registry import DATASETS
+
+NAMES_LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
+TINY_NAMES = ["hidden_size=8", "embedding_dim=4", "batch_size=32", "epochs=1", "ensemble=1"]
+
+
+def train_tiny_names_run(root: Path) -> Path:
+    """A tiny trained names run under ``root`` (made-up names in every language, one epoch: seconds)."""
+    names = root / "data" / "names"
+    names.mkdir(parents=True)
+    rng = random.Random(0)
+    letters = "abcdefghijklmnoprstuvyz"
+    for k, lang in enumerate(NAMES_LANGS):
+        end = letters[k % len(letters)] + letters[(3 * k + 1) % len(letters)] + "é" * (k % 2)
+        rows = {"".join(rng.choice(letters) for _ in range(rng.randint(2, 5))).title() + end for _ in range(8)}
+        (names / f"{lang}.txt").write_text("\n".join(sorted(rows)) + "\n", encoding="utf-8")
+    (names / "LICENSE").write_text("made up for tests\n")
+    out = root / "run"
+    assert main(["train", "names", "--data-dir", str(root / "data"), "--out", str(out), *TINY_NAMES]) == 0
+    return out
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import NAMES_LANGS, free_port, train_tiny_names_run
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -21,13 +20,10 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from biornn.cli.main import main  # noqa: E402
-from biornn.data.registry import DATASETS  # noqa: E402
 from biornn.evaluate import predict  # noqa: E402
 from biornn.diagnostics import explain_run  # noqa: E402
 from biornn.serve import PAGE_CSP, create_app, load_served  # noqa: E402
 
-LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
-TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=32", "epochs=1", "ensemble=1"]
 NAMES = ["Dostoevsky", "Nguyen", "Abé", "Li"]
 
 
@@ -35,18 +31,7 @@ NAMES = ["Dostoevsky", "Nguyen", "Abé", "Li"]
 def run_dir(tmp_path_factory) -> Path:
     """A tiny trained names run (made-up names, one epoch: seconds)."""
     root = tmp_path_factory.mktemp("serve")
-    names = root / "data" / "names"
-    names.mkdir(parents=True)
-    rng = random.Random(0)
-    letters = "abcdefghijklmnoprstuvyz"
-    for k, lang in enumerate(LANGS):
-        end = letters[k % len(letters)] + letters[(3 * k + 1) % len(letters)] + "é" * (k % 2)
-        rows = {"".join(rng.choice(letters) for _ in range(rng.randint(2, 5))).title() + end for _ in range(8)}
-        (names / f"{lang}.txt").write_text("\n".join(sorted(rows)) + "\n", encoding="utf-8")
-    (names / "LICENSE").write_text("made up for tests\n")
-    out = root / "run"
-    assert main(["train", "names", "--data-dir", str(root / "data"), "--out", str(out), *TINY]) == 0
-    return out
+    return train_tiny_names_run(root)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +44,7 @@ def test_healthz_model_and_docs(client, run_dir):
     info = client.get("/model").json()
     labels = json.loads((run_dir / "config.json").read_text())  # the config, to cross-check the cell
     assert info["task"] == "names" and info["cell"] == labels["cell"]
-    assert sorted(info["classes"]) == sorted(LANGS)
+    assert sorted(info["classes"]) == sorted(NAMES_LANGS)
     spec = info["input"]
     assert spec["max_sequences"] == 8 and spec["max_length"] == 40 and "é" in spec["alphabet"]
     assert spec["max_explain"] == 3 and spec["max_explain_steps"] >= 64
@@ -160,7 +145,7 @@ def test_explain_answers_as_biornn_explain(client, run_dir):
 
 
 def test_explain_a_chosen_class_symbols_and_unknown(client, run_dir):
-    target = sorted(LANGS)[-1]
+    target = sorted(NAMES_LANGS)[-1]
     res = client.post("/explain", json={"sequences": ["Li"], "top": 1, "target": target, "steps": 8}).json()
     row = res["explanations"][0]
     assert row["target"] == target and target in [t["label"] for t in row["probability_after_step"]]
@@ -253,17 +238,11 @@ def test_cli_bad_input_and_missing_extra(tmp_path, run_dir, monkeypatch, capsys)
     assert err.count("\n") == 1 and "pip install 'biornn[serve]'" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_server_starts_answers_and_stops(run_dir):
     import httpx
 
     exe = os.path.join(os.path.dirname(sys.executable), "biornn")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "serve", str(run_dir), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -11,10 +11,8 @@ skips.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +20,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import free_port, train_tiny_names_run
 
 from biornn.cli.main import main
-from biornn.data.registry import DATASETS
 
 pytestmark = pytest.mark.browser
 
-LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
-TINY = ["hidden_size=8", "embedding_dim=4", "batch_size=32", "epochs=1", "ensemble=1"]
 NAME = "Nguyen"
 OUTSIDE = "Ab€"  # "€" is in no made-up name below
 
@@ -64,24 +60,7 @@ def sync_playwright():
 def run_dir(tmp_path_factory) -> Path:
     """A tiny trained names run (made-up names, one epoch: seconds), as tests/test_serve.py makes it."""
     root = tmp_path_factory.mktemp("web")
-    names = root / "data" / "names"
-    names.mkdir(parents=True)
-    rng = random.Random(0)
-    letters = "abcdefghijklmnoprstuvyz"
-    for k, lang in enumerate(LANGS):
-        end = letters[k % len(letters)] + letters[(3 * k + 1) % len(letters)] + "é" * (k % 2)
-        rows = {"".join(rng.choice(letters) for _ in range(rng.randint(2, 5))).title() + end for _ in range(8)}
-        (names / f"{lang}.txt").write_text("\n".join(sorted(rows)) + "\n", encoding="utf-8")
-    (names / "LICENSE").write_text("made up for tests\n")
-    out = root / "run"
-    assert main(["train", "names", "--data-dir", str(root / "data"), "--out", str(out), *TINY]) == 0
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return train_tiny_names_run(root)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +69,7 @@ def server(run_dir) -> Iterator[str]:
     import httpx
 
     exe = os.path.join(os.path.dirname(sys.executable), "biornn")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "serve", str(run_dir), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
