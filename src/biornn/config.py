@@ -38,6 +38,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("sgd", "adam", "adamw"),
     "lr_schedule": ("none", "onecycle", "cosine", "step", "plateau"),
     "monitor": ("loss", "accuracy", "balanced_accuracy", "macro_f1"),
+    "format": ("", "fasta", "ucr", "csv", "tsv", "npz"),
+    "alphabet": ("", "dna", "rna", "protein", "text"),
 }
 
 
@@ -48,29 +50,8 @@ LIMITS: dict[str, float] = {
     "seed": 2**32 - 1, "split_seed": 2**32 - 1, "threads": 1024, "clip_norm": 1e6, "clip_value": 1e6,
     "weight_decay": 10.0, "momentum": 1.0, "logit_adjustment": 10.0, "max_seconds": 1e9,
     "horizon": 1000, "smooth": 100_000, "baseline_order": 10_000, "threshold_margin": 1000.0,
+    "max_length": 10_000_000, "folds": 1000, "beam": 100, "n_sequences": 10_000_000, "temperature": 100.0,
 }
-
-#: each built-in task's own defaults, applied over the class defaults (which are
-#: the ``names`` task's) before the TOML file and the overrides
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ecg-anomaly": {
-        "record": "chfdb_chf13_45590", "hidden_size": 64, "num_layers": 2, "bidirectional": False,
-        "dropout": 0.0, "embedding_dim": 0, "ensemble": 1, "logit_adjustment": 0.0, "loss": "mse",
-        "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "batch_size": 4,
-        "epochs": 150, "clip_norm": 1.0, "truncate": 100, "monitor": "loss",
-    },
-    "splice": {
-        "hidden_size": 32, "num_layers": 1, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
-        "ensemble": 5, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
-        "lr_schedule": "onecycle", "batch_size": 32, "epochs": 20, "clip_norm": 1.0, "monitor": "accuracy",
-    },
-    "protein-ss": {
-        "hidden_size": 64, "num_layers": 2, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
-        "ensemble": 1, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
-        "lr_schedule": "onecycle", "batch_size": 8, "epochs": 15, "clip_norm": 1.0, "monitor": "accuracy",
-    },
-}
-
 
 @dataclass
 class TrainConfig:
@@ -122,6 +103,21 @@ class TrainConfig:
         ``threshold_crossfit`` (those scores out of sample: each half of the
         held-out rows scored by a Gaussian fitted on the other half), and
         ``baseline_order`` (past samples per lead of the linear AR baseline).
+    The user's own files (``classify``, ``tag``, ``forecast``)
+        ``train_file``, ``val_file`` (optional: else a part of the training
+        file), ``test_file``; ``format`` (``fasta``, ``ucr``, ``csv``, ``tsv``,
+        ``npz``; empty: from the file's extension); ``label_column`` and
+        ``sequence_column`` (CSV/TSV: the label, and a column of symbol
+        sequences -- empty: the numeric columns are the features);
+        ``alphabet`` (``dna``, ``rna``, ``protein``, ``text``; empty: numeric
+        values); ``max_length`` (a longer sequence is an input error; 0 = no
+        limit); ``normalize`` (per-feature mean and standard deviation, fitted
+        on the training data alone and kept with the model).
+    Other tasks
+        ``folds`` (cross-validation folds, ``promoters``), ``beam`` (beam
+        width of decoding, ``translate``; 1 = greedy), ``n_sequences``
+        (generated examples, ``translate``; 0 = the task's default),
+        ``temperature`` (sampling, ``generate-names``).
     """
 
     task: str = "names"
@@ -164,6 +160,19 @@ class TrainConfig:
     threshold_margin: float = 1.0
     threshold_crossfit: bool = True
     baseline_order: int = 32
+    train_file: str = ""
+    val_file: str = ""
+    test_file: str = ""
+    format: str = ""
+    label_column: str = "label"
+    sequence_column: str = ""
+    alphabet: str = ""
+    max_length: int = 0
+    normalize: bool = True
+    folds: int = 10
+    beam: int = 1
+    n_sequences: int = 0
+    temperature: float = 1.0
 
     # -- validation --------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -183,7 +192,8 @@ class TrainConfig:
             if getattr(self, key) <= 0:
                 raise ValueError(f"config: {key} must be positive, got {getattr(self, key)}")
         non_negative = ("embedding_dim", "weight_decay", "clip_norm", "clip_value", "truncate", "patience",
-                        "max_seconds", "threads", "logit_adjustment", "momentum", "smooth")
+                        "max_seconds", "threads", "logit_adjustment", "momentum", "smooth", "max_length",
+                        "n_sequences")
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
@@ -197,6 +207,12 @@ class TrainConfig:
             raise ValueError(f"config: holdout must be in (0, 1), got {self.holdout}")
         if not 0.0 < self.threshold_quantile <= 1.0:
             raise ValueError(f"config: threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
+        if self.folds < 2:
+            raise ValueError(f"config: folds must be at least 2, got {self.folds}")
+        if self.beam < 1:
+            raise ValueError(f"config: beam must be at least 1, got {self.beam}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"config: temperature must be positive, got {self.temperature}")
         if self.seed < 0 or self.split_seed < 0:
             raise ValueError("config: seed and split_seed must be >= 0")
         if self.forget_bias is not None and self.cell not in ("lstm", "lstm-peephole"):
@@ -334,7 +350,9 @@ def resolve(
     overrides: list[str] | None = None,
 ) -> TrainConfig:
     """Defaults < TOML file < named options < ``key=value`` overrides, then validated."""
-    cfg = apply(TrainConfig(task=task), TASK_DEFAULTS.get(task, {}), source="task defaults")
+    from .tasks import defaults
+
+    cfg = apply(TrainConfig(task=task), defaults(task), source="task defaults")
     if config_file is not None:
         cfg = apply(cfg, load_toml(config_file), source=str(config_file))
     if options:

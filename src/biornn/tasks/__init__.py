@@ -3,6 +3,8 @@
 A task module provides what :func:`biornn.train.train` calls -- plain
 functions, no base class:
 
+- ``DEFAULTS`` (optional): the task's config defaults over
+  :class:`biornn.config.TrainConfig`'s (which are the ``names`` task's);
 - ``KIND`` (``"classification"``, ``"regression"``), ``LOG_FIELDS`` (its
   validation columns of ``log.csv`` after ``val_loss``) and ``LOG_SHOW``
   (``(key, label)`` pairs for the per-epoch line);
@@ -31,16 +33,26 @@ functions, no base class:
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from . import ecg_anomaly, names, protein_ss, splice
-
-TASKS: dict[str, ModuleType] = {"names": names, "ecg-anomaly": ecg_anomaly, "splice": splice,
-                                "protein-ss": protein_ss}
+#: task name -> its module in this package, imported when the task is used (a
+#: task's heavy imports -- wfdb, Biopython -- cost nothing to the others)
+TASKS: dict[str, str] = {
+    "names": "names",
+    "ecg-anomaly": "ecg_anomaly",
+    "splice": "splice",
+    "protein-ss": "protein_ss",
+}
 
 
 def get(name: str) -> ModuleType:
     """The task module called ``name``; ``ValueError`` listing the tasks otherwise."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    return importlib.import_module(f".{TASKS[name]}", __name__)
+
+
+def defaults(name: str) -> dict:
+    """The task's own config defaults (its module's ``DEFAULTS``), applied over the class defaults."""
+    return dict(getattr(get(name), "DEFAULTS", {})) if name in TASKS else {}

@@ -42,6 +42,14 @@ from ..data.registry import locate
 from ..models import SequencePredictor
 from .common import Batch, epoch_generator
 
+#: this task's config defaults over :class:`biornn.config.TrainConfig`'s
+DEFAULTS = {
+    "record": "chfdb_chf13_45590", "hidden_size": 64, "num_layers": 2, "bidirectional": False,
+    "dropout": 0.0, "embedding_dim": 0, "ensemble": 1, "logit_adjustment": 0.0, "loss": "mse",
+    "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "lr_schedule": "cosine", "batch_size": 4,
+    "epochs": 150, "clip_norm": 1.0, "truncate": 100, "monitor": "loss",
+}
+
 KIND = "regression"
 #: why this task refuses torchrun: each optimiser step trains ``batch_size`` parallel streams whose
 #: recurrent state carries from one truncated-BPTT window to the next; sharding the streams across

@@ -42,6 +42,13 @@ from .common import Batch, batches_per_epoch, shuffled_batches
 from .names import class_weights
 from .splice import pad_vectors
 
+#: this task's config defaults over :class:`biornn.config.TrainConfig`'s
+DEFAULTS = {
+    "hidden_size": 64, "num_layers": 2, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
+    "ensemble": 1, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
+    "lr_schedule": "onecycle", "batch_size": 8, "epochs": 15, "clip_norm": 1.0, "monitor": "accuracy",
+}
+
 KIND = "classification"
 DISTRIBUTED = False
 NOT_DISTRIBUTED = "the protein data set trains in one process"

@@ -46,6 +46,13 @@ from ..models import Ensemble, VectorClassifier
 from .common import Batch, stratified_group_split, batches_per_epoch, shuffled_batches
 from .names import class_weights, log_prior
 
+#: this task's config defaults over :class:`biornn.config.TrainConfig`'s
+DEFAULTS = {
+    "hidden_size": 32, "num_layers": 1, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
+    "ensemble": 5, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
+    "lr_schedule": "onecycle", "batch_size": 32, "epochs": 20, "clip_norm": 1.0, "monitor": "accuracy",
+}
+
 KIND = "classification"
 DISTRIBUTED = False
 NOT_DISTRIBUTED = "the splice data set trains in seconds in one process"

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .recurrent import Recurrent
+from ..recurrent import Recurrent
 
 
 def last_outputs(out: Tensor, lengths: Tensor | None, directions: int) -> Tensor:
