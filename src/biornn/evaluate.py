@@ -44,7 +44,7 @@ def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]
     if data.fingerprint != meta["data_fingerprint"]:
         raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
                          f"(fingerprint differs); evaluate with the data it used")
-    if task.KIND != "classification":
+    if hasattr(task, "evaluate_saved"):  # a task that measures its saved model itself
         with torch.no_grad():
             return {"task": cfg.task, "cell": cfg.cell, **task.evaluate_saved(cfg, model, meta, data)}
     # the run's vocabulary, not a rebuilt one: encode the test split with it

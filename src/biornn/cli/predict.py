@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tagging_rows(run: str, inputs: list[str]) -> list[dict] | None:
-    """Per-step labels for a run of a tagging task (one providing ``predict_rows``: protein-ss);
-    None for any other run."""
+    """The rows of a task that predicts by itself (one providing ``predict_rows``: per-step labels of
+    protein-ss, ...); None for any other run (names, splice: top classes by :func:`biornn.evaluate.predict`)."""
     from .. import tasks
     from ..config import read_config
     from ..evaluate import load_run

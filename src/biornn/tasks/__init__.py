@@ -25,10 +25,14 @@ functions, no base class:
   metrics of the best weights beside the task's non-recurrent baseline, the
   task's plots, and what else the weights file must keep.
 
-``names`` and ``splice`` also provide ``build_model``, ``encode_inputs`` and
-``evaluate_split`` for ``evaluate`` and ``predict``; ``protein-ss`` provides
-``predict_rows`` (per-residue states) for ``predict``; ``ecg-anomaly`` provides ``from_weights``, ``evaluate_saved`` and
-``detect`` for ``evaluate`` and ``detect``.
+Every task provides ``from_weights(cfg, tensors, meta, path) -> model`` for
+``evaluate``, ``predict``, ``export`` and ``serve``.  ``biornn evaluate`` calls
+``evaluate_saved(cfg, model, meta, data) -> {"test": ..., ...}`` where a task has
+it (else the classification path: ``evaluate_split`` of the test part with the
+run's vocabulary, names and splice); ``biornn predict`` calls
+``predict_rows(model, meta, inputs) -> [dict, ...]`` where a task has it
+(protein-ss: per-residue states) and otherwise prints the top classes
+(``encode_inputs``).  ``ecg-anomaly`` also provides ``detect`` for ``biornn detect``.
 """
 
 from __future__ import annotations
