@@ -193,3 +193,27 @@ def test_npz_not_an_archive(tmp_path):
     (tmp_path / "junk.npz").write_text("hello")
     with pytest.raises(ValueError, match="not a NumPy .npz archive"):
         read_npz(tmp_path / "junk.npz")
+
+
+def test_npz_per_step_labels_and_no_labels(tmp_path):
+    f = tmp_path / "steps.npz"
+    y = np.array([[0, 1, 1], [1, 0, 9]])  # the 9 lies past record 1's length: padding
+    np.savez(f, X=np.ones((2, 3, 2)), y=y, lengths=np.array([3, 2]))
+    X, y2, lengths = read_npz(f, y="step")
+    assert X.shape == (2, 3, 2) and y2.shape == (2, 3) and lengths.tolist() == [3, 2]
+    with pytest.raises(ValueError, match=r"y must be \(N,\) = \(2,\)"):
+        read_npz(f)  # one label per record is the default
+    g = tmp_path / "series.npz"
+    np.savez(g, X=np.ones((2, 4)))
+    X3, y3, l3 = read_npz(g, y="none")
+    assert X3.shape == (2, 4, 1) and y3 is None and l3.tolist() == [4, 4]
+    with pytest.raises(ValueError, match="no array 'y'"):
+        read_npz(g)
+    h = tmp_path / "bad_steps.npz"
+    np.savez(h, X=np.ones((2, 3)), y=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"per-step labels y must be \(N, T\) = \(2, 3\)"):
+        read_npz(h, y="step")
+    k = tmp_path / "nan_steps.npz"
+    np.savez(k, X=np.ones((1, 3)), y=np.array([[0.0, np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="record 0, step 1: y is NaN or infinite"):
+        read_npz(k, y="step")

@@ -607,6 +607,86 @@ class OneHotLogReg:
         return self.predict_proba(X).argmax(axis=1)
 
 
+class FeedForwardBaseline:
+    """The one-to-one network (:class:`biornn.models.feedforward.FeedForward`) as a baseline:
+    trained on the flattened residue weights of a fixed-length task, its best epoch picked by
+    validation accuracy.
+
+    Full-batch AdamW (the data sets it serves hold hundreds of sequences), cross-entropy, a
+    fixed number of epochs; seeded, so the same seed gives the same weights.
+
+    Parameters
+    ----------
+    hidden_size, num_layers, dropout :
+        Of the network.
+    lr, weight_decay, epochs : float, float, int
+        Of the optimiser.
+    seed : int
+    """
+
+    def __init__(self, hidden_size: int = 32, num_layers: int = 1, dropout: float = 0.5, lr: float = 1e-2,
+                 weight_decay: float = 1e-2, epochs: int = 200, seed: int = 0) -> None:
+        self.hidden_size, self.num_layers, self.dropout = hidden_size, num_layers, dropout
+        self.lr, self.weight_decay, self.epochs, self.seed = lr, weight_decay, epochs, seed
+        self.net = None
+        self.best_epoch = 0
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> "FeedForwardBaseline":
+        """``X`` (N, T, F) weights, ``y`` (N,) in 0..K-1; the validation part picks the best epoch
+        (without one, the last epoch is kept)."""
+        import torch
+        from torch.nn import functional as F
+
+        from .models.feedforward import FeedForward
+
+        y = _check_fit_args(X, y, n_classes)
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3:
+            raise ValueError(f"X must be (N, T, F), got shape {X.shape}")
+        xt, yt = torch.from_numpy(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
+        xv = torch.from_numpy(np.asarray(X_val, dtype=np.float32)) if X_val is not None else None
+        has_val = xv is not None and y_val is not None and len(y_val) > 0
+        best, best_state = None, None
+        # initialisation and dropout draw from the seed; the caller's torch random state is left alone
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            net = FeedForward(X.shape[1], X.shape[2], n_classes, self.hidden_size, self.num_layers, self.dropout)
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            for epoch in range(1, self.epochs + 1):
+                net.train()
+                loss = F.cross_entropy(net(xt), yt)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if has_val:
+                    net.eval()
+                    with torch.no_grad():
+                        acc = float((net(xv).argmax(1).numpy() == np.asarray(y_val)).mean())
+                    if best is None or acc > best:
+                        best, self.best_epoch = acc, epoch
+                        best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        else:
+            self.best_epoch = self.epochs
+        net.eval()
+        self.net = net
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) probabilities."""
+        import torch
+
+        if self.net is None:
+            raise RuntimeError("fit the model first")
+        with torch.no_grad():
+            return torch.softmax(self.net(torch.from_numpy(np.asarray(X, dtype=np.float32))), dim=1).numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X).argmax(axis=1)
+
+
 def residue_windows(X: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
     """The window of ``width`` residues centred on every real residue, for a window baseline.
 

@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "monitor": ("loss", "accuracy", "balanced_accuracy", "macro_f1"),
     "format": ("", "fasta", "ucr", "csv", "tsv", "npz"),
     "alphabet": ("", "dna", "rna", "protein", "text"),
+    "nonfinite": ("stop", "skip", "lower-lr"),
 }
 
 
@@ -49,7 +50,7 @@ LIMITS: dict[str, float] = {
     "epochs": 1_000_000, "lr_step": 1_000_000, "truncate": 10_000_000, "patience": 1_000_000,
     "seed": 2**32 - 1, "split_seed": 2**32 - 1, "threads": 1024, "clip_norm": 1e6, "clip_value": 1e6,
     "weight_decay": 10.0, "momentum": 1.0, "logit_adjustment": 10.0, "max_seconds": 1e9,
-    "horizon": 1000, "smooth": 100_000, "baseline_order": 10_000, "threshold_margin": 1000.0,
+    "nonfinite_limit": 1_000_000, "horizon": 1000, "smooth": 100_000, "baseline_order": 10_000, "threshold_margin": 1000.0,
     "max_length": 10_000_000, "folds": 1000, "beam": 100, "n_sequences": 10_000_000, "temperature": 100.0,
 }
 
@@ -79,6 +80,15 @@ class TrainConfig:
         monitored metric), ``batch_size``, ``epochs``, ``clip_norm`` (clip the
         global gradient norm; 0 = off), ``clip_value`` (clip each gradient
         element; 0 = off), ``truncate`` (truncated BPTT length; 0 = full).
+    Non-finite losses and gradients
+        A step whose loss or gradient norm is NaN or infinite is never applied.
+        ``nonfinite`` says what follows: ``stop`` (the run stops with exit 1 and
+        one line; the checkpoint of the last finished epoch stays, so nothing
+        finished is lost), ``skip`` (the batch is dropped and training goes
+        on), ``lower-lr`` (dropped, and the learning rate -- with the
+        schedule's peak and floor -- is multiplied by ``lr_gamma``);
+        ``nonfinite_limit``: after this many such steps in a run it stops
+        anyway.
     Stopping
         ``monitor`` (validation metric that picks the best epoch),
         ``patience`` (stop after this many epochs without improvement; 0 =
@@ -106,15 +116,18 @@ class TrainConfig:
     The user's own files (``classify``, ``tag``, ``forecast``)
         ``train_file``, ``val_file`` (optional: else a part of the training
         file), ``test_file``; ``format`` (``fasta``, ``ucr``, ``csv``, ``tsv``,
-        ``npz``; empty: from the file's extension); ``label_column`` and
+        ``npz``; empty: from the file's extension, and a ``.tsv``/``.csv``
+        whose first line is all numbers is read as ``ucr``); ``label_column`` and
         ``sequence_column`` (CSV/TSV: the label, and a column of symbol
-        sequences -- empty: the numeric columns are the features);
+        sequences -- empty: a column named ``sequence`` if the header has
+        one, else the numeric columns are the features);
         ``alphabet`` (``dna``, ``rna``, ``protein``, ``text``; empty: numeric
         values); ``max_length`` (a longer sequence is an input error; 0 = no
         limit); ``normalize`` (per-feature mean and standard deviation, fitted
         on the training data alone and kept with the model).
     Other tasks
-        ``folds`` (cross-validation folds, ``promoters``), ``beam`` (beam
+        ``folds`` (cross-validation folds, ``promoters``; ``fold`` = 0 trains
+        every fold into its own sub-directory, k trains fold k alone), ``beam`` (beam
         width of decoding, ``translate``; 1 = greedy), ``n_sequences``
         (generated examples, ``translate``; 0 = the task's default),
         ``temperature`` (sampling, ``generate-names``).
@@ -146,6 +159,8 @@ class TrainConfig:
     clip_norm: float = 1.0
     clip_value: float = 0.0
     truncate: int = 0
+    nonfinite: str = "stop"
+    nonfinite_limit: int = 10
     monitor: str = "balanced_accuracy"
     patience: int = 0
     max_seconds: float = 0.0
@@ -170,6 +185,7 @@ class TrainConfig:
     max_length: int = 0
     normalize: bool = True
     folds: int = 10
+    fold: int = 0
     beam: int = 1
     n_sequences: int = 0
     temperature: float = 1.0
@@ -193,6 +209,7 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be positive, got {getattr(self, key)}")
         non_negative = ("embedding_dim", "weight_decay", "clip_norm", "clip_value", "truncate", "patience",
                         "max_seconds", "threads", "logit_adjustment", "momentum", "smooth", "max_length",
+                        "nonfinite_limit",
                         "n_sequences")
         for key in non_negative:
             if getattr(self, key) < 0:
@@ -209,6 +226,8 @@ class TrainConfig:
             raise ValueError(f"config: threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
         if self.folds < 2:
             raise ValueError(f"config: folds must be at least 2, got {self.folds}")
+        if not 0 <= self.fold <= self.folds:
+            raise ValueError(f"config: fold must be between 0 (every fold) and folds = {self.folds}, got {self.fold}")
         if self.beam < 1:
             raise ValueError(f"config: beam must be at least 1, got {self.beam}")
         if not self.temperature > 0.0:

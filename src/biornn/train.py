@@ -51,7 +51,8 @@ from .config import TrainConfig, read_config
 
 def log_fields(task) -> tuple[str, ...]:
     """The columns of log.csv: the loop's, with the task's validation metrics after ``val_loss``."""
-    return ("epoch", "train_loss", "val_loss", *task.LOG_FIELDS, "grad_norm_mean", "grad_norm_max", "lr", "seconds")
+    return ("epoch", "train_loss", "val_loss", *task.LOG_FIELDS, "grad_norm_mean", "grad_norm_max", "lr", "seconds",
+            "skipped_steps")
 
 
 
@@ -221,6 +222,8 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     if runs is not None:
         if track:
             raise ValueError(f"--track: not supported for a run of several runs ({cfg.task} record=all)")
+        if not resume:  # bad data fails before any run starts, with its one line and nothing written
+            task.load(runs[0][1], data_dir)
         return train_each(cfg, runs, out, data_dir, resume, progress, log, stop_after_epochs)
     return _train_one(cfg, task, out, data_dir, resume, progress, log, stop_after_epochs, track, track_uri)
 
@@ -281,6 +284,37 @@ class _Replicated:
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.ddp(x, lengths)
+
+
+def _on_nonfinite(cfg: TrainConfig, opt: torch.optim.Optimizer, sched, what: str, total: int, out: Path,
+                  epoch: int, log: Callable[[str], None]) -> None:
+    """A step whose loss or gradient is not finite was dropped: stop (``TrainingError``), or go on
+    as ``cfg.nonfinite`` says -- lowering the learning rate by ``lr_gamma`` for ``lower-lr``."""
+    kept = (f"; {out / 'checkpoint.pt'} keeps epoch {epoch - 1}" if epoch > 1 else "")
+    if cfg.nonfinite == "stop":
+        raise TrainingError(f"{what}; the step was not applied{kept}. Lower lr, clip gradients "
+                            f"(clip_norm=1) or set nonfinite=skip|lower-lr")
+    if total > cfg.nonfinite_limit:
+        raise TrainingError(f"{what}: {total} steps were not finite, more than nonfinite_limit="
+                            f"{cfg.nonfinite_limit}{kept}")
+    if cfg.nonfinite == "lower-lr":
+        _scale_lr(opt, sched, cfg.lr_gamma)
+        what += f"; learning rate x {cfg.lr_gamma:g} -> {opt.param_groups[0]['lr']:.3g}"
+    log(f"{what}; the batch is skipped ({total} so far)")
+
+
+def _scale_lr(opt: torch.optim.Optimizer, sched, factor: float) -> None:
+    """Multiply the learning rate by ``factor`` for the rest of the run: the current rate and what
+    the schedule computes it from (one-cycle's peak and floor, the base rates), so that the
+    schedule goes on from the lower level; kept in the optimiser's and scheduler's state (--resume)."""
+    for group in opt.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if key in group:
+                group[key] *= factor
+    if sched is not None and hasattr(sched, "base_lrs"):
+        sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+    if sched is not None and hasattr(sched, "min_lrs"):  # ReduceLROnPlateau's floor
+        sched.min_lrs = [lr * factor for lr in sched.min_lrs]
 
 
 def _rank_seed(seed: int, rank: int, epoch: int) -> int:
@@ -384,7 +418,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
         for epoch in range(epoch0 + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            total_loss, n_seen, norms = 0.0, 0, []
+            total_loss, n_seen, norms, skipped = 0.0, 0, [], 0
             bar = _progress(task.steps_per_epoch(cfg, data), f"epoch {epoch}/{cfg.epochs}", show)
             for batch in task.train_batches(cfg, step_model, data, epoch):
                 if several:  # this rank's share of the global batch
@@ -396,16 +430,26 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     else:
                         loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
                     loss_value, n_batch = loss.item(), batch.n
-                if not math.isfinite(loss_value):
-                    raise TrainingError(f"epoch {epoch}: the loss became {loss_value}; lower lr or clip gradients")
+                finite = math.isfinite(loss_value)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                # the global gradient norm before clipping, logged every step
-                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf))
+                norm = math.nan
+                if finite:
+                    loss.backward()
+                    # the global gradient norm before clipping, logged every step
+                    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf))
+                    finite = math.isfinite(norm)
+                if not finite:  # the step is not applied (under torchrun every rank sees the same figures)
+                    opt.zero_grad(set_to_none=True)
+                    skipped += 1
+                    what = (f"the loss became {loss_value}" if not math.isfinite(loss_value)
+                            else f"the gradient norm became {norm}")
+                    steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss_value, "grad_norm": norm,
+                                  "lr": opt.param_groups[0]["lr"]})
+                    _on_nonfinite(cfg, opt, sched, f"epoch {epoch}, step {len(steps)}: {what}",
+                                  skipped + sum(r.get("skipped_steps", 0) for r in history), out, epoch, log)
+                    continue
                 if cfg.clip_value:
                     torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
-                if not math.isfinite(norm):
-                    raise TrainingError(f"epoch {epoch}: the gradient norm became {norm}; lower lr or clip gradients")
                 opt.step()
                 if when == "step":
                     sched.step()
@@ -432,9 +476,9 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             seconds = distributed.broadcast(seconds + time.perf_counter() - t0)
             row = {"epoch": epoch, "train_loss": round(total_loss / max(n_seen, 1), 6), "val_loss": round(val_loss, 6)}
             row.update({f: round(vm[f.removeprefix("val_")], 6) for f in task.LOG_FIELDS})
-            row.update({"grad_norm_mean": round(float(np.mean(norms)), 6),
-                        "grad_norm_max": round(float(np.max(norms)), 6), "lr": opt.param_groups[0]["lr"],
-                        "seconds": round(seconds, 2)})
+            row.update({"grad_norm_mean": round(float(np.mean(norms)), 6) if norms else math.nan,
+                        "grad_norm_max": round(float(np.max(norms)), 6) if norms else math.nan, "lr": opt.param_groups[0]["lr"],
+                        "seconds": round(seconds, 2), "skipped_steps": skipped})
             history.append(row)
             improved = _better(cfg, value, best)
             if improved:
@@ -529,10 +573,11 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
                stop_after_epochs: int | None) -> dict[str, Any]:
     """Train several runs (``ecg-anomaly record=all``) into ``out/NAME``, then write a summary.
 
-    ``out`` gets the config (``record = "all"``), one complete run directory
-    per name, ``summary.json`` and ``summary.md`` (one row per run: the
-    model's and the baseline's test metrics) and a ``metrics.json`` whose
-    ``test`` and ``baseline`` are the means over the runs.  On ``resume``,
+    ``out`` gets the config (``record = "all"``, ``fold = 0``), one complete run
+    directory per name, ``summary.json`` and ``summary.md`` (one row per run:
+    ``task.summary_row``, the model's and the baseline's test metrics) and a
+    ``metrics.json`` whose ``test`` and ``baseline`` (and the task's other
+    ``SUMMARY_GROUPS``) are the means over the runs.  On ``resume``,
     finished runs are kept, an interrupted one resumes from its checkpoint
     and the others are trained.
     """
@@ -570,12 +615,19 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
     summary = {"task": cfg.task, "cell": cfg.cell, "runs": rows, "mean": mean}
     checkpoint.write_json(out / "summary.json", summary)
     checkpoint.write_text(out / "summary.md", _markdown_table(rows, mean))
+    # the baseline's columns (and any other comparison the task names) are baseline_KEY, GROUP_KEY
+    groups = getattr(task, "SUMMARY_GROUPS", ("baseline",))
+    first = results[rows[0]["record"]]
+
+    def grouped(k: str) -> bool:
+        return any(k.startswith(f"{g}_") for g in groups)
+
     metrics = {
         "task": cfg.task, "cell": cfg.cell,
         "test": {k: mean[k] for k in numeric
-                 if not k.startswith("baseline_") and k not in ("train_seconds", "epochs", "smooth")},
-        "baseline": {"name": results[rows[0]["record"]]["baseline"]["name"],
-                     **{k.removeprefix("baseline_"): mean[k] for k in numeric if k.startswith("baseline_")}},
+                 if not grouped(k) and k not in ("train_seconds", "epochs", "smooth", "n_test")},
+        **{g: {"name": first[g]["name"],
+               **{k.removeprefix(f"{g}_"): mean[k] for k in numeric if k.startswith(f"{g}_")}} for g in groups},
         "runs": [name for name, _ in runs],
         "train_seconds": round(float(sum(r["train_seconds"] for r in rows)), 2),
         "epochs": int(max(r["epochs"] for r in rows)),

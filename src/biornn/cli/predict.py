@@ -9,9 +9,11 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict with a run: one JSON object per input",
-                       description="Predict with a run directory's model. For names and splice: the top classes "
-                       "with their probabilities; for protein-ss: the state of every residue (h, e, _) and "
-                       "each state's probability per residue; one JSON object per input line.")
+                       description="Predict with a run directory's model, one JSON object per input. For names, "
+                       "splice, promoters and classify: the top classes with their probabilities; for protein-ss "
+                       "and tag: the label of every step and each label's probability per step; for the other "
+                       "tasks what their section of the README says (translate: the protein; forecast: the next "
+                       "steps; mitdb-qrs: the beats of a record; generate-names: the likeliest languages).")
     p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs, e.g. surnames")
     p.add_argument("--file", metavar="F", help="read inputs from a UTF-8 file, one per line")
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one INPUT or --file F")
     if args.top <= 0:
         raise ValueError("--top must be positive")
-    rows = _tagging_rows(args.run, inputs)
+    rows = _tagging_rows(args.run, inputs, args.top)
     if rows is None:
         rows = predict(args.run, inputs, top=args.top)
     for row in rows:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tagging_rows(run: str, inputs: list[str]) -> list[dict] | None:
+def _tagging_rows(run: str, inputs: list[str], top: int = 3) -> list[dict] | None:
     """The rows of a task that predicts by itself (one providing ``predict_rows``: per-step labels of
     protein-ss, ...); None for any other run (names, splice: top classes by :func:`biornn.evaluate.predict`)."""
     from .. import tasks
@@ -59,5 +61,9 @@ def _tagging_rows(run: str, inputs: list[str]) -> list[dict] | None:
     task = tasks.get(read_config(config).task)
     if not hasattr(task, "predict_rows"):
         return None
+    import inspect
+
     _, task, model, meta = load_run(run)
-    return task.predict_rows(model, meta, inputs)
+    # --top reaches the tasks whose rows rank classes
+    kw = {"top": top} if "top" in inspect.signature(task.predict_rows).parameters else {}
+    return task.predict_rows(model, meta, inputs, **kw)

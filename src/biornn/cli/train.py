@@ -18,9 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a model on a task and write a run directory",
         description="Train a recurrent model by backpropagation through time and write a run directory "
         "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, curves.png, and confusion.png for "
-        "names or detection.png for ecg-anomaly). Each task has its own defaults (ecg-anomaly: a 2-layer "
-        "LSTM predicting the next 10 samples, truncated BPTT over 100-sample windows). "
+        "names, classify and tag, forecast.png for forecast or detection.png for ecg-anomaly). Each task has its "
+        "own defaults (ecg-anomaly: a 2-layer LSTM predicting the next 10 samples, truncated BPTT over "
+        "100-sample windows). "
         f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME. "
+        "classify (one label per record), tag (one label per step) and forecast (the next steps of a series) "
+        "train on your own files: --train FILE [--val FILE] [--test FILE] (FASTA, UCR, CSV/TSV or NPZ, from "
+        "the extension or --format); without --val (--test) 20% of the training file is held out for it. "
         "Config keys (key=value): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + ".",
     )
     p.add_argument("task", metavar="TASK", nargs="?", help="a built-in task name or a TOML config file")
@@ -32,6 +36,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
     p.add_argument("--record", metavar="NAME", help="ecg-anomaly: a discord record (file name without .txt), "
                    "or all: train and evaluate every record into RUN/NAME and write RUN/summary.md")
+    p.add_argument("--train", metavar="FILE", help="classify, tag, forecast: the training file (train_file)")
+    p.add_argument("--val", metavar="FILE", help="the validation file (val_file; default: 20%% of the training "
+                   "file, stratified by label, seeded by split_seed)")
+    p.add_argument("--test", metavar="FILE", help="the test file (test_file; default: another 20%% of the "
+                   "training file)")
+    p.add_argument("--format", metavar="FMT", help="the files' format: fasta, ucr, csv, tsv or npz (default: "
+                   "from each file's extension: .fa/.fasta/.fna/.faa fasta, .csv csv, .tsv/.tab tsv -- or ucr "
+                   "when the first line is all numbers --, .txt/.ucr ucr, .npz npz)")
     p.add_argument("--config", metavar="FILE.toml", help="a flat TOML config file")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -50,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainingError, train
 
     if args.resume:
-        others = (args.task, args.key_values, args.config, args.out, args.cell, args.record)
+        others = (args.task, args.key_values, args.config, args.out, args.cell, args.record, args.train, args.val,
+                  args.test, args.format)
         if any(others) or args.epochs is not None or args.seed is not None:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out, cfg, resume = Path(args.resume), None, True
@@ -71,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
             if named != task:
                 raise ValueError(f"{config_file}: sets task = {named!r} but the command names {task!r}")
         cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed,
-                                          "record": args.record}, args.key_values)
+                                          "record": args.record, "train_file": args.train, "val_file": args.val,
+                                          "test_file": args.test, "format": args.format}, args.key_values)
+        # the files as absolute paths, so that --resume and evaluate find them from any directory
+        cfg = dataclasses.replace(cfg, **{key: str(Path(getattr(cfg, key)).expanduser().absolute())
+                                          for key in ("train_file", "val_file", "test_file") if getattr(cfg, key)})
         from ..tasks import get
 
         get(cfg.task)

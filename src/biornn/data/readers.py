@@ -340,14 +340,20 @@ def read_table(path: str | Path, label: str | None = "label", sequence: str | No
 
 # -- NPZ --------------------------------------------------------------------------------
 
-def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """A NumPy ``.npz`` archive with ``X`` (N, T, F) or (N, T), ``y`` (N,) and optionally ``lengths`` (N,).
+
+    ``y="record"`` (default) requires one target per record, ``y (N,)``;
+    ``y="step"`` one label per step, ``y (N, T)`` (per-step tagging; steps past
+    a record's length are padding); ``y="none"`` ignores any ``y`` and returns
+    None for it (a forecast reads the series alone).
 
     Returns
     -------
     X : ndarray of float32, shape (N, T, F)
-    y : ndarray, shape (N,)
-        As stored (integer class ids, strings, or floats for a regression).
+    y : ndarray, shape (N,) or (N, T), or None
+        As stored (integer class ids, strings, or floats for a regression); (N, T)
+        with ``y="step"``, None with ``y="none"``.
     lengths : ndarray of int64, shape (N,)
         Each sequence's real steps (T for all if the archive has none); steps
         past a sequence's length are padding and are not checked.
@@ -368,18 +374,24 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if p.is_file() and p.stat().st_size == 0:
             raise ValueError(f"{p}: empty file") from None
         raise ValueError(f"{p}: not a NumPy .npz archive ({str(e).splitlines()[0][:80]})") from None
-    for key in ("X", "y"):
+    if y not in ("record", "step", "none"):
+        raise ValueError(f"read_npz: y must be 'record', 'step' or 'none', got {y!r}")
+    mode = y
+    for key in ("X", "y") if mode != "none" else ("X",):
         if key not in arrays:
             raise ValueError(f"{p}: no array {key!r} (arrays: {', '.join(arrays) or 'none'})")
-    X, y = arrays["X"], arrays["y"]
+    X = arrays["X"]
+    y = arrays["y"] if mode != "none" else None
     if X.ndim == 2:
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T > 0, got shape {arrays['X'].shape}")
     if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{p}: X must be numeric, got {X.dtype}")
-    if y.ndim != 1 or len(y) != len(X):
+    if mode == "record" and (y.ndim != 1 or len(y) != len(X)):
         raise ValueError(f"{p}: y must be (N,) = ({len(X)},), got shape {y.shape}")
+    if mode == "step" and y.shape != X.shape[:2]:
+        raise ValueError(f"{p}: per-step labels y must be (N, T) = {X.shape[:2]}, got shape {y.shape}")
     N, T = X.shape[:2]
     if "lengths" in arrays:
         lengths = arrays["lengths"]
@@ -397,7 +409,12 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if bad_steps.any():
         i, t = np.argwhere(bad_steps)[0]
         raise ValueError(f"{p}: record {i}, step {t}: NaN or infinite value")
-    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+    if mode == "record" and np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
         raise ValueError(f"{p}: record {int(np.flatnonzero(~np.isfinite(y))[0])}: y is NaN or infinite")
+    if mode == "step" and np.issubdtype(y.dtype, np.floating):
+        bad_y = ~np.isfinite(y) & real
+        if bad_y.any():
+            i, t = np.argwhere(bad_y)[0]
+            raise ValueError(f"{p}: record {i}, step {t}: y is NaN or infinite")
     X[~real] = 0.0
     return X, y, lengths

@@ -47,6 +47,10 @@ TASKS: dict[str, str] = {
     "ecg-anomaly": "ecg_anomaly",
     "splice": "splice",
     "protein-ss": "protein_ss",
+    "promoters": "promoters",
+    "classify": "classify",
+    "tag": "tag",
+    "forecast": "forecast",
 }
 
 

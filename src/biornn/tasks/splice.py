@@ -31,7 +31,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -146,16 +146,18 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> VectorClas
     return Ensemble([one() for _ in range(cfg.ensemble)]) if cfg.ensemble > 1 else one()
 
 
-def encode_inputs(texts: list[str], alphabet: Alphabet) -> tuple[Tensor, Tensor]:
-    """DNA sequences -> (B, T, 4) base weights and lengths (B,); ``ValueError`` naming the bad input."""
+def encode_inputs(texts: list[str], alphabet: Alphabet, length: int = LENGTH,
+                  reads: str = "centred on the candidate junction") -> tuple[Tensor, Tensor]:
+    """DNA sequences of ``length`` bases -> (B, T, 4) base weights and lengths (B,); ``ValueError``
+    naming the bad input (``reads`` says what the model's window is)."""
     encoded = []
     for text in texts:
         seq = "".join(text.split())
         if not seq:
             raise ValueError(f"{text!r}: an empty sequence")
-        if len(seq) != LENGTH:
-            raise ValueError(f"input {seq[:20]!r}{'...' if len(seq) > 20 else ''}: {len(seq)} bases; the splice "
-                             f"model reads {LENGTH} bp centred on the candidate junction")
+        if len(seq) != length:
+            raise ValueError(f"input {seq[:20]!r}{'...' if len(seq) > 20 else ''}: {len(seq)} bases; the model "
+                             f"reads {length} bp {reads}")
         encoded.append(alphabet.encode(seq, f"input {seq[:20]!r}{'...' if len(seq) > 20 else ''}"))
     return pad_vectors(encoded)
 
@@ -284,9 +286,11 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
     return metrics, {}
 
 
-def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> VectorClassifier | Ensemble:
+def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path,
+                 build: Callable[[TrainConfig, int, int], torch.nn.Module] | None = None) -> torch.nn.Module:
     """The model of a run's ``model.safetensors``; its alphabet goes into ``meta["vocab_obj"]``
-    (what ``evaluate`` and ``predict`` encode with)."""
+    (what ``evaluate`` and ``predict`` encode with).  ``build`` makes the empty model (default:
+    this task's :func:`build_model`; ``promoters`` passes its own)."""
     for key in ("alphabet", "labels", "log_prior", "data_fingerprint"):
         if meta.get(key) is None:
             raise ValueError(f"{path}: metadata has no {key!r}")
@@ -298,7 +302,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Vec
     if (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
             or not isinstance(prior, list) or len(prior) != len(labels)):
         raise ValueError(f"{path}: metadata labels and log_prior do not match")
-    model = build_model(cfg, alphabet.size, len(labels))
+    model = (build or build_model)(cfg, alphabet.size, len(labels))
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
