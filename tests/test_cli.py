@@ -9,8 +9,8 @@ import pytest
 
 from biornn.cli.main import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "predict", "detect", "data", "env", "cells", "check", "bench", "diagnose",
-               "experiment", "explain", "export", "serve"]
+SUBCOMMANDS = ["train", "evaluate", "predict", "generate", "detect", "data", "env", "cells", "check", "bench",
+               "diagnose", "experiment", "explain", "export", "serve"]
 
 
 def test_console_script_help_lists_subcommands():

@@ -100,7 +100,9 @@ class TrainConfig:
         weights), ``split_seed`` (the train/validation/test split),
         ``threads`` (torch threads; 0 = torch's default).
     Prediction-error anomaly detection (``ecg-anomaly``; see :mod:`biornn.anomaly`)
-        ``record`` (a discord file's name without ``.txt``, or ``all``),
+        ``record`` (a discord file's name without ``.txt``, or ``all``; for
+        ``mitdb-qrs`` a record of the data directory's ``ecg/mitdb``, default
+        ``100``, or the path of a WFDB record),
         ``horizon`` (k, samples predicted after each step), ``truncate`` (the
         truncated-BPTT window: each step trains on ``truncate`` samples of
         ``batch_size`` parallel streams, the state carried between windows),

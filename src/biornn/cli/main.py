@@ -12,11 +12,11 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, predict,
-               serve, train)
+from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, generate,
+               predict, serve, train)
 
-COMMANDS = (train, evaluate, predict, detect, data, cells, check, bench, env, diagnose, experiment, explain,
-            export, serve)
+COMMANDS = (train, evaluate, predict, generate, detect, data, cells, check, bench, env, diagnose, experiment,
+            explain, export, serve)
 
 
 class UsageError(Exception):

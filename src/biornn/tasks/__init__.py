@@ -5,7 +5,8 @@ functions, no base class:
 
 - ``DEFAULTS`` (optional): the task's config defaults over
   :class:`biornn.config.TrainConfig`'s (which are the ``names`` task's);
-- ``KIND`` (``"classification"``, ``"regression"``), ``LOG_FIELDS`` (its
+- ``KIND`` (``"classification"``, ``"regression"``, ``"generation"``: generate-names,
+  ``"detection"``: mitdb-qrs), ``LOG_FIELDS`` (its
   validation columns of ``log.csv`` after ``val_loss``) and ``LOG_SHOW``
   (``(key, label)`` pairs for the per-epoch line);
 - ``check_config(cfg)``: what only this task requires of the config;
@@ -48,6 +49,9 @@ TASKS: dict[str, str] = {
     "splice": "splice",
     "protein-ss": "protein_ss",
     "promoters": "promoters",
+    "mitdb-qrs": "mitdb_qrs",
+    "translate": "translate",
+    "generate-names": "generate_names",
     "classify": "classify",
     "tag": "tag",
     "forecast": "forecast",
