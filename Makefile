@@ -15,7 +15,7 @@ ifneq ($(wildcard $(SHARED_DATA)/SHA256SUMS),)
 export BIORNN_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser clean fuzz load
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ browser:
 # pytest exits 5 when it collects no test: make fails on any non-zero exit.
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+# issue 10's marked runs at full size (make test runs them small): the service under
+# 10,000 requests, and the property-based fuzzing at 10,000+ generated cases
+load: $(STAMP)
+	BIORNN_LOAD_REQUESTS=10000 $(PY) -m pytest -q -m load tests/test_serve_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

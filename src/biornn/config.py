@@ -203,7 +203,8 @@ class TrainConfig:
                 raise ValueError(f"config: {f.name} must be a finite number, got {value}")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"config: {key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+                shown = ", ".join(a if a else "'' (from the file)" if key == "format" else "''" for a in allowed)
+                raise ValueError(f"config: {key} must be one of {shown}; got {getattr(self, key)!r}")
         positive = ("hidden_size", "num_layers", "batch_size", "epochs", "lr_step", "ensemble", "horizon",
                     "baseline_order", "threshold_margin")
         for key in positive:

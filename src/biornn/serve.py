@@ -12,7 +12,9 @@
 ``POST /explain``
     ``{"sequences": ["Dostoevsky"], "top": 3, "target": null, "steps": 64}``:
     fewer inputs per request (``max_explain``: each costs ``steps + 1``
-    gradient passes and one pass per prefix).  Per input, the top classes,
+    gradient passes and one pass per prefix), and a bound on their work
+    (``max_explain_work``: an input of T symbols costs T x (steps + 1 + T)
+    symbol steps of the model; see :func:`explain_work`).  Per input, the top classes,
     the saliency of each input step (gradient x input, integrated gradients,
     the completeness gap) and the probability of the top classes after each
     step, from :func:`biornn.diagnostics.explain_symbols`.
@@ -41,6 +43,7 @@ reads it, and none loads the run again.
 
 # no `from __future__ import annotations`: FastAPI reads the request model's annotation at run time
 import json
+import math
 import os
 import threading
 import unicodedata
@@ -60,6 +63,12 @@ MAX_BODY_BYTES = 1_000_000
 MAX_EXPLAIN = 8
 #: integrated-gradients intervals per /explain request, at most
 MAX_EXPLAIN_STEPS = 256
+#: symbol steps of the model per /explain request, at most (see explain_work).  Without it one
+#: request inside the other limits -- 8 inputs of 1000 characters, 256 steps -- held the model for
+#: about 9 minutes (70 s per input, one thread, the default names model) and every other request
+#: queued behind it.  100,000 is about 3 s of one core for that model: a 250-character input at
+#: the default 64 steps costs 78,750 (2.5 s measured), 8 names of 12 characters at 256 steps 25,824 (1 s).
+MAX_EXPLAIN_WORK = 100_000
 
 
 @dataclass
@@ -78,21 +87,24 @@ class Served:
     max_length: int = MAX_LENGTH
     max_body_bytes: int = MAX_BODY_BYTES
     max_explain: int = MAX_EXPLAIN
+    max_explain_work: int = MAX_EXPLAIN_WORK
     # one forward pass at a time: torch already uses every core for one batch
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
-                max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN) -> Served:
+                max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN,
+                max_explain_work: int = MAX_EXPLAIN_WORK) -> Served:
     """Load a classification run for serving; ``ValueError`` naming the run or the limit that is wrong."""
     for name, value in (("max_sequences", max_sequences), ("max_length", max_length),
-                        ("max_body_bytes", max_body_bytes), ("max_explain", max_explain)):
+                        ("max_body_bytes", max_body_bytes), ("max_explain", max_explain),
+                        ("max_explain_work", max_explain_work)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     cfg, task, model, meta = load_classifier_run(run)
     adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"]) if cfg.logit_adjustment else None
     return Served(Path(run), cfg, task, model, meta, list(meta["labels"]), meta["vocab_obj"], adjust,
-                  max_sequences, max_length, max_body_bytes, max_explain)
+                  max_sequences, max_length, max_body_bytes, max_explain, max_explain_work)
 
 
 def model_info(served: Served) -> dict[str, Any]:
@@ -112,6 +124,7 @@ def model_info(served: Served) -> dict[str, Any]:
             "max_sequences": served.max_sequences, "max_length": served.max_length,
             "max_body_bytes": served.max_body_bytes,
             "max_explain": served.max_explain, "max_explain_steps": MAX_EXPLAIN_STEPS,
+            "max_explain_work": served.max_explain_work,
         },
     }
 
@@ -126,6 +139,11 @@ def encode_request(served: Served, sequences: list[str | list[int]], unknown: st
     for i, seq in enumerate(sequences):
         where = f"sequences[{i}]"
         if isinstance(seq, str):
+            # JSON may escape a lone UTF-16 surrogate ("\\ud800"): not a character, and an answer
+            # echoing it could not be encoded as UTF-8
+            lone = next((ch for ch in seq if "\ud800" <= ch <= "\udfff"), None)
+            if lone is not None:
+                raise ValueError(f"{where}: not valid Unicode (a lone surrogate U+{ord(lone):04X})")
             text = unicodedata.normalize("NFC", seq.strip())
             if not text:
                 raise ValueError(f"{where}: an empty sequence")
@@ -187,6 +205,20 @@ def _r6(value: float) -> float:
     return round(float(value), 6)
 
 
+def explain_work(encoded: list[list[int]], steps: int) -> int:
+    """Symbol steps of the model an explanation of ``encoded`` costs: the sum of T x (steps + 1 + T).
+
+    Per input of T symbols, integrated gradients run the model (forward and
+    backward) on ``steps + 1`` points of the path from the all-zero input,
+    T steps each, and the probability after each step runs it on the T
+    prefixes as one (T, T) batch: T x (steps + 1) + T x T.
+
+    >>> explain_work([[2] * 10, [3] * 5], steps=64)
+    1100
+    """
+    return sum(len(codes) * (steps + 1 + len(codes)) for codes in encoded)
+
+
 def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, target: str | None = None,
                     steps: int = 64) -> list[dict[str, Any]]:
     """Explain the prediction for each encoded input with :func:`biornn.diagnostics.explain_symbols`.
@@ -215,6 +247,11 @@ def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, t
     """
     from .diagnostics import explain_symbols
 
+    work = explain_work(encoded, steps)
+    if work > served.max_explain_work:  # before any pass: one request must not hold the model for minutes
+        raise ValueError(f"the explanation would cost {work} symbol steps of the model (T x (steps + 1 + T) per "
+                         f"input), more than the limit of {served.max_explain_work}: send fewer or shorter "
+                         f"inputs, or fewer steps")
     k = None
     if target is not None:
         if target not in served.labels:
@@ -302,6 +339,26 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with what strict JSON cannot carry made printable, for echoing a request back in an error.
+
+    Python's JSON parser accepts ``NaN``, ``Infinity`` and ``1e400`` (inf),
+    and ``"\\ud800"`` (a lone surrogate); pydantic's errors quote such an
+    input, and the response (``allow_nan=False``, UTF-8) could not be
+    written: a 500 instead of the 422.  A non-finite float becomes its
+    name as a string, a string with a lone surrogate its escaped form.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _error_line(errors: list[dict[str, Any]]) -> str:
     """pydantic's errors as one line: ``sequences.1: Input should be a valid string; ...``."""
     parts = []
@@ -316,16 +373,18 @@ def _error_line(errors: list[dict[str, Any]]) -> str:
 
 
 def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
-               max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN) -> Any:
+               max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN,
+               max_explain_work: int = MAX_EXPLAIN_WORK) -> Any:
     """A FastAPI app serving ``run``, loaded once, here (``ValueError`` for a bad run or limit).
 
     Parameters
     ----------
     run : path or Served
         A classification run directory, or a run already loaded by :func:`load_served`.
-    max_sequences, max_length, max_body_bytes, max_explain : int
+    max_sequences, max_length, max_body_bytes, max_explain, max_explain_work : int
         Request limits: inputs per request, characters (or symbols) per
-        input, bytes per request body, inputs per ``/explain`` request.
+        input, bytes per request body, inputs per ``/explain`` request,
+        symbol steps of the model per ``/explain`` request (:func:`explain_work`).
 
     Returns
     -------
@@ -342,7 +401,7 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     from . import __version__
 
     served = (run if isinstance(run, Served)
-              else load_served(run, max_sequences, max_length, max_body_bytes, max_explain))
+              else load_served(run, max_sequences, max_length, max_body_bytes, max_explain, max_explain_work))
     K = len(served.labels)
     page = page_html()  # read once: a missing file fails here, at start-up, not on the first visit
 
@@ -418,9 +477,8 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        return JSONResponse(status_code=422, content={"detail": _error_line(errors),
-                                                      "errors": jsonable_encoder(errors)})
+        errors = _json_safe(jsonable_encoder(exc.errors()))
+        return JSONResponse(status_code=422, content={"detail": _error_line(errors), "errors": errors})
 
     @app.get("/healthz", summary="liveness: ok once the model is loaded")
     def healthz() -> dict[str, str]:
@@ -462,11 +520,11 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
 
 def serve(run: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, *, max_sequences: int = MAX_SEQUENCES,
           max_length: int = MAX_LENGTH, max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN,
-          log_level: str = "info") -> None:
+          max_explain_work: int = MAX_EXPLAIN_WORK, log_level: str = "info") -> None:
     """Load ``run`` and serve it with uvicorn until interrupted (SIGINT/SIGTERM: a clean shutdown)."""
     uvicorn = require("uvicorn", "serve")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0..65535, got {port!r}")
     app = create_app(run, max_sequences=max_sequences, max_length=max_length, max_body_bytes=max_body_bytes,
-                     max_explain=max_explain)
+                     max_explain=max_explain, max_explain_work=max_explain_work)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -76,10 +76,11 @@ def _positive(name: str, value: int) -> None:
 
 
 def _out_dir(path: str) -> Path:
+    """The output directory, checked but not created: it is made only once there is something to
+    write, so that a refused input leaves no empty folder behind."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -144,6 +145,7 @@ def run_gradients(args: argparse.Namespace) -> int:
         init = args.init or "each cell's default init"
         title = (f"fresh networks at initialisation ({init}"
                  f"{f', W_hh x {args.scale:g}' if args.scale != 1 else ''}), adding problem T = {args.length}")
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "gradients.json", res)
     plot_gradient_flow(curves, out / "gradients.png", title)
     for row in rows:
@@ -160,8 +162,10 @@ def read_numeric_input(path: str | Path, input_size: int | None) -> "Any":
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError):
-        raise ValueError(f"{path}: not a readable text file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -210,8 +214,10 @@ def run_states(args: argparse.Namespace) -> int:
         if not 0 <= args.layer < len(labels):
             raise ValueError(f"--layer must be in 0..{len(labels) - 1} for this run")
         rows = []
-        for n, text in enumerate(args.inputs):
-            name, codes = encode_checked(vocab, text, args.run)
+        # every input is checked before anything is written: a bad third input leaves no first plot
+        encoded = [encode_checked(vocab, text, args.run) for text in args.inputs]
+        out.mkdir(parents=True, exist_ok=True)
+        for n, (name, codes) in enumerate(encoded):
             onehot = F.one_hot(torch.tensor([codes]), member.vocab_size).to(member.readout.weight.dtype)
             with torch.no_grad():
                 traces = member_logits(member, onehot, None, return_traces=True)[2][args.layer]
@@ -230,6 +236,7 @@ def run_states(args: argparse.Namespace) -> int:
     if args.input:
         cells = args.cell or ["lstm"]
         x = read_numeric_input(args.input, args.input_size)  # (T, I)
+        out.mkdir(parents=True, exist_ok=True)
         rows = []
         for n, cell in enumerate(cells):
             rnn = build_fresh(cell, x.shape[1], args.hidden)
@@ -243,6 +250,7 @@ def run_states(args: argparse.Namespace) -> int:
     _positive("--stream", args.stream)
     cells = args.cell or ["lstm1997", "lstm"]
     stream = cell_state_stream(cells, args.stream, args.hidden, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "cell_state.json", stream)
     plot_cell_stream(stream, out / "cell_state.png")
     for name, c in stream["cells"].items():

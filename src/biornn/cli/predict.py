@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: not UTF-8 text") from None
         except (IsADirectoryError, PermissionError) as e:
             raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-        inputs += [line.strip() for line in text.splitlines() if line.strip()]
+        from_file = [line.strip() for line in text.splitlines() if line.strip()]
+        if not from_file:
+            raise ValueError(f"{path}: no inputs (an empty file, or blank lines only)")
+        inputs += from_file
     if not inputs:
         raise ValueError("give at least one INPUT or --file F")
     if args.top <= 0:

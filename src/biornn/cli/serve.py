@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..serve import MAX_BODY_BYTES, MAX_EXPLAIN, MAX_LENGTH, MAX_SEQUENCES
+    from ..serve import MAX_BODY_BYTES, MAX_EXPLAIN, MAX_EXPLAIN_WORK, MAX_LENGTH, MAX_SEQUENCES
 
     p = sub.add_parser("serve", help="serve a run's predictions over HTTP (FastAPI + uvicorn)",
                        description="Load a run directory's classifier once and serve it: a web page at / "
@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"bytes per request body (default {MAX_BODY_BYTES})")
     p.add_argument("--max-explain", type=int, default=MAX_EXPLAIN,
                    help=f"inputs per /explain request (default {MAX_EXPLAIN}: each costs many passes)")
+    p.add_argument("--max-explain-work", type=int, default=MAX_EXPLAIN_WORK,
+                   help=f"symbol steps of the model per /explain request, T x (steps + 1 + T) summed over its "
+                   f"inputs of T symbols (default {MAX_EXPLAIN_WORK}: a few seconds of one core; a request "
+                   f"over it is refused with 422, so that none holds the model for minutes)")
     p.set_defaults(handler=run)
 
 
@@ -34,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from ..serve import serve
 
     serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
-          max_body_bytes=args.max_body_bytes, max_explain=args.max_explain)
+          max_body_bytes=args.max_body_bytes, max_explain=args.max_explain,
+          max_explain_work=args.max_explain_work)
     return 0

@@ -92,6 +92,10 @@ def read_labels(path: str | Path) -> dict[str, RecordLabels]:
     return out
 
 
+#: the longest line :func:`read_columns` splits: one sample of even a thousand leads takes ~30,000 characters
+MAX_LINE_CHARS = 1_000_000
+
+
 def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None) -> np.ndarray:
     """A text file of numbers, whitespace- or comma-separated, one sample per line.
 
@@ -112,7 +116,8 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
     ------
     ValueError
         The file is missing, empty, not text; a line with a non-numeric field
-        or another number of columns; a NaN or infinite value (naming the line).
+        or another number of columns, or longer than ``MAX_LINE_CHARS``; a NaN
+        or infinite value (naming the line).
     """
     path = Path(path)
     try:
@@ -130,6 +135,9 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
         s = line.strip()
         if not s or s.startswith("#"):
             continue
+        if len(s) > MAX_LINE_CHARS:  # refused before it is split into millions of fields
+            raise ValueError(f"{path}: line {lineno}: {len(s):,} characters on one line; a line holds one "
+                             f"sample (a number per column), at most {MAX_LINE_CHARS:,} characters")
         try:
             values = parse_line(s)
         except ValueError as e:
@@ -242,6 +250,8 @@ def read_wfdb(path: str | Path) -> np.ndarray:
         raw = np.fromfile(dat, dtype=np.uint8)
     except FileNotFoundError:
         raise ValueError(f"{dat}: no such WFDB signal file (named by {hea.name})") from None
+    except OSError as e:  # a directory in its place, no permission: bad input (exit 2), not a crash
+        raise ValueError(f"{dat}: cannot read the WFDB signal file ({e.strerror})") from None
     if next(iter(fmts)) == "16":
         n = len(raw) // 2
         d = raw[: 2 * n].view("<i2").astype(np.int64)

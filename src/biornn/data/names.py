@@ -53,7 +53,8 @@ def read_names(root: str | Path) -> list[tuple[str, str]]:
     ------
     DataError
         ``root/names`` is not a directory or holds no ``.txt`` file, a file is
-        not UTF-8 (the message names the file and line), or no file has a name.
+        not UTF-8 or unreadable, a name holds a control character (the message
+        names the file and line), or a file has no name.
     """
     folder = Path(root) / "names"
     if not folder.is_dir():
@@ -63,7 +64,10 @@ def read_names(root: str | Path) -> list[tuple[str, str]]:
         raise DataError(f"names/ in {root} holds no .txt files")
     pairs: set[tuple[str, str]] = set()
     for path in files:
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as e:  # a directory called X.txt, an unreadable file: bad input, not a crash
+            raise DataError(f"names/{path.name}: cannot read ({e.strerror})") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -71,10 +75,19 @@ def read_names(root: str | Path) -> list[tuple[str, str]]:
             raise DataError(f"names/{path.name} line {line}: not UTF-8") from None
         text = text.removeprefix("\ufeff")
         language = path.stem
-        for line in text.split("\n"):  # not splitlines(): it also splits on \x1c, \u2028, ...
+        before = len(pairs)
+        for n, line in enumerate(text.split("\n"), start=1):  # not splitlines(): it also splits on \x1c, \u2028
             name = unicodedata.normalize("NFC", line).strip()
+            # a control character (NUL, ESC, DEL, ...) is no letter of a name: binary junk in the file
+            bad = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+            if bad is not None:
+                raise DataError(f"names/{path.name} line {n}: control character U+{ord(bad):04X} in a name "
+                                f"(binary data?)")
             if name:
                 pairs.add((name, language))
+        if len(pairs) == before:  # the language is the file's own: its names are always new pairs
+            # a language with no names would be a class with no example to learn or to test
+            raise DataError(f"names/{path.name} holds no names (an empty file: a language with no example)")
     if not pairs:
         raise DataError(f"names/ in {root} holds no names")
     return sorted(pairs, key=lambda p: (p[1], p[0]))

@@ -26,6 +26,11 @@ from .alphabets import Alphabet
 
 __all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "read_table", "read_ucr"]
 
+#: the longest line a table reader splits into values (characters): ten million is a series of about a
+#: million numbers, far beyond any UCR/UEA series (the longest hold tens of thousands); a longer line is
+#: refused before it is split, instead of building a list of tens of millions of strings
+MAX_LINE_CHARS = 10_000_000
+
 
 def _read_text(path: str | Path) -> tuple[Path, str]:
     """The file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if unreadable or empty."""
@@ -186,6 +191,14 @@ def _number(text: str, p: Path, n: int, col: int) -> float:
     return value
 
 
+def _non_finite(text: str) -> bool:
+    """``text`` reads as a NaN or infinite number (``nan``, ``-inf``, ``Infinity``)."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
     """A UCR/UEA time-series table: one series per line, the label first, then the values.
 
@@ -206,19 +219,25 @@ def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | 
     Raises
     ------
     ValueError
-        Empty file, a line with no values, a value that is not a finite number,
-        a line of another length than the first when ``equal_length``.
+        Empty file, a line with no values, a value or label that is not a finite
+        number, a line of another length than the first when ``equal_length``, a
+        line longer than ``MAX_LINE_CHARS`` (refused before it is split).
     """
     p, text = _read_text(path)
     rows: list[np.ndarray] = []
     labels: list[str] = []
     first: tuple[int, int] | None = None
     for n, line in enumerate(text.splitlines(), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise ValueError(f"{p}: line {n}: {len(line):,} characters on one line, more than the "
+                             f"{MAX_LINE_CHARS:,} a series may take")
         parts = [x for x in re.split(r"[\s,]+", line.strip()) if x]
         if not parts:
             continue
         if len(parts) < 2:
             raise ValueError(f"{p}: line {n}: a label and no values")
+        if _non_finite(parts[0]):  # what a table writer puts for a missing label
+            raise ValueError(f"{p}: line {n}: the label is {parts[0]!r} (NaN or infinite labels are not accepted)")
         values = np.array([_number(x, p, n, i) for i, x in enumerate(parts[1:], start=1)], dtype=np.float32)
         if first is None:
             first = (n, len(values))
@@ -286,12 +305,21 @@ def read_table(path: str | Path, label: str | None = "label", sequence: str | No
     ValueError
         Empty file, a named column missing, a row with another number of fields,
         an empty label or sequence, a character outside the alphabet, a value
-        that is not a finite number.
+        that is not a finite number, a field over the ``csv`` module's size limit.
     """
     p, text = _read_text(path)
     if delimiter is None:
         delimiter = "\t" if p.suffix.lower() in (".tsv", ".tab") else ","
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    try:
+        return _read_table(p, reader, label, sequence, id, alphabet)
+    except csv.Error as e:  # a field over csv's size limit (131,072 characters): bad input, with its line
+        raise ValueError(f"{p}: line {reader.line_num}: {e}") from None
+
+
+def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: str | None,
+                alphabet: Alphabet | None) -> Table:
+    """The rows of :func:`read_table` from its ``csv.reader``."""
     header = [h.strip() for h in next(reader)]
     for role, name in (("label", label), ("sequence", sequence), ("id", id)):
         if name is not None and name not in header:

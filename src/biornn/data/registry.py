@@ -340,7 +340,13 @@ def _source(f: DataFile, mirror: str | None) -> str | None:
 
 def _copy_checked(ds: Dataset, f: DataFile, src: str, dest: Path, timeout: float) -> None:
     """Copy ``src`` (URL or local file) to ``dest`` through a temporary file beside it; keep it only
-    when its SHA-256 matches. ``dest`` is never seen half-written: it appears by ``os.replace``."""
+    when its SHA-256 matches. ``dest`` is never seen half-written: it appears by ``os.replace``; the
+    folders made for it are removed again when it is not kept (a refused file leaves nothing behind)."""
+    created = []  # the folders this call makes, innermost first
+    parent = dest.parent
+    while not parent.exists() and parent != parent.parent:
+        created.append(parent)
+        parent = parent.parent
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -351,6 +357,7 @@ def _copy_checked(ds: Dataset, f: DataFile, src: str, dest: Path, timeout: float
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as e:
+        _remove_empty(created)
         raise DataError(f"cannot write in {dest.parent}: {e.strerror or e}") from None
     digest = hashlib.sha256()
     try:
@@ -401,7 +408,17 @@ def _copy_checked(ds: Dataset, f: DataFile, src: str, dest: Path, timeout: float
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        _remove_empty(created)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first) while they are empty; stop at the first that is not."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def fetch(name: str, data_dir: str | os.PathLike | None = None, mirror: str | None = None,

@@ -41,7 +41,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..config import TrainConfig
 from ..data.batching import UNK, Vocabulary, pad_batch

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -199,23 +198,15 @@ def evaluate_split(model: torch.nn.Module, split: Split, labels: list[str], adju
 def baseline(data: TaskData) -> tuple[dict[str, Any], np.ndarray]:
     """A 13-residue window logistic regression (each residue's window of weights, plus an off-the-end
     column per position), C picked on the validation proteins; its test metrics and predictions."""
-    from ..baselines import OneHotLogReg, residue_windows
+    from ..baselines import residue_windows, select_logreg
 
     def windows(split: Split) -> np.ndarray:
         x, lengths = pad_vectors(split.encoded)
         return residue_windows(x.numpy(), lengths.numpy(), WINDOW)
 
     train, val, test = (data.splits[p] for p in ("train", "val", "test"))
-    t0 = time.perf_counter()
-    Xtr, Xval = windows(train), windows(val)
-    best = None
-    for C in BASELINE_C:
-        lr = OneHotLogReg(C=C, max_iter=500).fit(Xtr, train.y, len(data.labels))
-        acc = float((lr.predict(Xval) == val.y).mean()) if len(val.y) else 0.0
-        if best is None or acc > best[0]:
-            best = (acc, C, lr)
-    _, C, lr = best
-    seconds = time.perf_counter() - t0
+    lr, C, seconds = select_logreg(windows(train), train.y, windows(val), val.y, len(data.labels), BASELINE_C,
+                                   max_iter=500)
     pred = lr.predict(windows(test))
     m = classification_metrics(test.y, pred, data.labels)
     return {"name": f"window{WINDOW}-logreg", **{k: m[k] for k in METRIC_KEYS}, "C": C,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -189,19 +188,11 @@ def baseline(data: TaskData) -> tuple[dict[str, Any], np.ndarray]:
 
     Returns its metrics and its test predictions (N,).
     """
-    from ..baselines import OneHotLogReg
+    from ..baselines import select_logreg
 
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
-    t0 = time.perf_counter()
-    X = np.stack(train.encoded)
-    best = None
-    for C in BASELINE_C:
-        lr = OneHotLogReg(C=C).fit(X, train.y, len(data.labels))
-        acc = float((lr.predict(np.stack(val.encoded)) == val.y).mean()) if len(val.y) else 0.0
-        if best is None or acc > best[0]:
-            best = (acc, C, lr)
-    _, C, lr = best
-    seconds = time.perf_counter() - t0
+    X_val = np.stack(val.encoded) if val.encoded else np.zeros((0, *train.encoded[0].shape))
+    lr, C, seconds = select_logreg(np.stack(train.encoded), train.y, X_val, val.y, len(data.labels), BASELINE_C)
     pred = lr.predict(np.stack(test.encoded))
     m = classification_metrics(test.y, pred, data.labels)
     return {"name": "onehot-logreg", **{k: m[k] for k in METRIC_KEYS}, "C": C,
