@@ -71,5 +71,8 @@ test: $(STAMP) browser
 load: $(STAMP)
 	BIORNN_LOAD_REQUESTS=10000 $(PY) -m pytest -q -m load tests/test_serve_load.py
 
+fuzz: $(STAMP)
+	BIORNN_FUZZ_EXAMPLES=500 BIORNN_FUZZ_COUNT=fuzz-count.json $(PY) -m pytest -q -m fuzz tests/test_fuzz.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

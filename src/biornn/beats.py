@@ -28,6 +28,8 @@ Everything here is NumPy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["beat_labels", "detect_beats", "match_beats", "score_beats"]
@@ -36,6 +38,31 @@ __all__ = ["beat_labels", "detect_beats", "match_beats", "score_beats"]
 MATCH_WINDOW_S = 0.150
 #: the shortest time between two beats of one heart that a detector keeps
 REFRACTORY_S = 0.200
+
+
+def _finite(name: str, value, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a float; ``ValueError`` naming the argument if it is not a finite number (> 0, >= 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or (positive and v <= 0) or (nonnegative and v < 0):
+        want = "a positive" if positive else "a non-negative" if nonnegative else "a"
+        raise ValueError(f"{name} must be {want} finite number, got {value!r}")
+    return v
+
+
+def _beat_times(name: str, value, increasing: bool = True) -> np.ndarray:
+    """Sample indices as int64 (N,); ``ValueError`` naming the argument unless 1-D, finite (and increasing)."""
+    a = np.asarray(value)
+    if a.ndim != 1 or (a.size and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))):
+        raise ValueError(f"{name} must be a 1-D array of sample indices, got shape {a.shape} dtype {a.dtype}")
+    if a.size and not np.isfinite(a).all():
+        raise ValueError(f"{name}: sample indices must be finite")
+    a = a.astype(np.int64)
+    if increasing and np.any(np.diff(a) < 0):
+        raise ValueError(f"{name}: sample indices must be increasing")
+    return a
 
 
 def beat_labels(beats: np.ndarray, n: int, half_width: int) -> np.ndarray:
@@ -92,6 +119,12 @@ def detect_beats(prob: np.ndarray, fs: float, threshold: float = 0.5, refractory
     scores : ndarray of float64, shape (K,)
         Each detection's peak probability.
 
+    Raises
+    ------
+    ValueError
+        ``prob`` not 1-D, ``fs`` not a positive finite number, ``threshold`` or
+        ``refractory_s`` not finite, ``min_width`` not a positive integer.
+
     >>> p = np.array([0, .9, .9, .9, 0, 0, .6, 0, 0, 0, 0, .7, .8, 0])
     >>> detect_beats(p, fs=10.0, refractory_s=0.5)[0].tolist()
     [2, 11]
@@ -99,6 +132,13 @@ def detect_beats(prob: np.ndarray, fs: float, threshold: float = 0.5, refractory
     [2, 6, 11]
     """
     prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim != 1:
+        raise ValueError(f"detect_beats: prob must be 1-D (T,), got shape {prob.shape}")
+    fs = _finite("detect_beats: fs", fs, positive=True)
+    threshold = _finite("detect_beats: threshold", threshold)
+    refractory_s = _finite("detect_beats: refractory_s", refractory_s)
+    if isinstance(min_width, bool) or not isinstance(min_width, (int, np.integer)) or min_width < 1:
+        raise ValueError(f"detect_beats: min_width must be a positive integer, got {min_width!r}")
     above = np.concatenate([[False], prob >= threshold, [False]])
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))
     starts, ends = edges[0::2], edges[1::2]  # each run is prob[start:end]
@@ -152,11 +192,18 @@ def match_beats(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> 
     -------
     ndarray of int64, shape (TP, 2)
 
+    Raises
+    ------
+    ValueError
+        Sample indices not 1-D, not finite or not increasing; a negative ``tolerance``.
+
     >>> match_beats(np.array([100, 200, 300]), np.array([105, 195, 199, 420]), 10).tolist()
     [[0, 0], [1, 2]]
     """
-    reference = np.asarray(reference, dtype=np.int64)
-    detected = np.asarray(detected, dtype=np.int64)
+    reference = _beat_times("match_beats: reference", reference)
+    detected = _beat_times("match_beats: detected", detected)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(f"match_beats: tolerance must be a non-negative integer (samples), got {tolerance!r}")
     lo = np.searchsorted(reference, detected - tolerance, side="left")
     hi = np.searchsorted(reference, detected + tolerance, side="right")
     counts = hi - lo
@@ -200,12 +247,20 @@ def score_beats(reference: np.ndarray, detected: np.ndarray, fs: float, window_s
         ``sensitivity``, ``positive_predictivity``, ``f1``, ``tp``, ``fn``, ``fp``,
         ``n_reference``, ``n_detected``, ``window_ms``, ``mean_abs_offset_ms`` (of the matched pairs).
 
+    Raises
+    ------
+    ValueError
+        ``fs`` not a positive finite number, ``window_s`` negative or not finite,
+        sample indices not 1-D or not finite.
+
     >>> s = score_beats(np.array([100, 200, 300]), np.array([105, 195, 420]), fs=100.0)
     >>> s["tp"], s["fn"], s["fp"], round(s["sensitivity"], 3), round(s["positive_predictivity"], 3)
     (2, 1, 1, 0.667, 0.667)
     """
-    reference = np.sort(np.asarray(reference, dtype=np.int64))
-    detected = np.sort(np.asarray(detected, dtype=np.int64))
+    fs = _finite("score_beats: fs", fs, positive=True)
+    window_s = _finite("score_beats: window_s", window_s, nonnegative=True)
+    reference = np.sort(_beat_times("score_beats: reference", reference, increasing=False))
+    detected = np.sort(_beat_times("score_beats: detected", detected, increasing=False))
     lo = -np.inf if start is None else start
     hi = np.inf if end is None else end
     reference = reference[(reference >= lo) & (reference < hi)]

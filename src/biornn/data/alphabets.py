@@ -63,6 +63,13 @@ class Alphabet:
             for s in meaning:
                 table[j, self.symbols.index(s)] = 1.0 / len(meaning)
             index[code] = j
+        if not self.case_sensitive:
+            # lower case reads as upper case through the table, character by character: str.upper()
+            # would turn one character into two ('ß' -> 'SS') or a foreign letter into a residue ('ı' -> 'I')
+            for c, k in list(index.items()):
+                for other in (c.lower(), c.upper()):
+                    if other != c and len(other) == 1 and other.swapcase() == c:
+                        index.setdefault(other, k)
         object.__setattr__(self, "_table", table)  # (symbols + codes, K)
         object.__setattr__(self, "_index", index)
 
@@ -78,12 +85,11 @@ class Alphabet:
 
     def indices(self, sequence: str, where: str = "sequence") -> np.ndarray:
         """Row of each character in the weight table, (T,) int64; ``ValueError`` on a character outside."""
-        seq = sequence if self.case_sensitive else sequence.upper()
         index = self._index  # type: ignore[attr-defined]
         try:
-            return np.fromiter((index[c] for c in seq), dtype=np.int64, count=len(seq))
+            return np.fromiter((index[c] for c in sequence), dtype=np.int64, count=len(sequence))
         except KeyError:
-            pos = next(i for i, c in enumerate(seq) if c not in index)
+            pos = next(i for i, c in enumerate(sequence) if c not in index)
             raise ValueError(f"{where}: character {sequence[pos]!r} at position {pos + 1} is not in the "
                              f"{self.name} alphabet ({self.describe()})") from None
 

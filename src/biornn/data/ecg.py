@@ -73,6 +73,8 @@ def read_labels(path: str | Path) -> dict[str, RecordLabels]:
         raise ValueError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict) or not files:
         raise ValueError(f"{path}: needs a non-empty 'files' object (file name -> anomaly, train, test)")
@@ -193,7 +195,10 @@ def read_discord(path: str | Path) -> tuple[np.ndarray, float]:
     dt = np.diff(t)
     if len(dt) == 0 or not np.all(dt > 0):
         raise ValueError(f"{path}: the time column (column 1) must increase from line to line")
-    return x, float(1.0 / np.median(dt))
+    fs = float(1.0 / np.median(dt))
+    if not (math.isfinite(fs) and fs > 0):
+        raise ValueError(f"{path}: the time column gives no usable sampling rate (1 / median step = {fs})")
+    return x, fs
 
 
 def read_wfdb(path: str | Path) -> np.ndarray:
@@ -258,9 +263,12 @@ def read_wfdb(path: str | Path) -> np.ndarray:
     else:
         n = len(raw) // 3
         b = raw[: 3 * n].reshape(n, 3).astype(np.int64)
-        d = np.empty(2 * n, dtype=np.int64)
-        d[0::2] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
-        d[1::2] = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
+        odd = len(raw) % 3 == 2  # an odd number of samples ends with a lone sample in two bytes
+        d = np.empty(2 * n + odd, dtype=np.int64)
+        d[0 : 2 * n : 2] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
+        d[1 : 2 * n : 2] = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
+        if odd:
+            d[-1] = int(raw[-2]) | ((int(raw[-1]) & 0x0F) << 8)
         d[d > 2047] -= 4096  # 12-bit two's complement
     T = len(d) // n_sig
     if n_samples is not None and n_samples > T:
@@ -269,7 +277,10 @@ def read_wfdb(path: str | Path) -> np.ndarray:
     if T < 1:
         raise ValueError(f"{dat}: no samples")
     d = d[: T * n_sig].reshape(T, n_sig)
-    return (d - np.asarray(bases)) / np.asarray(gains)
+    x = (d - np.asarray(bases)) / np.asarray(gains)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{hea}: a gain of {', '.join(map(str, gains))} gives NaN or infinite samples")
+    return x
 
 
 def read_signal(path: str | Path, n_leads: int) -> np.ndarray:

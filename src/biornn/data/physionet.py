@@ -109,6 +109,12 @@ def _header(base: Path):
         raise ValueError(f"{hea}: not a readable WFDB header ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
 
 
+def _field(header, name: str, k: int, default):
+    """Signal ``k``'s entry of the header's per-signal list ``name`` (``default`` where absent or None)."""
+    values = getattr(header, name, None) or []
+    return values[k] if k < len(values) and values[k] is not None else default
+
+
 def _check_signal_files(base: Path, header) -> None:
     """Every signal file exists and its size fits the header's sample count and signals.
 
@@ -119,18 +125,22 @@ def _check_signal_files(base: Path, header) -> None:
     """
     hea = base.with_name(base.name + ".hea")
     n_sig = int(header.n_sig or 0)
-    if n_sig == 0:
+    if n_sig <= 0:
         raise ValueError(f"{hea}: the header names no signals")
+    # a damaged header can leave a signal line's fields out; wfdb then hands back None or short lists
+    names = [_field(header, "file_name", k, None) for k in range(n_sig)]
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"{hea}: the header says {n_sig} signal(s) but does not name a signal file for each")
     files: dict[str, list[int]] = {}
-    for k, name in enumerate(header.file_name):
+    for k, name in enumerate(names):
         files.setdefault(name, []).append(k)
     for name, channels in files.items():
         dat = base.parent / name
         if not dat.is_file():
             raise ValueError(f"{dat}: no such signal file (named by {hea.name})")
-        fmts = {header.fmt[k] for k in channels}
-        frames = [int((header.samps_per_frame or [1] * n_sig)[k] or 1) for k in channels]
-        offsets = {int((header.byte_offset or [None] * n_sig)[k] or 0) for k in channels}
+        fmts = {_field(header, "fmt", k, None) for k in channels}
+        frames = [int(_field(header, "samps_per_frame", k, 1) or 1) for k in channels]
+        offsets = {int(_field(header, "byte_offset", k, 0) or 0) for k in channels}
         size = dat.stat().st_size
         if size <= min(offsets):
             raise ValueError(f"{dat}: empty signal file")
@@ -175,9 +185,12 @@ def read_record(path: str | Path, channels: list[int] | None = None) -> Record:
     header = _header(base)
     _check_signal_files(base, header)
     if channels is not None:
-        bad = [c for c in channels if not 0 <= c < header.n_sig]
+        bad = [c for c in channels if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < header.n_sig]
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"{base}: channels {list(channels)} name a signal twice")
         if bad:
-            raise ValueError(f"{base}: no signal {bad[0]}; the record has {header.n_sig} ({', '.join(header.sig_name)})")
+            leads = ", ".join(str(_field(header, "sig_name", k, "?")) for k in range(int(header.n_sig)))
+            raise ValueError(f"{base}: no signal {bad[0]}; the record has {header.n_sig} ({leads})")
     try:
         rec = wfdb.rdrecord(str(base), channels=channels, physical=True)
     except Exception as e:
@@ -189,15 +202,17 @@ def read_record(path: str | Path, channels: list[int] | None = None) -> Record:
     signal = np.asarray(signal, dtype=np.float64)
     if signal.ndim == 1:
         signal = signal[:, None]
+    C = signal.shape[1]
+    leads = [str(x) for x in rec.sig_name] if rec.sig_name and len(rec.sig_name) == C else [f"signal {k}" for k in range(C)]
+    units = [str(x) for x in rec.units] if rec.units and len(rec.units) == C else [""] * C
     bad = ~np.isfinite(signal)
     if bad.any():
         t, c = np.argwhere(bad)[0]
-        raise ValueError(f"{base}: signal {rec.sig_name[c]!r} has {int(bad[:, c].sum())} missing (NaN) or infinite "
+        raise ValueError(f"{base}: signal {leads[c]!r} has {int(bad[:, c].sum())} missing (NaN) or infinite "
                          f"sample(s), the first at sample {int(t)}")
     if not rec.fs or not math.isfinite(rec.fs) or rec.fs <= 0:
         raise ValueError(f"{base}.hea: no valid sampling frequency")
-    return Record(name=str(base), signal=signal, fs=float(rec.fs), leads=list(rec.sig_name),
-                  units=list(rec.units or [""] * signal.shape[1]))
+    return Record(name=str(base), signal=signal, fs=float(rec.fs), leads=leads, units=units)
 
 
 def read_beats(path: str | Path, extension: str = "atr", n_samples: int | None = None) -> Beats:

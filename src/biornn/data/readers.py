@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +137,8 @@ def read_fasta(path: str | Path, alphabet: Alphabet | None = None, labels: str |
 
     def close() -> None:
         line_no, head = header  # type: ignore[misc]
-        ident, _, desc = head.partition(" ")
+        # the id ends at the first white space, a tab as well as a space
+        ident, desc = (head.split(None, 1) + [""])[:2] if head.split() else ("", "")
         where = f"{p}: record {ident!r} (line {line_no})"
         if not ident:
             raise ValueError(f"{p}: line {line_no}: a header with no id")
@@ -188,6 +188,8 @@ def _number(text: str, p: Path, n: int, col: int) -> float:
         raise ValueError(f"{p}: line {n}, value {col}: {text[:30]!r} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{p}: line {n}, value {col}: {text} (NaN or infinite values are not accepted)")
+    if abs(value) > np.finfo(np.float32).max:  # it would become inf in the float32 the models read
+        raise ValueError(f"{p}: line {n}, value {col}: {text[:30]} is beyond float32's range (+-3.4e38)")
     return value
 
 
@@ -250,6 +252,8 @@ def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | 
             label = str(int(float(label)))
         labels.append(label)
         rows.append(values)
+    if not rows:
+        raise ValueError(f"{p}: no series (only separators)")
     if equal_length:
         return np.stack(rows), labels
     return rows, labels
@@ -398,7 +402,7 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ValueError(f"{p}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except Exception as e:  # a damaged archive raises zlib, zipfile, tokenize, syntax errors... all one refusal
         if p.is_file() and p.stat().st_size == 0:
             raise ValueError(f"{p}: empty file") from None
         raise ValueError(f"{p}: not a NumPy .npz archive ({str(e).splitlines()[0][:80]})") from None
@@ -408,11 +412,14 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     for key in ("X", "y") if mode != "none" else ("X",):
         if key not in arrays:
             raise ValueError(f"{p}: no array {key!r} (arrays: {', '.join(arrays) or 'none'})")
+    raw = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]
+    if raw:
+        raise ValueError(f"{p}: member {raw[0]!r} is not a .npy array")
     X = arrays["X"]
     y = arrays["y"] if mode != "none" else None
     if X.ndim == 2:
         X = X[:, :, None]
-    if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0:
+    if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0 or X.shape[2] == 0:
         raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T > 0, got shape {arrays['X'].shape}")
     if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{p}: X must be numeric, got {X.dtype}")

@@ -250,13 +250,16 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
         return alphabets.text_alphabet(texts)
     if name:
         return alphabets.get(name)
-    chars = set("".join(texts).upper())
-    if chars <= set("ACGTN"):
-        return alphabets.DNA
-    if chars <= set("ACGUN"):
-        return alphabets.RNA
-    if all(c.isascii() and c.isalpha() for c in chars):
-        return alphabets.PROTEIN
+    chars = set("".join(texts))
+    # ASCII only: str.upper() would read 'ß' as 'SS' and the dotless 'ı' as 'I'
+    if all(c.isascii() for c in chars):
+        upper = {c.upper() for c in chars}
+        if upper <= set("ACGTN"):
+            return alphabets.DNA
+        if upper <= set("ACGUN"):
+            return alphabets.RNA
+        if all(c.isalpha() for c in upper):
+            return alphabets.PROTEIN
     return alphabets.text_alphabet(texts)
 
 
@@ -280,11 +283,24 @@ def fit_normalizer(values: list[np.ndarray]) -> dict[str, list[float]]:
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def normalize(x: np.ndarray, norm: dict[str, list[float]] | None) -> np.ndarray:
-    """(T, F) raw values -> (T, F) float32 ``(x - mean) / std`` (unchanged without a normaliser)."""
+def normalize(x: np.ndarray, norm: dict[str, list[float]] | None, where: str = "values") -> np.ndarray:
+    """(T, F) raw values -> (T, F) float32 ``(x - mean) / std`` (unchanged without a normaliser).
+
+    ``ValueError`` naming ``where`` if a result does not fit float32: a value far outside the
+    training part's range, divided by its (tiny) standard deviation, would reach the model as inf.
+    """
     if norm is None:
-        return x.astype(np.float32)
-    return ((x - np.asarray(norm["mean"])) / np.asarray(norm["std"])).astype(np.float32)
+        z = np.asarray(x, dtype=np.float64)
+    else:
+        z = (x - np.asarray(norm["mean"], dtype=np.float64)) / np.asarray(norm["std"], dtype=np.float64)
+    big = ~(np.abs(z) <= np.finfo(np.float32).max)
+    if big.any():
+        t, f = np.argwhere(big)[0]
+        raise ValueError(f"{where}: step {int(t) + 1}, feature {int(f) + 1}: {float(x[t, f]):.6g} normalised is "
+                         f"{float(z[t, f]):.3g}, beyond float32 (the training part's std of that feature is "
+                         f"{float(norm['std'][f]) if norm else 1.0:.3g}); check the value, or train with "
+                         f"normalize=false")
+    return z.astype(np.float32)
 
 
 # -- the task data ------------------------------------------------------------------------
@@ -366,7 +382,8 @@ def _time_cut(rec: Records, fractions: dict[str, float]) -> dict[str, Records]:
     x = rec.values[0]  # type: ignore[index]
     T = len(x)
     # validation follows training in time and the test comes last: no part sees its own future
-    order = ["train", "val", "test"] if "test" in fractions else ["train", "val"]
+    # (only the parts asked for: a given --val file leaves train and test to cut, a --test file train and val)
+    order = [name for name in PARTS if name in fractions]
     out, start = {}, 0
     for k, name in enumerate(order):
         stop = T if k == len(order) - 1 else start + round(fractions[name] * T)
@@ -470,7 +487,7 @@ def load(cfg: TrainConfig, task: str) -> UserData:
             x = [alphabet.encode(s, f"{r.path}: {r.ids[i]}")  # type: ignore[union-attr]
                  for i, s in enumerate(r.texts)]  # type: ignore[arg-type]
         else:
-            x = [normalize(v, norm) for v in r.values]  # type: ignore[union-attr]
+            x = [normalize(v, norm, f"{r.path}: {r.ids[i]}") for i, v in enumerate(r.values)]  # type: ignore[union-attr,arg-type]
         y = np.array([index[lab] for lab in r.labels], dtype=np.int64) if target == "record" else None  # type: ignore[union-attr]
         tags = [np.array([index[t] for t in tg], dtype=np.int64) for tg in r.tags] if target == "step" else None  # type: ignore[union-attr]
         parts[part] = Part(r.ids, x, r.texts, y, tags)
@@ -512,7 +529,7 @@ def parse_inputs(meta: dict[str, Any], inputs: list[str], max_length: int = 0) -
                                  f"({'a flat list of numbers' if F == 1 else f'a list of steps of {F} values'})")
             if not np.isfinite(arr).all():
                 raise ValueError(f"{where}: NaN or infinite values are not accepted")
-            x = normalize(arr, meta.get("normalize"))
+            x = normalize(arr, meta.get("normalize"), where)
         if max_length and len(x) > max_length:
             raise ValueError(f"{where}: {len(x)} steps is longer than max_length {max_length}")
         out.append(x)
