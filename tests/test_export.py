@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ from biornn.cli.main import main
 from biornn.config import apply, read_config
 from biornn.data.registry import DATASETS
 from biornn.evaluate import load_run, predict
-from biornn.export import build_export_model, encode_for_export, example_inputs, export_run, read_onnx_metadata
+from biornn.export import (build_export_model, encode_for_export, encode_vectors_for_export, example_inputs,
+                           export_run, read_onnx_metadata)
 from biornn.tasks import names as names_task
 
 LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
@@ -209,3 +211,83 @@ def test_a_run_of_another_kind_of_task_is_refused(run_dir, tmp_path, monkeypatch
     with pytest.raises(ValueError, match="not a classification task"):
         export_run(run_dir, "torchscript", tmp_path / "m.pt")
     assert not (tmp_path / "m.pt").exists()
+
+
+
+# ---- VectorClassifier runs: classify on numeric series (pool "max") and splice (DNA, pool "split") ----
+
+def _ucr(path: Path, n: int, seed: int, T: int = 20) -> Path:
+    """A UCR-format table: label first, then T values; a bump early (class 1) or late (class 2)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for k in range(n):
+        label = 1 + k % 2
+        x = rng.normal(0, 0.3, T) + 5.0  # off zero: the saved normalisation matters
+        x[(T // 4 if label == 1 else 3 * T // 4) + np.arange(-2, 2)] += 2.0
+        lines.append(",".join([str(label), *(f"{v:.5f}" for v in x)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export-series")
+    out = root / "run"
+    assert main(["train", "classify", "--train", str(_ucr(root / "S_TRAIN.csv", 40, 0)), "--out", str(out),
+                 "hidden_size=4", "batch_size=16", "epochs=2", "threads=1"]) == 0
+    return out
+
+
+def test_onnx_export_of_a_numeric_series_run(series_run, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "series.onnx"
+    assert main(["export", str(series_run), "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inputs"] == ["vectors", "lengths"] and report["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert set(shapes) == {"vectors", "lengths"} and all(isinstance(d, str) for d in shapes["vectors"][:2])
+    meta = read_onnx_metadata(out)
+    enc = meta["encoding"]
+    assert enc["kind"] == "values" and enc["n_features"] == 1 and enc["pool"] == "max"
+    assert enc["normalize"]["mean"][0] == pytest.approx(5.0 + 2.0 * 4 / 20, abs=0.3)
+    # raw series of several lengths, encoded from the file's metadata alone: the answer of biornn predict
+    rng = np.random.default_rng(3)
+    series = [(rng.normal(0, 0.3, T) + 5.0).round(4).tolist() for T in (20, 13, 31)]
+    x, lengths = encode_vectors_for_export(series, enc)
+    assert x.shape == (3, 31, 1) and lengths.tolist() == [20, 13, 31]
+    probs = session.run(["probabilities"], {"vectors": x, "lengths": lengths})[0]
+    _, task, model, run_meta = load_run(series_run)
+    want = task.predict_rows(model, run_meta, [json.dumps(s) for s in series], top=2)
+    for row, ref in zip(probs, want):
+        assert meta["labels"][int(row.argmax())] == ref["label"]
+        assert abs(float(row.max()) - ref["top"][0]["probability"]) <= 1e-4
+    for bad, needle in (([[1.0, float("nan")]], "NaN"), ([[[1.0, 2.0]]], "shape (1, 2)"), ([[]], "shape (0,")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            encode_vectors_for_export(bad, enc)
+
+
+def test_torchscript_export_of_a_splice_run(tmp_path):
+    (tmp_path / "dna").mkdir()
+    rng = random.Random(0)
+    rows = ["label,instance_name,sequence"] + [
+        f"{('EI', 'IE', 'N')[k % 3]},S{k},{''.join(rng.choice('ACGT') for _ in range(60))}" for k in range(45)]
+    (tmp_path / "dna" / "splice.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(tmp_path), "--out", str(run), "hidden_size=4", "ensemble=2",
+                 "epochs=1", "threads=1"]) == 0
+    out = tmp_path / "splice.pt"
+    report = export_run(run, "torchscript", out)
+    assert report["inputs"] == ["vectors", "lengths"] and report["max_abs_diff"] <= 1e-4
+    extra = {"biornn.json": ""}
+    loaded = torch.jit.load(str(out), _extra_files=extra)
+    enc = json.loads(json.loads(extra["biornn.json"])["encoding"])
+    assert enc["kind"] == "residues" and enc["length"] == 60 and enc["pool"] == "split"
+    seqs = ["".join(rng.choice("ACGT") for _ in range(60)) for _ in range(3)]
+    seqs[1] = seqs[1][:10] + "N" + seqs[1][11:]
+    x, lengths = encode_vectors_for_export(seqs, enc)
+    _, probs = loaded(torch.from_numpy(x), torch.from_numpy(lengths))
+    for row, ref in zip(probs, predict(run, seqs, top=1)):
+        assert abs(float(row.max()) - ref["top"][0]["probability"]) <= 1e-4
+    with pytest.raises(ValueError, match="59 residues; the model reads exactly 60"):
+        encode_vectors_for_export(["A" * 59], enc)

@@ -268,3 +268,234 @@ def test_real_server_starts_answers_and_stops(run_dir):
             proc.communicate()
     assert proc.returncode == 0, out
     assert f"127.0.0.1:{port}" in out and "Traceback" not in out
+
+
+# ---- runs of VectorClassifier models: numeric series (classify on a UCR table, an NPZ) and DNA (splice) ----
+
+TINY_VECTOR = ["hidden_size=4", "batch_size=16", "epochs=2", "threads=1"]
+SERIES_T = 24
+
+
+def write_ucr(path: Path, n: int, seed: int, T: int = SERIES_T) -> Path:
+    """A UCR-format table (label first, then T values, comma-separated): a bump early (1) or late (2)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = []
+    for k in range(n):
+        label = 1 + k % 2
+        x = rng.normal(0, 0.3, T)
+        centre = T // 4 if label == 1 else 3 * T // 4
+        x[centre - 2:centre + 2] += 2.0
+        lines.append(",".join([str(label), *(f"{v:.5f}" for v in x)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ecg_run(tmp_path_factory) -> Path:
+    """A tiny classify run on a numeric UCR table (one feature per step)."""
+    root = tmp_path_factory.mktemp("ecg")
+    out = root / "run"
+    assert main(["train", "classify", "--train", str(write_ucr(root / "E_TRAIN.csv", 40, 0)),
+                 "--test", str(write_ucr(root / "E_TEST.csv", 20, 1)), "--out", str(out), *TINY_VECTOR]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def npz_run(tmp_path_factory) -> Path:
+    """A tiny classify run on multivariate series (F = 2, variable lengths) from an NPZ archive."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("npz")
+    rng = np.random.default_rng(0)
+    n, T = 40, 16
+    X = rng.normal(0, 1, (n, T, 2))
+    X[:, :, 0] += 50.0  # far from 0: the run's normalisation must be applied
+    y = np.array(["up", "down"] * (n // 2))
+    np.savez(root / "m.npz", X=X, y=y, lengths=rng.integers(8, T + 1, n))
+    out = root / "run"
+    assert main(["train", "classify", "--train", str(root / "m.npz"), "--out", str(out), *TINY_VECTOR]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def splice_run(tmp_path_factory) -> Path:
+    """A tiny splice run (an ensemble of two) on made-up 60-bp sequences."""
+    import random
+
+    root = tmp_path_factory.mktemp("splice")
+    (root / "dna").mkdir()
+    rng = random.Random(0)
+    rows = ["label,instance_name,sequence"]
+    for k in range(60):
+        s = [rng.choice("ACGT") for _ in range(60)]
+        s[30:32] = "GT" if k % 3 == 0 else s[30:32]
+        rows.append(f"{('EI', 'IE', 'N')[k % 3]},S{k},{''.join(s)}")
+    (root / "dna" / "splice.csv").write_text("\n".join(rows) + "\n")
+    out = root / "run"
+    assert main(["train", "splice", "--data-dir", str(root), "--out", str(out), *TINY_VECTOR, "ensemble=2"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ecg_client(ecg_run) -> TestClient:
+    return TestClient(create_app(ecg_run, max_sequences=4, max_length=30, max_body_bytes=1500, max_explain=2))
+
+
+def _series(seed: int, T: int = SERIES_T) -> list[float]:
+    import numpy as np
+
+    return [round(float(v), 4) for v in np.random.default_rng(seed).normal(0, 1, T)]
+
+
+def test_numeric_run_model_spec(ecg_client):
+    info = ecg_client.get("/model").json()
+    assert info["task"] == "classify" and info["model"] == "VectorClassifier" and info["pool"] == "max"
+    spec = info["input"]
+    assert spec["kinds"] == ["values"] and spec["n_features"] == 1 and spec["normalised"] is True
+    assert spec["alphabet"] is None and spec["max_length"] == 30 and spec["max_sequences"] == 4
+    assert sorted(info["classes"]) == ["1", "2"]
+
+
+def test_numeric_predict_answers_as_biornn_predict(ecg_client, ecg_run):
+    from biornn.evaluate import load_run
+
+    series = [_series(1), _series(2)]
+    res = ecg_client.post("/predict", json={"sequences": series, "top": 2})
+    assert res.status_code == 200, res.text
+    rows = res.json()["predictions"]
+    _, task, model, meta = load_run(ecg_run)
+    want = task.predict_rows(model, meta, [json.dumps(s) for s in series], top=2)
+    assert [r["input"] for r in rows] == series
+    for got, ref in zip(rows, want):
+        assert [t["label"] for t in got["top"]] == [t["label"] for t in ref["top"]]
+        for a, b in zip(got["top"], ref["top"]):
+            assert abs(a["probability"] - b["probability"]) <= 1e-4
+    # the same series as a string of numbers and as an array of one-value steps: the same answer
+    text = ", ".join(map(str, series[0]))
+    again = ecg_client.post("/predict", json={"sequences": [text, [[v] for v in series[0]]], "top": 2}).json()
+    assert again["predictions"][0]["top"] == again["predictions"][1]["top"] == rows[0]["top"]
+
+
+def test_numeric_explain(ecg_client):
+    x = _series(3)
+    res = ecg_client.post("/explain", json={"sequences": [x], "top": 2, "steps": 32})
+    assert res.status_code == 200, res.text
+    row = res.json()["explanations"][0]
+    ranked = ecg_client.post("/predict", json={"sequences": [x], "top": 2}).json()["predictions"][0]["top"]
+    assert row["top"] == ranked and row["target"] == ranked[0]["label"]
+    assert row["steps"] == [f"{v:.6g}" for v in x]
+    sal = row["saliency"]
+    assert len(sal["grad_x_input"]) == len(sal["integrated_gradients"]) == SERIES_T
+    assert any(v != 0 for v in sal["integrated_gradients"])
+    assert abs(sal["ig_sum"] - (sal["score"] - sal["score_baseline"])) == pytest.approx(
+        sal["completeness_gap"], abs=1e-5)
+    # pool="max" has a prefix form: one probability per step, and after the last the prediction's
+    traces = row["probability_after_step"]
+    assert row["probability_after_step_note"] is None and [t["label"] for t in traces] == [r["label"] for r in ranked]
+    for t in traces:
+        assert len(t["probabilities"]) == SERIES_T and all(0 <= p <= 1 for p in t["probabilities"])
+    assert traces[0]["probabilities"][-1] == pytest.approx(ranked[0]["probability"], abs=1e-4)
+    other = [c for c in ("1", "2") if c != row["target"]][0]
+    chosen = ecg_client.post("/explain", json={"sequences": [x], "target": other, "steps": 8}).json()
+    assert chosen["explanations"][0]["target"] == other
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ('{"sequences": [[1.0, NaN, 2.0]]}', "sequences[0]: step 2 is NaN or infinite"),
+        ('{"sequences": [[1.0, 2.0], [Infinity]]}', "sequences[1]: step 1 is NaN or infinite"),
+        ('{"sequences": [[1e400]]}', "NaN or infinite"),
+        ('{"sequences": [[]]}', "sequences[0]: an empty series"),
+        ('{"sequences": ["  "]}', "sequences[0]"),
+        ('{"sequences": ["1, x, 3"]}', "sequences[0]: not a series of numbers"),
+        ('{"sequences": ["[1, NaN]"]}', "sequences[0]: NaN or infinite"),
+        ('{"sequences": [[[1.0, 2.0], [3.0, 4.0]]]}', "sequences[0]: a series of shape (2, 2); the model reads (T, 1)"),
+        ('{"sequences": [[[1.0], [2.0, 3.0]]]}', "sequences[0]: steps of different widths"),
+        (json.dumps({"sequences": [[0.5] * 31]}), "sequences[0]: 31 steps, more than the limit of 30"),
+        (json.dumps({"sequences": [[0.5] * 3] * 5}), "at most 4"),
+        ('{"sequences": [[true, false]]}', "sequences.0"),
+        ('{"sequences": [["1", "2"]]}', "sequences.0"),
+        ('{"sequences": [{"values": [1]}]}', "sequences.0"),
+        ('{"sequences": [[1e300]]}', "beyond float32"),
+    ],
+)
+def test_numeric_bad_input_is_422_with_one_line(ecg_client, body, needle):
+    for path in ("/predict", "/explain"):
+        if path == "/explain" and "at most 4" in needle:
+            continue  # /explain's own count limit (2) speaks first
+        res = ecg_client.post(path, content=body.encode(), headers={"content-type": "application/json"})
+        assert res.status_code == 422, res.text
+        detail = res.json()["detail"]
+        assert isinstance(detail, str) and needle in detail and "\n" not in detail, detail
+    assert ecg_client.get("/healthz").status_code == 200
+
+
+def test_numeric_body_limit_and_explain_count(ecg_client):
+    big = json.dumps({"sequences": [[0.123456789] * 30] * 4})
+    assert len(big) > 1500  # 4 series of 30 values: within every other limit
+    res = ecg_client.post("/predict", content=big.encode(), headers={"content-type": "application/json"})
+    assert res.status_code == 413
+    res = ecg_client.post("/explain", json={"sequences": [_series(1)] * 3})
+    assert res.status_code == 422 and "at most 2" in res.json()["detail"]
+
+
+
+def test_numeric_explain_work_is_bounded(ecg_run):
+    # 24 samples at 64 steps cost 24 x (64 + 1 + 24) = 2136 steps of the model: over a limit of 2000
+    client = TestClient(create_app(ecg_run, max_explain_work=2000))
+    res = client.post("/explain", json={"sequences": [_series(1)], "steps": 64})
+    assert res.status_code == 422 and "cost 2136 symbol steps" in res.json()["detail"]
+    assert client.post("/explain", json={"sequences": [_series(1)], "steps": 50}).status_code == 200
+
+
+def test_multivariate_series(npz_run):
+    from biornn.evaluate import load_run
+
+    client = TestClient(create_app(npz_run))
+    assert client.get("/model").json()["input"]["n_features"] == 2
+    steps = [[50.0 + 0.1 * t, (-1) ** t * 0.5] for t in range(12)]
+    res = client.post("/predict", json={"sequences": [steps], "top": 2})
+    assert res.status_code == 200, res.text
+    _, task, model, meta = load_run(npz_run)
+    want = task.predict_rows(model, meta, [json.dumps(steps)], top=2)[0]["top"]
+    got = res.json()["predictions"][0]["top"]
+    assert [t["label"] for t in got] == [t["label"] for t in want]
+    assert abs(got[0]["probability"] - want[0]["probability"]) <= 1e-4
+    exp = client.post("/explain", json={"sequences": [steps], "steps": 8}).json()["explanations"][0]
+    assert len(exp["saliency"]["integrated_gradients"]) == 12 and exp["steps"][0] == "50, 0.5"
+    for body, needle in (({"sequences": [[1.0, 2.0, 3.0]]}, "shape (3,); the model reads (T, 2)"),
+                         ({"sequences": [[[1.0, 2.0, 3.0]]]}, "shape (1, 3)")):
+        res = client.post("/predict", json=body)
+        assert res.status_code == 422 and needle in res.json()["detail"]
+
+
+def test_splice_run_served(splice_run):
+    client = TestClient(create_app(splice_run))
+    info = client.get("/model").json()
+    spec = info["input"]
+    assert spec["kinds"] == ["string"] and spec["residues"] == "DNA" and spec["length"] == 60
+    assert spec["alphabet"].startswith("ACGT") and "N" in spec["alphabet"] and info["pool"] == "split"
+    seq = ("ACGT" * 15)[:28] + "AGGTAA" + ("TTGCA" * 6)[:26]
+    assert len(seq) == 60
+    res = client.post("/predict", json={"sequences": [seq, seq.lower(), seq[:20] + "N" + seq[21:]], "top": 3})
+    assert res.status_code == 200, res.text
+    rows = res.json()["predictions"]
+    want = predict(splice_run, [seq], top=3)[0]["top"]
+    assert [t["label"] for t in rows[0]["top"]] == [t["label"] for t in want]
+    assert abs(rows[0]["top"][0]["probability"] - want[0]["probability"]) <= 1e-4
+    assert rows[1]["top"] == rows[0]["top"]  # lower case is the same bases
+    exp = client.post("/explain", json={"sequences": [seq], "steps": 8}).json()["explanations"][0]
+    assert exp["steps"] == list(seq) and len(exp["saliency"]["integrated_gradients"]) == 60
+    # pool="split" reads the middle of the whole window: no prefix form, and the answer says why
+    assert exp["probability_after_step"] == [] and "split" in exp["probability_after_step_note"]
+    for body, needle in (({"sequences": ["ACGT"]}, "4 residues; the model reads exactly 60"),
+                         ({"sequences": [seq[:59] + "X"]}, "character 'X' at position 60 is not in the DNA"),
+                         ({"sequences": [[1, 2, 3]]}, "sequences.0"),
+                         ({"sequences": [" "]}, "an empty sequence")):
+        for path in ("/predict", "/explain"):
+            res = client.post(path, json=body)
+            assert res.status_code == 422 and needle in res.json()["detail"], res.text
+

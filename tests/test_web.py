@@ -1,7 +1,9 @@
 """The web page of ``biornn serve`` end to end: a tiny names run, the real server on 127.0.0.1 as a
 subprocess, and headless Chromium (Debian's ``chromium``, driven by playwright) typing a name, pressing
 the button and reading what the page drew; then a character outside the alphabet, whose API message
-the page must show.
+the page must show.  A tiny numeric ``classify`` run (a UCR-format table written here) is served the
+same way: an ECG CSV is uploaded through the page's file input, parsed in the browser, and the page
+must draw the API's prediction and the saliency over the samples.
 
 Marked ``browser``; ``make test`` runs it (its ``browser`` step installs Debian's chromium when it is
 missing). Without playwright or a Chromium binary this test fails, saying what to install: it never
@@ -10,6 +12,7 @@ skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,6 +69,13 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(run_dir) -> Iterator[str]:
     """``biornn serve RUN`` on 127.0.0.1 and a free port; its base URL. Stopped with Ctrl-C (SIGINT) after."""
+    with serving(run_dir) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serving(run_dir: Path) -> Iterator[str]:
+    """``biornn serve RUN`` as a subprocess: its base URL while it runs; a clean Ctrl-C exit is checked after."""
     import httpx
 
     exe = os.path.join(os.path.dirname(sys.executable), "biornn")
@@ -120,6 +130,7 @@ def test_the_page_explains_a_name_and_shows_api_errors(server, sync_playwright):
             assert "task names" in page.locator("#model-summary").inner_text()
             assert page.locator("#inputs-label").inner_text() == "Surnames, one per line"
             assert page.locator("#unsupported").is_hidden()
+            assert page.locator("#upload").is_hidden()  # the ECG upload is for numeric runs only
 
             page.fill("#inputs", NAME)
             page.click("#explain")
@@ -177,5 +188,174 @@ def test_the_page_explains_a_name_and_shows_api_errors(server, sync_playwright):
             # a failed request: the browser logs the 422 itself; nothing else may go wrong
             others = [m for m in problems if "422" not in m]
             assert not others, others
+        finally:
+            browser.close()
+
+
+# ---- a numeric run: an ECG CSV uploaded through the page ----
+
+T = 24
+
+
+def _ucr_lines(n: int, seed: int) -> list[str]:
+    """UCR-format lines (label first, comma-separated): a bump early (class 1) or late (class 2)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = []
+    for k in range(n):
+        label = 1 + k % 2
+        x = rng.normal(0, 0.3, T)
+        centre = T // 4 if label == 1 else 3 * T // 4
+        x[centre - 2:centre + 2] += 2.0
+        lines.append(",".join([str(label), *(f"{v:.4f}" for v in x)]))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def ecg_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("web-ecg")
+    (root / "E_TRAIN.csv").write_text("\n".join(_ucr_lines(40, 0)) + "\n")
+    out = root / "run"
+    assert main(["train", "classify", "--train", str(root / "E_TRAIN.csv"), "--out", str(out),
+                 "hidden_size=4", "batch_size=16", "epochs=2", "threads=1"]) == 0
+    return out
+
+
+def test_the_page_classifies_an_uploaded_ecg_csv(ecg_run, tmp_path, sync_playwright):
+    import httpx
+
+    exe = chromium_executable()
+    lines = _ucr_lines(2, 7)
+    series = [[float(v) for v in line.split(",")[1:]] for line in lines]
+    upload = tmp_path / "ecg.csv"
+    upload.write_text("\n".join(lines) + "\n")
+    one_per_line = tmp_path / "one.csv"  # a header, then one value per line: one series
+    one_per_line.write_text("mV\n" + "\n".join(str(v) for v in series[0]) + "\n")
+    with serving(ecg_run) as base, sync_playwright() as p:
+        want = httpx.post(f"{base}/explain", json={"sequences": series, "top": 2}, timeout=60).json()["explanations"]
+        browser = p.chromium.launch(executable_path=exe, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/")
+            page.locator("#form").wait_for(state="visible")
+            assert "numeric series" in page.locator("#model-summary").inner_text()
+            assert page.locator("#upload").is_visible() and page.locator("#map-unknown").is_hidden()
+            page.select_option("#top", "2")
+
+            # the UCR file: the label column is dropped, each line one series; the upload submits itself
+            page.check("#label-first")
+            page.set_input_files("#file", str(upload))
+            results = page.locator(".result")
+            results.first.wait_for(state="visible")
+            assert results.count() == 2
+            for n, exp in enumerate(want):
+                card = results.nth(n)
+                assert card.locator("h2").inner_text() == f"series {n + 1} · {T} samples"
+                rows = card.locator(".class-row")
+                assert rows.count() == len(exp["top"]) == 2
+                for i, ranked in enumerate(exp["top"]):
+                    assert rows.nth(i).locator(".class-label").inner_text() == ranked["label"]
+                    assert float(rows.nth(i).get_attribute("data-probability")) == ranked["probability"]
+                # the saliency strip: one cell per sample carrying the API's integrated gradients, coloured
+                cells = card.locator("svg.series-plot rect.saliency")
+                assert cells.count() == T
+                igs = [float(cells.nth(t).get_attribute("data-ig")) for t in range(T)]
+                assert igs == exp["saliency"]["integrated_gradients"]
+                strongest = max(range(T), key=lambda t: abs(igs[t]))
+                assert cells.nth(strongest).get_attribute("fill") != "rgb(255,255,255)"
+                points = card.locator("svg.series-plot polyline.series-line").get_attribute("points").split()
+                assert len(points) == T
+                lines_drawn = card.locator("svg.probability-chart polyline")
+                assert lines_drawn.count() == len(exp["probability_after_step"])
+
+            # one value per line under a header row: one series, the same answer as the API's for it
+            page.uncheck("#label-first")
+            page.set_input_files("#file", str(one_per_line))
+            # (the page's CSP forbids eval, so playwright's wait_for_function cannot run: wait on locators)
+            page.locator(".result").nth(1).wait_for(state="detached")
+            page.locator(".result").first.wait_for(state="visible")
+            only = page.locator(".result")
+            assert only.locator("h2").inner_text() == f"series 1 · {T} samples"
+            assert only.locator(".class-row .class-label").first.inner_text() == want[0]["top"][0]["label"]
+
+            # more series than one /explain takes (8): the page classifies them all with /predict
+            many_lines = _ucr_lines(9, 11)
+            many = tmp_path / "many.csv"
+            many.write_text("\n".join(many_lines) + "\n")
+            many_series = [[float(v) for v in line.split(",")[1:]] for line in many_lines]
+            ranked = httpx.post(f"{base}/predict", json={"sequences": many_series, "top": 2},
+                                timeout=60).json()["predictions"]
+            page.check("#label-first")
+            page.set_input_files("#file", str(many))
+            cards = page.locator(".result.prediction-only")
+            cards.nth(8).wait_for(state="visible")
+            assert cards.count() == 9 and page.locator(".series-plot").count() == 0
+            for n in (0, 8):
+                labels = cards.nth(n).locator(".class-label").all_inner_texts()
+                assert labels == [r["label"] for r in ranked[n]["top"]]
+            assert "9 series classified" in page.locator("#status").inner_text()
+
+            # a word inside the numbers: the page names the line, and asks the server nothing
+            page.fill("#inputs", "0.1, 0.2\n0.3, oops, 0.4")
+            page.click("#explain")
+            page.locator("#error").wait_for(state="visible")
+            assert page.locator("#error").inner_text() == 'Cannot read the series: line 2: "oops" is not a number'
+            assert page.locator(".result").count() == 0
+
+            # too long for the server: its one-line 422 is shown
+            page.uncheck("#label-first")
+            page.fill("#inputs", ", ".join(["0.5"] * 1001))
+            page.click("#explain")
+            page.locator("#error", has_text="422").wait_for(state="visible")
+            assert "sequences[0]: 1001 steps, more than the limit of 1000" in page.locator("#error").inner_text()
+            others = [m for m in problems if "422" not in m]
+            assert not others, others
+        finally:
+            browser.close()
+
+
+def test_the_page_explains_a_splice_sequence(tmp_path, sync_playwright):
+    """A DNA run (splice: a VectorClassifier over base weights, pool "split") through the text path."""
+    import random
+
+    exe = chromium_executable()
+    (tmp_path / "dna").mkdir()
+    rng = random.Random(0)
+    rows = ["label,instance_name,sequence"] + [
+        f"{('EI', 'IE', 'N')[k % 3]},S{k},{''.join(rng.choice('ACGT') for _ in range(60))}" for k in range(45)]
+    (tmp_path / "dna" / "splice.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(tmp_path), "--out", str(run), "hidden_size=4", "ensemble=1",
+                 "epochs=1", "threads=1"]) == 0
+    seq = "".join(rng.choice("ACGT") for _ in range(59)) + "n"
+    with serving(run) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{base}/")
+            page.locator("#form").wait_for(state="visible")
+            assert page.locator("#inputs-label").inner_text() == "DNA sequences, one per line"
+            assert "exactly 60 bases" in page.locator("#expects").inner_text()
+            assert page.locator("#upload").is_hidden() and page.locator("#map-unknown").is_hidden()
+            page.fill("#inputs", seq)
+            page.click("#explain")
+            result = page.locator(".result")
+            result.wait_for(state="visible")
+            assert result.locator("h2").inner_text() == seq
+            assert result.locator(".sequence .symbol").count() == 60
+            assert result.locator(".class-row").count() == 3
+            # pool "split" has no prefix form: the page says why instead of drawing a chart
+            assert "pool 'split'" in result.locator(".note").inner_text()
+            assert result.locator("svg.probability-chart").count() == 0
+            page.fill("#inputs", "ACGT")
+            page.click("#explain")
+            page.locator("#error", has_text="422").wait_for(state="visible")
+            assert "4 residues; the model reads exactly 60" in page.locator("#error").inner_text()
         finally:
             browser.close()

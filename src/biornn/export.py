@@ -10,6 +10,17 @@ TorchScript extra file ``biornn.json``), so a caller needs nothing else to
 encode an input and name the answer (:func:`read_onnx_metadata`,
 :func:`encode_for_export`).
 
+A run of :class:`biornn.models.VectorClassifier` (``splice``, ``promoters``,
+``classify``) is exported with the input ``vectors`` (B, T, F) float32 in
+place of ``symbols``: the residue weights of its alphabet (one-hot, IUPAC
+codes spread) or the values normalised with the training part's statistics,
+zero after each length; the metadata's ``encoding`` holds what makes them
+(alphabet or ``normalize`` means and standard deviations, F, the fixed
+length) and :func:`encode_vectors_for_export` applies it.  The pooling
+(``last``, ``max``, ``mean``, ``split`` at T // 2) is rebuilt with the
+lengths, so T stays free; a ``split`` model is checked only at full lengths,
+as it is only defined there.
+
 The model is not exported as biornn runs it.  The fast paths call
 ``torch._VF`` on packed sequences and the step loop is a Python ``for``, and
 tracing a Python loop writes a graph that only knows the example's length --
@@ -73,6 +84,8 @@ FORMATS = ("onnx", "torchscript")
 #: the file a format is written to inside the run directory when no --out is given
 DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 INPUT_NAMES = ("symbols", "lengths")
+#: the inputs of an exported VectorClassifier
+VECTOR_INPUT_NAMES = ("vectors", "lengths")
 OUTPUT_NAMES = ("logits", "probabilities")
 #: largest difference allowed between the exported file and biornn's model
 TOLERANCE = 1e-4
@@ -252,6 +265,57 @@ class BiLayer(nn.Module):
         return torch.cat([self.fwd(x), back], dim=2)
 
 
+def _export_layers(rnn: nn.Module, fmt: str, native: bool) -> nn.ModuleList:
+    """Each layer of a :class:`biornn.Recurrent` as a :class:`UniLayer` or :class:`BiLayer` of exportable scans."""
+    scan_type = ScanStep if fmt == "onnx" else LoopStep
+    layers = []
+    for row in rnn.cells:
+        scans = [NativeScan(c) if native and route(c, fmt) == "native" else scan_type(c) for c in row]
+        layers.append(BiLayer(*scans) if len(scans) == 2 else UniLayer(scans[0]))
+    return nn.ModuleList(layers)
+
+
+class ExportVectorMember(nn.Module):
+    """One :class:`biornn.models.VectorClassifier` rebuilt for export: vectors (B, T, F), lengths (B,) -> logits (B, K).
+
+    The pooling is :meth:`VectorClassifier.forward`'s, written with the lengths
+    so that every exporter keeps T symbolic: ``last`` (forward output at step
+    L-1, backward at step 0), ``max`` and ``mean`` over the real steps
+    (padding masked), ``split`` (forward at ``at - 1``, backward at ``at``,
+    ``at = split_at`` or T // 2).
+    """
+
+    def __init__(self, model: nn.Module, fmt: str, native: bool = True) -> None:
+        super().__init__()
+        rnn = model.rnn
+        self.layers = _export_layers(rnn, fmt, native)
+        self.width = rnn.output_size // (2 if rnn.bidirectional else 1)  # O, one direction's width
+        self.bidirectional = bool(rnn.bidirectional)
+        self.pool = str(model.pool)
+        self.split_at = -1 if model.split_at is None else int(model.split_at)  # -1: the middle, T // 2
+        self.readout = model.readout
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, T)
+        real = (steps < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T, 1)
+        h = torch.where(real, x, torch.zeros_like(x))  # as Recurrent: padding never enters the maths
+        for layer in self.layers:
+            h = layer(h, lengths)  # (B, T, D * O)
+        if self.pool == "max":
+            return self.readout(h.masked_fill(~real, float("-inf")).amax(dim=1))
+        if self.pool == "mean":
+            count = real.to(h.dtype).sum(dim=1).clamp(min=1.0)  # (B, 1)
+            return self.readout((h * real.to(h.dtype)).sum(dim=1) / count)
+        if self.pool == "split":
+            at = x.size(1) // 2 if self.split_at < 0 else self.split_at
+            return self.readout(torch.cat([h[:, at - 1, : self.width], h[:, at, self.width :]], dim=1))
+        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.size(2))  # (B, 1, D * O)
+        at_end = torch.gather(h, 1, last).squeeze(1)  # (B, D * O)
+        if self.bidirectional:  # forward at the last real step, backward at step 0
+            return self.readout(torch.cat([at_end[:, : self.width], h[:, 0, self.width :]], dim=1))
+        return self.readout(at_end)
+
+
 class ExportMember(nn.Module):
     """One :class:`biornn.models.SequenceClassifier` rebuilt for export: symbols (B, T), lengths (B,) -> logits (B, K)."""
 
@@ -267,12 +331,7 @@ class ExportMember(nn.Module):
             weight = torch.eye(V, dtype=model.readout.weight.dtype)
         with torch.no_grad():
             self.embedding.weight.copy_(weight)
-        scan_type = ScanStep if fmt == "onnx" else LoopStep
-        layers = []
-        for row in rnn.cells:
-            scans = [NativeScan(c) if native and route(c, fmt) == "native" else scan_type(c) for c in row]
-            layers.append(BiLayer(*scans) if len(scans) == 2 else UniLayer(scans[0]))
-        self.layers = nn.ModuleList(layers)
+        self.layers = _export_layers(rnn, fmt, native)
         self.width = rnn.output_size // (2 if rnn.bidirectional else 1)  # O, one direction's width
         self.bidirectional = bool(rnn.bidirectional)
         self.readout = model.readout
@@ -301,7 +360,7 @@ class ExportModel(nn.Module):
     the members' probabilities, as :class:`biornn.models.Ensemble`.
     """
 
-    def __init__(self, members: list[ExportMember], adjust: Tensor, ensemble: bool) -> None:
+    def __init__(self, members: list[nn.Module], adjust: Tensor, ensemble: bool) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.register_buffer("adjust", adjust)  # (K,)
@@ -340,14 +399,15 @@ def build_export_model(model: nn.Module, adjust: Tensor | None, fmt: str, native
     -------
     ExportModel, in eval mode, without gradients; its parameters are copies of ``model``'s.
     """
-    from .models import Ensemble, SequenceClassifier
+    from .models import Ensemble, SequenceClassifier, VectorClassifier
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     members = list(model.members) if isinstance(model, Ensemble) else [model]
     for m in members:
-        if type(m) is not SequenceClassifier:
-            raise ValueError(f"export supports sequence classifiers (the names task), not {type(m).__name__}")
+        if type(m) not in (SequenceClassifier, VectorClassifier) or type(m) is not type(members[0]):
+            raise ValueError(f"export supports sequence classifiers (SequenceClassifier, VectorClassifier), "
+                             f"not {type(m).__name__}")
         for row in m.rnn.cells:
             for c in row:
                 if type(c) not in (ElmanCell, LSTMCell, LSTM1997Cell, GRUCell) and route(c, fmt) == "native":
@@ -358,7 +418,8 @@ def build_export_model(model: nn.Module, adjust: Tensor | None, fmt: str, native
         # a copy: the scan layers use the model's parameters, which an exported
         # file wants without gradients (scan and TorchScript trace autograd otherwise)
         members = copy.deepcopy(members)
-        out = ExportModel([ExportMember(m, fmt, native) for m in members], adjust, isinstance(model, Ensemble))
+        member_type = ExportMember if type(members[0]) is SequenceClassifier else ExportVectorMember
+        out = ExportModel([member_type(m, fmt, native) for m in members], adjust, isinstance(model, Ensemble))
     return out.requires_grad_(False).eval()
 
 
@@ -366,13 +427,26 @@ def build_export_model(model: nn.Module, adjust: Tensor | None, fmt: str, native
 # Writing and checking the files
 # ---------------------------------------------------------------------------
 
-def example_inputs(vocab_size: int, batch: int, steps: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Random symbols (B, T) in 2..V-1 padded after random lengths (B,), the longest T."""
+def example_inputs(vocab_size: int, batch: int, steps: int, seed: int = 0, n_features: int = 0,
+                   full_length: bool = False) -> tuple[Tensor, Tensor]:
+    """Random symbols (B, T) in 2..V-1 padded after random lengths (B,), the longest T.
+
+    With ``n_features`` F > 0: random vectors (B, T, F) float32 (standard
+    normal, zero after each length) for a VectorClassifier; ``vocab_size`` is
+    then unused.  ``full_length``: every length T (a ``split`` model).
+    """
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, steps + 1, (batch,), generator=g)
     lengths[0] = steps
+    if full_length:
+        lengths[:] = steps
+    pad = torch.arange(steps).unsqueeze(0) >= lengths.unsqueeze(1)  # (B, T)
+    if n_features:
+        x = torch.randn(batch, steps, n_features, generator=g)
+        x[pad] = 0.0
+        return x, lengths
     x = torch.randint(2, max(vocab_size, 3), (batch, steps), generator=g)
-    x[torch.arange(steps).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
+    x[pad] = 0
     return x, lengths
 
 
@@ -397,6 +471,11 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _input_names(x: Tensor) -> tuple[str, str]:
+    """``symbols``/``lengths`` for (B, T) symbols, ``vectors``/``lengths`` for (B, T, F) vectors."""
+    return VECTOR_INPUT_NAMES if x.dim() == 3 else INPUT_NAMES
+
+
 def _write_onnx(model: ExportModel, x: Tensor, lengths: Tensor, path: Path, metadata: dict[str, str]) -> None:
     require("onnxscript", "export")
     require("onnx", "export")
@@ -404,7 +483,7 @@ def _write_onnx(model: ExportModel, x: Tensor, lengths: Tensor, path: Path, meta
     with _quiet():
         program = torch.onnx.export(
             model, (x, lengths), dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+            input_names=list(_input_names(x)), output_names=list(OUTPUT_NAMES),
             dynamic_shapes={"x": {0: batch, 1: steps}, "lengths": {0: batch}},
         )
     program.model.metadata_props.update(metadata)
@@ -418,11 +497,11 @@ def _write_torchscript(model: ExportModel, path: Path, metadata: dict[str, str])
 
 
 def _runner(path: Path, fmt: str) -> Callable[[Tensor, Tensor], np.ndarray]:
-    """A function running the written file: (symbols, lengths) -> logits (B, K) as NumPy."""
+    """A function running the written file: (symbols or vectors, lengths) -> logits (B, K) as NumPy."""
     if fmt == "onnx":
         ort = require("onnxruntime", "export")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x, lengths: session.run(["logits"], {"symbols": x.numpy(), "lengths": lengths.numpy()})[0]
+        return lambda x, lengths: session.run(["logits"], dict(zip(_input_names(x), (x.numpy(), lengths.numpy()))))[0]
     loaded = torch.jit.load(str(path))
 
     def run(x: Tensor, lengths: Tensor) -> np.ndarray:
@@ -433,9 +512,11 @@ def _runner(path: Path, fmt: str) -> Callable[[Tensor, Tensor], np.ndarray]:
 
 
 def check_export(path: Path, fmt: str, reference: Callable[[Tensor, Tensor], Tensor], vocab_size: int,
-                 shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES) -> float:
+                 shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES, n_features: int = 0,
+                 full_length: bool = False) -> float:
     """Run the written file at several batch sizes and lengths against ``reference``.
 
+    ``n_features`` and ``full_length`` as :func:`example_inputs` (a VectorClassifier's inputs).
     Returns the largest absolute difference; ``ValueError`` if the file does
     not run at some shape (a graph frozen to the example's shape) or differs
     by more than :data:`TOLERANCE`.
@@ -443,7 +524,7 @@ def check_export(path: Path, fmt: str, reference: Callable[[Tensor, Tensor], Ten
     run = _runner(path, fmt)
     worst = 0.0
     for k, (B, T) in enumerate(shapes):
-        x, lengths = example_inputs(vocab_size, B, T, seed=k + 1)
+        x, lengths = example_inputs(vocab_size, B, T, seed=k + 1, n_features=n_features, full_length=full_length)
         with torch.no_grad():
             want = reference(x, lengths).numpy()
         try:
@@ -461,9 +542,17 @@ def check_export(path: Path, fmt: str, reference: Callable[[Tensor, Tensor], Ten
     return worst
 
 
-def _metadata(cfg: Any, meta: dict[str, Any], fmt: str) -> dict[str, str]:
+def _metadata(cfg: Any, meta: dict[str, Any], fmt: str, encoding: dict[str, Any] | None = None) -> dict[str, str]:
     from . import __version__
 
+    if encoding is not None:  # a VectorClassifier: vectors in, made as ``encoding`` says
+        return {
+            "biornn_version": __version__, "task": cfg.task, "cell": cfg.cell, "format": fmt,
+            "labels": json.dumps(meta["labels"]), "encoding": json.dumps(encoding),
+            "inputs": json.dumps({"vectors": "(B, T, F) float32: residue weights or normalised values (see "
+                                  "encoding), zero after each length", "lengths": "(B,) int64, each in 1..T"}),
+            "outputs": json.dumps({"logits": "(B, K) adjusted logits", "probabilities": "(B, K) softmax"}),
+        }
     return {
         "biornn_version": __version__, "task": cfg.task, "cell": cfg.cell, "format": fmt,
         "labels": json.dumps(meta["labels"]), "vocab": json.dumps(meta["vocab"]),
@@ -509,7 +598,8 @@ def _write(exported: ExportModel, fmt: str, x: Tensor, lengths: Tensor, path: Pa
 
 
 def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | os.PathLike, vocab_size: int,
-                 metadata: dict[str, str] | None = None, name: str = "model") -> dict[str, Any]:
+                 metadata: dict[str, str] | None = None, name: str = "model", n_features: int = 0,
+                 full_length: bool = False) -> dict[str, Any]:
     """Write ``model`` (a classifier) to ``path`` atomically, only if the file passes :func:`check_export`.
 
     Parameters
@@ -527,6 +617,10 @@ def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | 
         Stored in the file (ONNX ``metadata_props``, TorchScript ``biornn.json``).
     name : str
         What to call the model in error messages (the run directory).
+    n_features : int
+        F > 0 for a VectorClassifier (inputs (B, T, F)); 0 for symbols.
+    full_length : bool
+        Check at full lengths only (``pool="split"``: defined only there).
 
     Returns
     -------
@@ -540,7 +634,9 @@ def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | 
         logits = model(x, lengths)
         return logits - adjust if adjust is not None else logits
 
-    x, lengths = example_inputs(vocab_size, *EXAMPLE_SHAPE)
+    x, lengths = example_inputs(vocab_size, *EXAMPLE_SHAPE, n_features=n_features, full_length=full_length)
+    # a split model reads steps T // 2 - 1 and T // 2: no check at one step
+    shapes = tuple(sh for sh in CHECK_SHAPES if sh[1] >= 2) if full_length else CHECK_SHAPES
     try:
         with checkpoint.atomic_path(path) as tmp:
             for native in (True, False):
@@ -548,7 +644,7 @@ def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | 
                 routes = _routes(exported)
                 try:
                     _write(exported, fmt, x, lengths, tmp, {**(metadata or {}), "routes": json.dumps(routes)}, name)
-                    worst = check_export(tmp, fmt, reference, vocab_size)
+                    worst = check_export(tmp, fmt, reference, vocab_size, shapes, n_features, full_length)
                     break
                 except ValueError:
                     # torch's exporters have length bugs in some native layouts (a
@@ -585,36 +681,69 @@ def export_run(run: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike
     if fmt == "onnx":  # before the (slow) load: a missing extra is the first thing to say
         for module in ("onnx", "onnxscript", "onnxruntime"):
             require(module, "export")
+    from .models import Ensemble, VectorClassifier
+
     run_dir = checkpoint.check_run_dir(run)
     path = _out_path(run_dir, fmt, out)
-    cfg, _task, model, meta = load_classifier_run(run_dir)
+    cfg, task, model, meta = load_classifier_run(run_dir)
     adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"]) if cfg.logit_adjustment else None
-    result = export_model(model, adjust, fmt, path, len(meta["vocab_obj"]), _metadata(cfg, meta, fmt),
-                          name=str(run_dir))
+    first = model.members[0] if isinstance(model, Ensemble) else model
+    if isinstance(first, VectorClassifier):
+        encoding = vector_encoding(task, meta, first)
+        result = export_model(model, adjust, fmt, path, 0, _metadata(cfg, meta, fmt, encoding), name=str(run_dir),
+                              n_features=first.n_features, full_length=first.pool == "split")
+        inputs = list(VECTOR_INPUT_NAMES)
+    else:
+        result = export_model(model, adjust, fmt, path, len(meta["vocab_obj"]), _metadata(cfg, meta, fmt),
+                              name=str(run_dir))
+        inputs = list(INPUT_NAMES)
     return {"path": str(path), "format": fmt, "task": cfg.task, "cell": cfg.cell, **result,
-            "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES)}
+            "inputs": inputs, "outputs": list(OUTPUT_NAMES)}
+
+
+def vector_encoding(task: Any, meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """How a VectorClassifier run makes its (T, F) inputs, for the exported file's ``encoding`` metadata.
+
+    ``kind`` ``residues`` (``alphabet``: :meth:`biornn.data.alphabets.Alphabet.to_json`;
+    ``length``: the one length the task reads, or None) or ``values``
+    (``normalize``: per-feature ``mean`` and ``std``, or None); ``n_features`` F;
+    ``pool``.
+    """
+    alphabet = meta.get("vocab_obj")
+    if alphabet is not None:
+        return {"kind": "residues", "alphabet": alphabet.to_json(), "length": getattr(task, "LENGTH", None),
+                "n_features": alphabet.size, "pool": model.pool}
+    return {"kind": "values", "normalize": meta.get("normalize"), "n_features": int(meta["n_features"]),
+            "length": None, "pool": model.pool}
 
 
 def load_classifier_run(run: str | os.PathLike) -> tuple[Any, Any, nn.Module, dict[str, Any]]:
     """:func:`biornn.evaluate.load_run` for a classification run; ``ValueError`` for another task.
 
-    Export and serving read text inputs and answer classes: they need a task
-    with ``encode_inputs`` and a model of :mod:`biornn.models`' classifiers.
+    Export and serving read inputs and answer one class per input: they need a
+    classification task and a model that is a :class:`biornn.models.SequenceClassifier`
+    (names: symbols), a :class:`biornn.models.VectorClassifier` (splice,
+    promoters, classify: residue weights or values), or an ensemble of one of them.
     """
     from . import tasks
     from .config import read_config
     from .evaluate import load_run
-    from .models import Ensemble, SequenceClassifier
+    from .models import Ensemble, SequenceClassifier, VectorClassifier
 
     run_dir = checkpoint.check_run_dir(run)
     cfg = read_config(run_dir / "config.json")
     task = tasks.get(cfg.task)
-    if getattr(task, "KIND", "classification") != "classification" or not hasattr(task, "encode_inputs"):
+    if getattr(task, "KIND", "classification") != "classification" or not (
+            hasattr(task, "encode_inputs") or hasattr(task, "predict_rows")):
         raise ValueError(f"{run_dir}: task {cfg.task!r} is not a classification task; "
-                         f"export and serve take classifier runs (e.g. names)")
+                         f"export and serve take classifier runs (e.g. names, splice, classify)")
     cfg, task, model, meta = load_run(run_dir)
-    if not isinstance(model, (SequenceClassifier, Ensemble)):
-        raise ValueError(f"{run_dir}: a {type(model).__name__} model; export and serve take sequence classifiers")
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    if not all(type(m) is type(members[0]) and isinstance(m, (SequenceClassifier, VectorClassifier))
+               for m in members):
+        what = type(members[0]).__name__ if members else "empty"
+        raise ValueError(f"{run_dir}: a {what} model (one label per input step, not per input); export and serve "
+                         f"take sequence classifiers (names, splice, promoters, classify)")
     return cfg, task, model, meta
 
 
@@ -632,9 +761,9 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:
         raise ValueError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0][:120]})") from None
     props = {p.key: p.value for p in model.metadata_props}
-    if "labels" not in props or "vocab" not in props:
+    if "labels" not in props or ("vocab" not in props and "encoding" not in props):
         raise ValueError(f"{path}: not exported by biornn (no labels/vocab metadata)")
-    return {k: (json.loads(v) if k in ("labels", "vocab", "inputs", "outputs", "routes") else v)
+    return {k: (json.loads(v) if k in ("labels", "vocab", "encoding", "inputs", "outputs", "routes") else v)
             for k, v in props.items()}
 
 
@@ -648,4 +777,40 @@ def encode_for_export(texts: list[str], vocab: dict[str, Any]) -> tuple[np.ndarr
 
     v = Vocabulary.from_json(vocab)
     x, lengths = pad_batch([v.encode(t) for t in texts])
+    return x.numpy(), lengths.numpy()
+
+
+def encode_vectors_for_export(inputs: list[Any], encoding: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs -> ``vectors`` (B, T, F) float32 and ``lengths`` (B,) int64 for an exported VectorClassifier.
+
+    ``encoding`` is the file's ``encoding`` metadata.  Residues: strings over
+    its alphabet (white space ignored), weights as the run makes them.
+    Values: arrays of T numbers (F = 1) or of T steps of F numbers, normalised
+    with the saved means and standard deviations.  ``ValueError`` naming the
+    input on anything else, so the file answers as ``biornn predict``.
+    """
+    from .data.alphabets import Alphabet
+    from .tasks.splice import pad_vectors
+    from .tasks.userdata import normalize
+
+    F, out = int(encoding["n_features"]), []
+    for n, item in enumerate(inputs, start=1):
+        where = f"input {n}"
+        if encoding["kind"] == "residues":
+            text = "".join(str(item).split())
+            if not text:
+                raise ValueError(f"{where}: an empty sequence")
+            if encoding.get("length") and len(text) != encoding["length"]:
+                raise ValueError(f"{where}: {len(text)} residues; the model reads exactly {encoding['length']}")
+            out.append(Alphabet.from_json(encoding["alphabet"]).encode(text, where))
+            continue
+        arr = np.asarray(item, dtype=np.float64)
+        if arr.ndim == 1 and F == 1:
+            arr = arr[:, None]  # (T,) -> (T, 1)
+        if arr.ndim != 2 or arr.shape[1] != F or len(arr) == 0:
+            raise ValueError(f"{where}: a series of shape {arr.shape}; the model reads (T, {F})")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}: NaN or infinite values are not accepted")
+        out.append(normalize(arr, encoding.get("normalize"), where))
+    x, lengths = pad_vectors(out)
     return x.numpy(), lengths.numpy()

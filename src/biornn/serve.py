@@ -37,6 +37,24 @@ alphabet is an error; ``"unknown": "map"`` does what ``biornn predict`` does
 (map it to the "unknown" symbol, refusing only an input with no known
 character).
 
+Runs of :class:`biornn.models.VectorClassifier` (``splice``, ``promoters``,
+``classify`` on the user's files) are served too.  A residue run (DNA,
+protein, a FASTA ``classify`` run) takes strings over its alphabet, IUPAC
+ambiguity codes included (``GET /model``: ``kinds`` ``["string"]``); a
+numeric run (``classify`` on a UCR/CSV/NPZ table, e.g. an ECG) takes
+``"sequences": [[0.1, -0.3, ...], ...]``, one array of numbers per series,
+or for F > 1 features an array of per-step arrays of F numbers (``kinds``
+``["values"]``); a string of numbers separated by commas or white space is
+read as ``biornn predict`` reads it.  Values are normalised with the
+training part's statistics saved in the run.  ``/explain`` answers their
+saliency the same way (gradient x input and integrated gradients from the
+all-zero input -- for normalised values the training mean -- summed over
+the F features of each step); the probability after each step is the model
+run on each prefix, which is defined for ``pool`` ``last``, ``max`` and
+``mean`` but not for ``split`` (``splice``: the read-out sits at the middle
+of a 60-bp window), where ``probability_after_step`` is empty and
+``probability_after_step_note`` says why.
+
 The loaded model is :class:`Served` in ``app.state.served``; every route
 reads it, and none loads the run again.
 """
@@ -90,6 +108,20 @@ class Served:
     max_explain_work: int = MAX_EXPLAIN_WORK
     # one forward pass at a time: torch already uses every core for one batch
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: "symbols" (a SequenceClassifier: vocabulary indices), "residues" (a VectorClassifier over an
+    #: alphabet: strings) or "values" (a VectorClassifier over numeric series)
+    kind: str = "symbols"
+    #: the one input length the model reads (splice 60, promoters 57), or None for any
+    length: int | None = None
+    #: the VectorClassifier's pooling (``last``, ``max``, ``mean``, ``split``); "last" for symbols
+    pool: str = "last"
+
+    @property
+    def n_features(self) -> int:
+        """F, the width of one input step of a vector run (0 for a symbol run)."""
+        if self.kind == "values":
+            return int(self.meta["n_features"])
+        return self.vocab.size if self.kind == "residues" else 0
 
 
 def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
@@ -101,26 +133,56 @@ def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_
                         ("max_explain_work", max_explain_work)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    from .models import Ensemble, VectorClassifier
+
     cfg, task, model, meta = load_classifier_run(run)
     adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"]) if cfg.logit_adjustment else None
-    return Served(Path(run), cfg, task, model, meta, list(meta["labels"]), meta["vocab_obj"], adjust,
-                  max_sequences, max_length, max_body_bytes, max_explain, max_explain_work)
+    first = model.members[0] if isinstance(model, Ensemble) else model
+    kind, pool = "symbols", "last"
+    if isinstance(first, VectorClassifier):
+        kind = "residues" if meta.get("vocab_obj") is not None else "values"
+        pool = first.pool
+    length = getattr(task, "LENGTH", None) if kind == "residues" else None
+    return Served(Path(run), cfg, task, model, meta, list(meta["labels"]), meta.get("vocab_obj"), adjust,
+                  max_sequences, max_length, max_body_bytes, max_explain, max_explain_work,
+                  kind=kind, length=length, pool=pool)
+
+
+#: why a model with ``pool="split"`` has no probability after each step
+NO_PREFIX = ("pool 'split': the read-out takes both directions at the middle of the whole input, so the model "
+             "on a prefix is not defined; see the saliency instead")
 
 
 def model_info(served: Served) -> dict[str, Any]:
     """What ``GET /model`` answers: the run's task, cell, classes and input spec."""
     from . import __version__
 
-    cfg, V = served.cfg, len(served.vocab)
-    return {
-        "run": served.run.name, "task": cfg.task, "cell": cfg.cell, "classes": served.labels,
-        "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers, "bidirectional": cfg.bidirectional,
-        "ensemble": cfg.ensemble, "logit_adjustment": cfg.logit_adjustment, "biornn_version": __version__,
-        "input": {
+    cfg = served.cfg
+    if served.kind == "symbols":
+        V = len(served.vocab)
+        spec: dict[str, Any] = {
             "kinds": ["string", "symbols"],
             "alphabet": "".join(served.vocab.symbols),
             "normalisation": "NFC",
             "symbols": {"padding": 0, "unknown": 1, "first": 2, "vocab_size": V},
+        }
+    elif served.kind == "residues":
+        alphabet = served.vocab
+        spec = {"kinds": ["string"], "residues": alphabet.name,
+                # every character read: the canonical symbols, then the ambiguity codes (spread weights)
+                "alphabet": alphabet.symbols + "".join(alphabet.ambiguity),
+                "symbols": alphabet.symbols, "ambiguity": dict(alphabet.ambiguity),
+                "case_sensitive": alphabet.case_sensitive, "n_features": alphabet.size, "length": served.length}
+    else:
+        spec = {"kinds": ["values"], "alphabet": None, "n_features": served.n_features,
+                "normalised": served.meta.get("normalize") is not None, "length": None}
+    return {
+        "run": served.run.name, "task": cfg.task, "cell": cfg.cell, "classes": served.labels,
+        "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers, "bidirectional": cfg.bidirectional,
+        "ensemble": cfg.ensemble, "logit_adjustment": cfg.logit_adjustment, "biornn_version": __version__,
+        "model": "SequenceClassifier" if served.kind == "symbols" else "VectorClassifier", "pool": served.pool,
+        "input": {
+            **spec,
             "max_sequences": served.max_sequences, "max_length": served.max_length,
             "max_body_bytes": served.max_body_bytes,
             "max_explain": served.max_explain, "max_explain_steps": MAX_EXPLAIN_STEPS,
@@ -129,12 +191,75 @@ def model_info(served: Served) -> dict[str, Any]:
     }
 
 
-def encode_request(served: Served, sequences: list[str | list[int]], unknown: str = "reject") -> list[list[int]]:
+def encode_vectors(served: Served, sequences: list[Any]) -> list[Any]:
+    """Check and encode each input of a vector run: (T_i, F) float32 arrays; ``ValueError`` naming the first bad one.
+
+    A residue run reads strings over its alphabet (white space ignored, as
+    ``biornn predict``), each of ``served.length`` residues if the task fixes
+    one.  A numeric run reads an array of T numbers (F = 1) or of T arrays of
+    F numbers, or a string as ``biornn predict`` reads it; every value
+    finite, normalised with the run's training statistics
+    (:func:`biornn.tasks.userdata.normalize`).
+    """
+    import numpy as np
+
+    from .tasks import userdata
+
+    F, out = served.n_features, []
+    run_limit = int(getattr(served.cfg, "max_length", 0) or 0)
+    limit = min(served.max_length, run_limit) if run_limit else served.max_length
+    for i, seq in enumerate(sequences):
+        where = f"sequences[{i}]"
+        if served.kind == "residues":
+            if not isinstance(seq, str):
+                raise ValueError(f"{where}: this run reads {served.vocab.name} sequences as strings, not arrays "
+                                 f"(see GET /model)")
+            text = "".join(seq.split())
+            if not text:
+                raise ValueError(f"{where}: an empty sequence")
+            if len(text) > limit:
+                raise ValueError(f"{where}: {len(text)} residues, more than the limit of {limit}")
+            if served.length is not None and len(text) != served.length:
+                raise ValueError(f"{where}: {len(text)} residues; the model reads exactly {served.length}")
+            out.append(served.vocab.encode(text, where))
+            continue
+        if isinstance(seq, str):
+            try:
+                (x,) = userdata.parse_inputs(served.meta, [seq], 0)
+            except ValueError as e:  # its messages name "input 1"; name the request's own place instead
+                raise ValueError(where + str(e).removeprefix("input 1")) from None
+        else:
+            if not seq:
+                raise ValueError(f"{where}: an empty series")
+            try:
+                arr = np.asarray(seq, dtype=np.float64)
+            except ValueError:  # ragged: steps of different widths
+                raise ValueError(f"{where}: steps of different widths; each step needs {F} values") from None
+            if arr.ndim == 1 and F == 1:
+                arr = arr[:, None]  # (T,) -> (T, 1)
+            if arr.ndim != 2 or arr.shape[1] != F:
+                want = "an array of numbers" if F == 1 else f"an array of steps, each an array of {F} numbers"
+                raise ValueError(f"{where}: a series of shape {arr.shape}; the model reads (T, {F}): {want}")
+            if not np.isfinite(arr).all():
+                t = int(np.argwhere(~np.isfinite(arr))[0][0])
+                raise ValueError(f"{where}: step {t + 1} is NaN or infinite; only finite numbers are accepted")
+            x = userdata.normalize(arr, served.meta.get("normalize"), where)
+        if len(x) > limit:
+            raise ValueError(f"{where}: {len(x)} steps, more than the limit of {limit}")
+        out.append(x)
+    return out
+
+
+def encode_request(served: Served, sequences: list[Any], unknown: str = "reject") -> list[Any]:
     """Check and encode each input; ``ValueError`` naming the first bad one (``sequences[i]: ...``).
 
     Strings are stripped and NFC-normalised as ``biornn predict`` does;
-    arrays are taken as vocabulary indices, each in 1..V-1.
+    arrays are taken as vocabulary indices, each in 1..V-1.  A vector run's
+    inputs go to :func:`encode_vectors` (``unknown`` does not apply: an
+    alphabet's ambiguity codes are its way of saying "unknown").
     """
+    if served.kind != "symbols":
+        return encode_vectors(served, sequences)
     V, out = len(served.vocab), []
     for i, seq in enumerate(sequences):
         where = f"sequences[{i}]"
@@ -176,9 +301,11 @@ def encode_request(served: Served, sequences: list[str | list[int]], unknown: st
 def predict_encoded(served: Served, encoded: list[list[int]], top: int = 3) -> list[list[dict[str, Any]]]:
     """The ``top`` classes with probabilities for each encoded input, as ``biornn predict`` computes them."""
     from .data.batching import pad_batch
+    from .tasks.splice import pad_vectors
 
     k = min(top, len(served.labels))
-    x, lengths = pad_batch(encoded)  # (B, T), (B,)
+    # (B, T) symbols or (B, T, F) vectors, and lengths (B,)
+    x, lengths = pad_batch(encoded) if served.kind == "symbols" else pad_vectors(encoded)
     with served.lock, torch.no_grad():
         logits = served.model(x, lengths)  # (B, K)
         if served.adjust is not None:
@@ -195,6 +322,15 @@ def input_steps(served: Served, seq: str | list[int]) -> list[str]:
     the unknown symbol is still shown as typed; an array's symbols decoded
     (the unknown symbol as U+FFFD).
     """
+    if served.kind == "residues":
+        return list("".join(seq.split()))
+    if served.kind == "values":
+        from .tasks import userdata
+
+        if isinstance(seq, str):  # what the model read, back in the user's units
+            seq = userdata.parse_inputs({**served.meta, "normalize": None}, [seq], 0)[0].tolist()
+        return [f"{v:.6g}" if not isinstance(v, list) else ", ".join(f"{u:.6g}" for u in v) for v in
+                (row[0] if isinstance(row, list) and len(row) == 1 else row for row in seq)]
     if isinstance(seq, str):
         return list(unicodedata.normalize("NFC", seq.strip()))
     return [served.vocab.decode([s]) for s in seq]
@@ -205,7 +341,69 @@ def _r6(value: float) -> float:
     return round(float(value), 6)
 
 
-def explain_work(encoded: list[list[int]], steps: int) -> int:
+def explain_vectors(model: torch.nn.Module, x: Any, labels: list[str], *, adjust: torch.Tensor | None = None,
+                    target: int | None = None, steps: int = 64, top: int = 3, prefixes: bool = True
+                    ) -> dict[str, Any]:
+    """Explain one classification of a vector input, as :func:`biornn.diagnostics.explain_symbols` a symbol one.
+
+    Parameters
+    ----------
+    model : VectorClassifier or Ensemble of them
+        In eval mode.
+    x : ndarray of float32, shape (T, F)
+        The encoded input (residue weights, or normalised values).
+    labels : list of str
+        The K class names.
+    adjust : Tensor (K,), optional
+        Subtracted from the logits (a constant: it changes no gradient).
+    target : int, optional
+        The class to explain (default: the predicted one).
+    steps : int
+        Integrated-gradients intervals.
+    top : int
+        Classes traced after each step.
+    prefixes : bool
+        Run the model on every prefix (False for ``pool="split"``, where a prefix has no read-out).
+
+    Returns
+    -------
+    dict
+        ``target``; ``grad_x_input`` and ``integrated_gradients`` (T floats: per step, summed over
+        the F features); ``score``, ``score_baseline``, ``ig_sum``, ``completeness_gap``;
+        ``probability_after_step``: label -> T floats (empty without ``prefixes``).
+    """
+    from .diagnostics import integrated_gradients
+
+    xt = torch.as_tensor(x, dtype=torch.float32)  # (T, F)
+    T = xt.shape[0]
+    shift = adjust.to(xt.dtype) if adjust is not None else torch.zeros(len(labels), dtype=xt.dtype)
+    with torch.no_grad():
+        probs = torch.softmax(model(xt.unsqueeze(0), None)[0] - shift, dim=0)  # (K,)
+    k = int(probs.argmax()) if target is None else target
+
+    def score(batch: torch.Tensor) -> torch.Tensor:  # the (adjusted) logit of class k, (N,)
+        return model(batch, None)[:, k] - shift[k]
+
+    # attribution relative to the all-zero input: no residue, or every value at its training mean
+    gxi, ig, s_x, s_b = integrated_gradients(score, xt, steps=steps)  # (T, F) each
+    ig_sum = float(ig.sum())
+    after: dict[str, list[float]] = {}
+    if prefixes:
+        with torch.no_grad():
+            # row t holds steps 0..t, zeros after (never read: its length is t + 1)
+            keep = (torch.arange(T).unsqueeze(0) < torch.arange(1, T + 1).unsqueeze(1)).unsqueeze(2)  # (T, T, 1)
+            rows = torch.where(keep, xt.unsqueeze(0).expand(T, -1, -1), torch.zeros(()))  # (T, T, F)
+            p_after = torch.softmax(model(rows, torch.arange(1, T + 1)) - shift, dim=1)  # (T, K)
+        shown = probs.topk(min(top, len(labels))).indices.tolist()
+        if k not in shown:
+            shown.append(k)
+        after = {labels[j]: p_after[:, j].tolist() for j in shown}
+    return {"target": labels[k], "grad_x_input": gxi.sum(1).tolist(), "integrated_gradients": ig.sum(1).tolist(),
+            "score": s_x, "score_baseline": s_b, "ig_sum": ig_sum, "completeness_gap": abs(ig_sum - (s_x - s_b)),
+            "probability_after_step": after}
+
+
+def explain_work(encoded: list[Any], steps: int) -> int:
     """Symbol steps of the model an explanation of ``encoded`` costs: the sum of T x (steps + 1 + T).
 
     Per input of T symbols, integrated gradients run the model (forward and
@@ -263,8 +461,12 @@ def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, t
     out = []
     for codes, ranked in zip(encoded, tops):
         with served.lock:
-            row = explain_symbols(served.model, codes, served.labels, adjust=served.adjust, target=k,
-                                  steps=steps, top=kk)
+            if served.kind == "symbols":
+                row = explain_symbols(served.model, codes, served.labels, adjust=served.adjust, target=k,
+                                      steps=steps, top=kk)
+            else:
+                row = explain_vectors(served.model, codes, served.labels, adjust=served.adjust, target=k,
+                                      steps=steps, top=kk, prefixes=served.pool != "split")
         out.append({
             "top": ranked,
             "target": row["target"],
@@ -276,6 +478,7 @@ def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, t
             },
             "probability_after_step": [{"label": label, "probabilities": [_r6(p) for p in ps]}
                                        for label, ps in row["probability_after_step"].items()],
+            "probability_after_step_note": None if row["probability_after_step"] else NO_PREFIX,
         })
     return out
 
@@ -396,24 +599,39 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
     from . import __version__
 
     served = (run if isinstance(run, Served)
               else load_served(run, max_sequences, max_length, max_body_bytes, max_explain, max_explain_work))
     K = len(served.labels)
+    Number = StrictFloat | StrictInt
+    if served.kind == "symbols":
+        Item: Any = StrictStr | list[StrictInt]
+        item_text, example, explain_example = "a string or an array of vocabulary indices", ["Dostoevsky", "Nguyen"], \
+            ["Dostoevsky"]
+    elif served.kind == "residues":
+        Item = StrictStr
+        item_text = f"a {served.vocab.name} sequence" + (f" of {served.length} residues" if served.length else "")
+        example = explain_example = ["ACGT" * ((served.length or 16) // 4) + "ACG"[: (served.length or 16) % 4]]
+    else:
+        Item = StrictStr | list[Number] | list[list[Number]]
+        item_text = ("an array of numbers (one series)" if served.n_features == 1 else
+                     f"an array of steps, each an array of {served.n_features} numbers")
+        example = explain_example = [[0.0, 0.5, 1.0, 0.5, 0.0] if served.n_features == 1
+                                     else [[0.0] * served.n_features] * 3]
     page = page_html()  # read once: a missing file fails here, at start-up, not on the first visit
 
     class PredictRequest(BaseModel):
         """Inputs to classify: strings, or arrays of the run's vocabulary indices."""
 
         model_config = ConfigDict(extra="forbid")
-        sequences: list[StrictStr | list[StrictInt]] = Field(
+        sequences: list[Item] = Field(  # type: ignore[valid-type]
             min_length=1, max_length=served.max_sequences,
-            description=f"1..{served.max_sequences} inputs, each a string or an array of vocabulary indices "
+            description=f"1..{served.max_sequences} inputs, each {item_text} "
             f"(at most {served.max_length} long)",
-            examples=[["Dostoevsky", "Nguyen"]])
+            examples=[example])
         top: StrictInt = Field(3, ge=1, le=1000, description=f"classes per input (at most {K} are answered)")
         unknown: Literal["reject", "map"] = Field(
             "reject", description="a character outside the alphabet: an error (reject) or the unknown symbol (map)")
@@ -422,11 +640,11 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         """Inputs to explain: as for /predict, fewer per request, with the explanation's settings."""
 
         model_config = ConfigDict(extra="forbid")
-        sequences: list[StrictStr | list[StrictInt]] = Field(
+        sequences: list[Item] = Field(  # type: ignore[valid-type]
             min_length=1, max_length=served.max_explain,
-            description=f"1..{served.max_explain} inputs, each a string or an array of vocabulary indices "
+            description=f"1..{served.max_explain} inputs, each {item_text} "
             f"(at most {served.max_length} long)",
-            examples=[["Dostoevsky"]])
+            examples=[explain_example])
         top: StrictInt = Field(3, ge=1, le=1000, description=f"classes answered and traced after each step "
                                f"(at most {K})")
         unknown: Literal["reject", "map"] = Field(
@@ -438,8 +656,10 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         label: str
         probability: float
 
+    Echo = str | list[int] | list[float] | list[list[float]]
+
     class Prediction(BaseModel):
-        input: str | list[int]
+        input: Echo  # type: ignore[valid-type]
         top: list[Ranked]
 
     class PredictResponse(BaseModel):
@@ -459,12 +679,14 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         probabilities: list[float] = Field(description="the class probability having read steps 0..t")
 
     class Explanation(BaseModel):
-        input: str | list[int]
-        steps: list[str] = Field(description="the symbol read at each step")
+        input: Echo  # type: ignore[valid-type]
+        steps: list[str] = Field(description="the symbol read at each step (a numeric run: its value(s))")
         top: list[Ranked]
         target: str
         saliency: Saliency
         probability_after_step: list[Trace]
+        probability_after_step_note: str | None = Field(
+            None, description="why probability_after_step is empty (a model whose read-out has no prefix form)")
 
     class ExplainResponse(BaseModel):
         explanations: list[Explanation]

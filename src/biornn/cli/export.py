@@ -13,7 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "outputs 'logits' and 'probabilities' (B, K); the labels and vocabulary are stored in the "
                        "file. The file is run at several batch sizes and lengths against the run's model "
                        "(within 1e-4) before it is written; a model that cannot keep a dynamic length is refused. "
-                       "Prints one JSON object.")
+                       "Runs of splice, promoters and classify (VectorClassifier models) take 'vectors' (B, T, F) "
+                       "float32 in place of 'symbols': residue weights or normalised values, as the file's "
+                       "'encoding' metadata says. Prints one JSON object.")
     p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
     p.add_argument("--format", dest="fmt", default="onnx", metavar="FORMAT",
                    help="onnx (default; needs pip install 'biornn[export]') or torchscript")

@@ -12,7 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Load a run directory's classifier once and serve it: a web page at / "
                        "(prediction, saliency, probability after each step), POST /predict "
                        "(JSON {\"sequences\": [...], \"top\": 3}), POST /explain, GET /model, GET /healthz, "
-                       "OpenAPI at /docs. "
+                       "OpenAPI at /docs. Classifier runs: names, splice, promoters, and classify on the user's files "
+                       "(sequences as strings; numeric series, e.g. an ECG, as arrays of numbers, with an upload "
+                       "on the page). "
                        "Binds 127.0.0.1 unless --host says otherwise. Needs pip install 'biornn[serve]'. "
                        "Stop it with Ctrl-C (or SIGTERM).")
     p.add_argument("run", metavar="RUN", help="a run directory written by 'biornn train'")
@@ -22,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sequences", type=int, default=MAX_SEQUENCES,
                    help=f"inputs per request (default {MAX_SEQUENCES})")
     p.add_argument("--max-length", type=int, default=MAX_LENGTH,
-                   help=f"characters or symbols per input (default {MAX_LENGTH})")
+                   help=f"characters, symbols or samples per input (default {MAX_LENGTH})")
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"bytes per request body (default {MAX_BODY_BYTES})")
     p.add_argument("--max-explain", type=int, default=MAX_EXPLAIN,
