@@ -319,6 +319,108 @@ def test_the_page_classifies_an_uploaded_ecg_csv(ecg_run, tmp_path, sync_playwri
             browser.close()
 
 
+def _write_wfdb(folder: Path, name: str, n: int, fmt: str, seed: int, leads: int) -> Path:
+    """A WFDB record of 1 or 2 leads, NAME.hea + NAME.dat in ``folder`` (``wfdb.wrsamp``, format ``fmt``): its .hea."""
+    import numpy as np
+    import wfdb
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    signal = np.stack([np.sin(t / 5.0) + rng.normal(0, 0.1, n), np.cos(t / 7.0)], axis=1)[:, :leads]
+    wfdb.wrsamp(name, fs=360, units=["mV"] * leads, sig_name=["MLII", "V5"][:leads], p_signal=signal,
+                fmt=[fmt] * leads, write_dir=str(folder))
+    return folder / f"{name}.hea"
+
+
+def test_the_page_classifies_an_uploaded_wfdb_record(ecg_run, tmp_path, sync_playwright):
+    """A .hea and its .dat picked together: decoded in the page (16 and 212), first lead, cut to max_length."""
+    import httpx
+
+    from biornn.data.ecg import read_wfdb
+
+    exe = chromium_executable()
+    long16 = _write_wfdb(tmp_path, "long16", 1200, "16", 3, leads=2)  # longer than the run's limit of 1000 steps
+    short212 = _write_wfdb(tmp_path, "short212", 41, "212", 4, leads=1)  # 41 values: a lone sample in 2 bytes
+    # the reference decoder's physical values, first lead: what the page must send
+    want16 = [float(v) for v in read_wfdb(long16)[:1000, 0]]
+    want212 = [float(v) for v in read_wfdb(short212)[:, 0]]
+    assert len(want16) == 1000 and len(want212) == 41
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(tmp_path / "short212.dat", bad / "short212.dat")
+    header = short212.read_text().splitlines()
+    record = header[0].split()
+    assert record[3] == "41"
+    record[3] = "50"  # the header counts more samples than the .dat holds
+    (bad / "short212.hea").write_text("\n".join([" ".join(record), *header[1:]]) + "\n")
+    with serving(ecg_run) as base, sync_playwright() as p:
+        want = httpx.post(f"{base}/explain", json={"sequences": [want212], "top": 2},
+                          timeout=60).json()["explanations"][0]
+        ranked16 = httpx.post(f"{base}/predict", json={"sequences": [want16], "top": 2},
+                              timeout=60).json()["predictions"][0]["top"]
+        browser = p.chromium.launch(executable_path=exe, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/")
+            page.locator("#form").wait_for(state="visible")
+            page.select_option("#top", "2")
+            page.check("#label-first")  # left ticked from a UCR upload: a WFDB record unticks it
+
+            # format 212, one lead of 41 samples: the whole lead, explained (saliency over each sample)
+            page.set_input_files("#file", [str(short212), str(tmp_path / "short212.dat")])
+            card = page.locator(".result", has_text="series 1 · 41 samples")
+            card.wait_for(state="visible")
+            assert page.locator(".result").count() == 1 and not page.locator("#label-first").is_checked()
+            rows = card.locator(".class-row")
+            assert rows.count() == 2
+            for i, r in enumerate(want["top"]):
+                assert rows.nth(i).locator(".class-label").inner_text() == r["label"]
+                assert float(rows.nth(i).get_attribute("data-probability")) == r["probability"]
+            cells = card.locator("svg.series-plot rect.saliency")
+            assert cells.count() == 41
+            igs = [float(cells.nth(t).get_attribute("data-ig")) for t in range(41)]
+            assert igs == want["saliency"]["integrated_gradients"]
+            assert page.locator("#upload-note").inner_text() == \
+                "WFDB record short212: lead 1 of 1, all 41 samples at 360 Hz, in physical units."
+
+            # format 16, 1200 samples: cut to the first 1000 (the server's limit), too long to explain: classified
+            page.set_input_files("#file", [str(long16), str(tmp_path / "long16.dat")])
+            only = page.locator(".result.prediction-only")
+            only.wait_for(state="visible")
+            assert page.locator(".result").count() == 1
+            assert only.locator("h2").inner_text() == "series 1 · 1000 samples"
+            assert only.locator(".class-label").all_inner_texts() == [r["label"] for r in ranked16]
+            probs = [float(only.locator(".class-row").nth(i).get_attribute("data-probability")) for i in range(2)]
+            assert probs == [r["probability"] for r in ranked16]
+            assert "first 1000 samples of 1200" in page.locator("#upload-note").inner_text()
+            assert "1 series classified" in page.locator("#status").inner_text()
+
+            # a header counting 50 samples over a .dat of 41: one line, no results, nothing sent
+            sent: list[str] = []
+            page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+            page.set_input_files("#file", [str(bad / "short212.hea"), str(bad / "short212.dat")])
+            page.locator("#error").wait_for(state="visible")
+            assert page.locator("#error").inner_text() == (
+                "Cannot read the WFDB record: short212.dat: 62 bytes do not hold the 50 samples of 1 signal "
+                "that short212.hea describes in format 212")
+            assert page.locator(".result").count() == 0 and sent == []
+
+            # a .hea without its .dat: named, nothing sent
+            page.set_input_files("#file", [str(short212)])
+            page.locator("#error", has_text="pick it together").wait_for(state="visible")
+            assert page.locator("#error").inner_text() == (
+                "Cannot read the WFDB record: short212.hea: names the signal file short212.dat; "
+                "pick it together with the .hea")
+            assert sent == []
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
 def test_the_page_explains_a_splice_sequence(tmp_path, sync_playwright):
     """A DNA run (splice: a VectorClassifier over base weights, pool "split") through the text path."""
     import random
