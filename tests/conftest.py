@@ -1,11 +1,11 @@
 import random
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
 from biornn.cli.main import main
+from biornn.serve_load import free_port  # noqa: F401  (the tests' free port, one definition)
 from biornn.data.registry import DATASETS
 
 NAMES_LANGS = [Path(f.path).stem for f in DATASETS["names"].files if f.path.endswith(".txt")]
@@ -26,13 +26,6 @@ def train_tiny_names_run(root: Path) -> Path:
     out = root / "run"
     assert main(["train", "names", "--data-dir", str(root / "data"), "--out", str(out), *TINY_NAMES]) == 0
     return out
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -15,15 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import free_port, train_tiny_names_run
+from conftest import train_tiny_names_run
 
 from biornn.cli.main import main
 
@@ -75,33 +71,14 @@ def server(run_dir) -> Iterator[str]:
 
 @contextlib.contextmanager
 def serving(run_dir: Path) -> Iterator[str]:
-    """``biornn serve RUN`` as a subprocess: its base URL while it runs; a clean Ctrl-C exit is checked after."""
-    import httpx
+    """``biornn serve RUN`` as a subprocess (:class:`biornn.serve_load.Server`): its base URL while it
+    runs; a clean Ctrl-C exit with no traceback in its log is checked after."""
+    from biornn.serve_load import Server
 
-    exe = os.path.join(os.path.dirname(sys.executable), "biornn")
-    port = free_port()
-    proc = subprocess.Popen([exe, "serve", str(run_dir), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /healthz"
-            time.sleep(0.2)
-        yield base
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "Traceback" not in out, out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with Server(run_dir, ready_timeout=90) as srv:
+        yield srv.base
+        code, log = srv.stop(), srv.log()
+    assert code == 0 and "Traceback" not in log, log
 
 
 def test_the_page_explains_a_name_and_shows_api_errors(server, sync_playwright):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .readers import read_text_file
+
 
 @dataclass
 class RecordLabels:
@@ -122,14 +124,7 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
         or infinite value (naming the line).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    text = read_text_file(path)
     rows: list[list[float]] = []
     width = None
     allowed = (columns,) if isinstance(columns, int) else columns

@@ -23,7 +23,7 @@ import numpy as np
 
 from .alphabets import Alphabet
 
-__all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "read_table", "read_ucr"]
+__all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "read_table", "read_text_file", "read_ucr"]
 
 #: the longest line a table reader splits into values (characters): ten million is a series of about a
 #: million numbers, far beyond any UCR/UEA series (the longest hold tens of thousands); a longer line is
@@ -31,17 +31,24 @@ __all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "rea
 MAX_LINE_CHARS = 10_000_000
 
 
-def _read_text(path: str | Path) -> tuple[Path, str]:
-    """The file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if unreadable or empty."""
+def read_text_file(path: str | Path) -> str:
+    """A file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if it is missing,
+    not UTF-8 or not readable (a directory, no permission)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ValueError(f"{p}: no such file") from None
     except UnicodeDecodeError:
         raise ValueError(f"{p}: not UTF-8 text") from None
     except (IsADirectoryError, PermissionError) as e:
         raise ValueError(f"{p}: cannot read ({e.strerror})") from None
+
+
+def _read_text(path: str | Path) -> tuple[Path, str]:
+    """The file's text (:func:`read_text_file`); ``ValueError`` naming the file if it is also empty."""
+    p = Path(path)
+    text = read_text_file(p)
     if not text.strip():
         raise ValueError(f"{p}: empty file")
     return p, text
