@@ -99,6 +99,11 @@ class TrainConfig:
         ``seed`` (weights, shuffling, dropout: the same seed gives the same
         weights), ``split_seed`` (the train/validation/test split),
         ``threads`` (torch threads; 0 = torch's default).
+    Where it trains
+        ``device``: ``cpu`` (the default), ``cuda`` (under torchrun: each
+        process's ``LOCAL_RANK`` GPU), ``cuda:N``, or ``auto`` (CUDA when
+        available, else the CPU); see :mod:`biornn.device`.  Test measurement
+        and the saved weights are always computed on the CPU.
     Prediction-error anomaly detection (``ecg-anomaly``; see :mod:`biornn.anomaly`)
         ``record`` (a discord file's name without ``.txt``, or ``all``; for
         ``mitdb-qrs`` a record of the data directory's ``ecg/mitdb``, default
@@ -169,6 +174,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     threads: int = 0
+    device: str = "cpu"
     record: str = ""
     horizon: int = 10
     holdout: float = 0.25
@@ -235,6 +241,9 @@ class TrainConfig:
             raise ValueError(f"config: beam must be at least 1, got {self.beam}")
         if not self.temperature > 0.0:
             raise ValueError(f"config: temperature must be positive, got {self.temperature}")
+        from .device import check as check_device
+
+        check_device(self.device)
         if self.seed < 0 or self.split_seed < 0:
             raise ValueError("config: seed and split_seed must be >= 0")
         if self.forget_bias is not None and self.cell not in ("lstm", "lstm-peephole"):

@@ -2,8 +2,8 @@
 
 ``torchrun --nproc-per-node 2 -m biornn train names ...`` starts one process
 per rank with ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` in
-the environment; :func:`setup` joins the process group from them (gloo: the
-training loop runs on the CPU).  Every rank builds the same model from the
+the environment; :func:`setup` joins the process group from them (gloo, with
+NCCL for CUDA tensors on a machine with GPUs: ``device=cuda``).  Every rank builds the same model from the
 same seed, trains on its share of each global batch (:func:`shard`), and
 DistributedDataParallel averages the gradients; only rank 0 touches the run
 directory.  A single process (no ``WORLD_SIZE``, or 1) never calls into
@@ -60,8 +60,10 @@ def is_main() -> bool:
 def setup() -> bool:
     """Join the process group when launched as several processes; return whether this call did.
 
-    The backend is gloo: biornn's training loop keeps the model on the CPU
-    (a loop moved to CUDA would pass ``nccl`` here).  ``env://`` reads
+    The backend is gloo, and on a machine with CUDA ``cpu:gloo,cuda:nccl``
+    (:func:`biornn.device.process_group_backend`): with ``device=cuda`` the
+    gradients DistributedDataParallel averages are CUDA tensors and go over
+    NCCL, while the objects and CPU tensors of the helpers below stay on gloo.  ``env://`` reads
     ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``, which torchrun sets.
     """
     if not launched() or (dist.is_available() and dist.is_initialized()):
@@ -71,7 +73,14 @@ def setup() -> bool:
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ValueError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set; start the processes with torchrun")
-    dist.init_process_group(backend="gloo", init_method="env://")
+    from .device import process_group_backend
+
+    backend = process_group_backend()
+    if "nccl" in backend:  # each process's NCCL communicator on its own GPU
+        local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        if local < torch.cuda.device_count():
+            torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend, init_method="env://")
     return True
 
 

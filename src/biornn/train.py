@@ -47,6 +47,7 @@ import torch
 from torch.nn import functional as F
 
 from . import __version__, checkpoint, distributed, tasks
+from . import device as devices
 from .config import TrainConfig, read_config
 
 def log_fields(task) -> tuple[str, ...]:
@@ -215,6 +216,11 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     cfg.validate()
     task = tasks.get(cfg.task)
     task.check_config(cfg)
+    # CUDA asked for and not there, or a task that trains on the CPU only: one line before anything is
+    # read or written
+    if devices.resolve(cfg.device).type != "cpu" and not getattr(task, "DEVICE", True):
+        raise ValueError(f"task {cfg.task}: device={cfg.device} is not supported ({task.NOT_ON_DEVICE}); "
+                         f"train it with device=cpu")
     if distributed.active() and not getattr(task, "DISTRIBUTED", False):
         raise ValueError(f"task {cfg.task}: multi-process training (torchrun) is not supported; "
                          f"{getattr(task, 'NOT_DISTRIBUTED', 'train it in one process')}")
@@ -374,6 +380,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
     try:
         torch.manual_seed(cfg.seed)
         model = task.build(cfg, data)
+        device = devices.resolve(cfg.device)
+        placed = devices.place(model, device)  # nothing on the CPU; the model's callers see CPU tensors
         step_model = _Replicated(model) if several else model
         if several and distributed.rank() > 0:
             torch.manual_seed(_rank_seed(cfg.seed, distributed.rank(), 0))
@@ -401,6 +409,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             bad_epochs, seconds = state["bad_epochs"], state["seconds"]
             history, steps, best_state = state["history"], state["steps"], state["best_state"]
             rngs = state.get("rng_ranks")
+            if device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"], device)
             if not several or distributed.rank() == 0:
                 torch.set_rng_state(state["rng"])
             elif rngs is not None and len(rngs) == distributed.world_size():
@@ -484,7 +494,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             if improved:
                 best, best_epoch, bad_epochs = value, epoch, 0
                 if main:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_state = devices.cpu_copy(model.state_dict())
                     checkpoint.save_weights(out / "model.safetensors", model, meta)
             else:
                 bad_epochs += 1
@@ -497,11 +507,13 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 _write_csv(out / "log.csv", fields, history)
                 _write_csv(out / "steps.csv", STEP_FIELDS, steps)
                 checkpoint.save_state(out / "checkpoint.pt", {
-                    "biornn_version": __version__, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "biornn_version": __version__, "model": devices.cpu_copy(model.state_dict()),
+                    "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
                     "steps": steps, "best_state": best_state, "rng": torch.get_rng_state(), "data": data.meta(),
                     "finished": None, **({"rng_ranks": rngs} if several else {}),
+                    **({"rng_cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 })
                 if tracker is not None:
                     tracker.log_epoch(row)
@@ -519,6 +531,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     tracker.close(finished=False)
                 return {}
 
+        devices.release(model, placed)  # the test measurement and the saved weights: on the CPU
         metrics = distributed.on_main(lambda: _finish(cfg, task, model, data, out, log, meta, history, best_state,
                                                       best_epoch, seconds, stop_reason, tracker))
         if tracker is not None:

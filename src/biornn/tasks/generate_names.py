@@ -60,6 +60,8 @@ DEFAULTS = {
 #: not "classification": the loop plots the loss and LOG_FIELDS, evaluate/predict use this module's hooks
 KIND = "generation"
 DISTRIBUTED = False
+DEVICE = False
+NOT_ON_DEVICE = "its validation and sampling call the generator's own step-by-step methods"
 NOT_DISTRIBUTED = "the surname model trains in one process"
 LOG_FIELDS = ("val_bits_per_char", "val_perplexity")
 LOG_SHOW = (("bits_per_char", "val bits/char"),)

@@ -54,6 +54,8 @@ DEFAULTS = {
 
 KIND = "sequence"
 DISTRIBUTED = False
+DEVICE = False
+NOT_ON_DEVICE = "its validation decodes with the encoder-decoder's own step-by-step methods"
 NOT_DISTRIBUTED = "the generated translation data train in one process"
 #: the validation columns of log.csv: greedy exact match and per-residue accuracy
 LOG_FIELDS = ("val_accuracy", "val_residue_accuracy")
