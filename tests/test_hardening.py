@@ -220,7 +220,13 @@ def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(data_dir, tmp
     assert proc.returncode == -signal.SIGKILL
     state = checkpoint.load_state(cut / "checkpoint.pt")
     assert 1 <= state["epoch"] < 12 and not (cut / "metrics.json").exists()
+    # what a kill during a write leaves: a partial temporary file beside its intact target
+    (cut / ".checkpoint.pt.ab3_x9zq.pt").write_bytes(b"partial")
+    (cut / ".log.csv.k2m8p0aa.csv").write_text("epoch,tr")
+    (cut / "notes.txt").write_text("the user's own file stays\n")
     assert main(["train", "--resume", str(cut), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    assert sorted(f.name for f in cut.iterdir() if f.name.startswith(".")) == []
+    assert (cut / "notes.txt").exists()
     a, b = load_file(whole / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _rows(whole / "log.csv")[-1]["val_loss"] == _rows(cut / "log.csv")[-1]["val_loss"]

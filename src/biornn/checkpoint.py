@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: the names :func:`atomic_path` gives its temporary files (``tempfile.mkstemp``: 8 random characters)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)$")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that a killed :func:`atomic_path` write left in ``folder``
+    (``.NAME.XXXXXXXX.SUFFIX``, its suffix the one of NAME, or ``.tmp``); return what was removed.
+    Only for a folder no other process writes to at the time (a run being resumed)."""
+    removed = []
+    for f in Path(folder).iterdir():
+        m = _TEMP.match(f.name)
+        if m and f.is_file() and not f.is_symlink() and m["suffix"] in (Path(m["name"]).suffix, ".tmp"):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -417,6 +417,9 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 torch.set_rng_state(rngs[distributed.rank()])
             else:  # resumed on another number of processes: fresh dropout streams on ranks > 0
                 torch.manual_seed(_rank_seed(cfg.seed, distributed.rank(), epoch0))
+            if main:  # what a write killed with the run left behind (its target is intact)
+                for f in checkpoint.remove_stale_temps(out):
+                    log(f"removed {f.name}, a partial write of the interrupted run")
             log(f"resuming {out} after epoch {epoch0}")
         show = sys.stderr.isatty() if progress is None else progress
         meta = {**data.meta(), "task": cfg.task, "config": cfg.to_dict(), "biornn_version": __version__,
