@@ -74,6 +74,26 @@ def test_tiny_grid_end_to_end(tmp_path, capsys):
     assert "| T = 6 | T = 10 |" in format_table(res["table"], [6, 10])
 
 
+def test_jobs_run_the_grid_in_processes_with_the_same_results(tmp_path, capsys):
+    args = ["experiment", "long-lag", "--cells", "elman", "gru", "--lags", "5", "9", "--steps", "20",
+            "--hidden", "8", "--batch", "4", "--explode-scale", "0"]
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert main([*args, "--jobs", str(jobs), "--out", str(out)]) == 0
+        res = json.loads((out / "long_lag.json").read_text())
+        assert res["config"]["jobs"] == jobs
+        runs[jobs] = [(r["cell"], r["lag"], r["clip"], r["test_mse"], r["steps"]) for r in res["runs"]]
+    capsys.readouterr()
+    assert [r[:3] for r in runs[1]] == [(c, lag, clip) for lag in (5, 9) for c in ("elman", "gru")
+                                        for clip in (0.0, 1.0)]  # grid order, whatever order they finished in
+    assert runs[1] == runs[2]  # every run seeds itself; one thread each way
+    assert main([*args, "--jobs", "0", "--out", str(tmp_path / "none")]) == 2
+    _one_line_error(capsys, "--jobs must be >= 1")
+    with pytest.raises(ValueError, match="3 runs at once"):
+        check_grid([10**7], 64, 32, memory=estimate_memory(10**7, 64, 32) * 2, jobs=3)
+
+
 def _one_line_error(capsys, *needles):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
