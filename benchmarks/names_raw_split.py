@@ -80,7 +80,7 @@ def main() -> None:
     prior = task.log_prior(y_tr, len(langs))
     print(f"raw 85/15 split of {len(rows)} lines: {len(train)} train / {len(test)} test, seed {args.seed}")
     print(f"{'model':52} {'accuracy':>8} {'bal.acc':>8} {'macro-F1':>8} {'train s':>8}")
-    for tau in (0.0, 0.25, 0.5, 1.0):
+    for tau in (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0):
         m = classification_metrics(y_te, (logits - tau * prior).argmax(1).numpy(), langs)
         label = f"biornn default, logit adjustment tau={tau:g}" + (" (default)" if tau == cfg.logit_adjustment else "")
         print(f"{label:52} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {seconds:8.0f}")
