@@ -162,3 +162,59 @@ def test_auto_on_a_machine_without_cuda_trains_on_the_cpu(data_dir, tmp_path, mo
     assert runs["cpu"].keys() == runs["auto"].keys()
     assert all(torch.equal(runs["cpu"][k], runs["auto"][k]) for k in runs["cpu"])
     assert '"device": "auto"' in Path(tmp_path / "auto" / "config.json").read_text()
+
+
+def _hooks_on_the_cpu(monkeypatch) -> list[int]:
+    """Make ``place`` register its hooks on the CPU too (moves become no-ops), counting their calls,
+    so that a whole training run goes through the hooked model exactly as it would on a GPU."""
+    calls = [0]
+    real_hook = devices._hook
+
+    def counting_hook(module, device):
+        handles = real_hook(module, device)
+        handles.append(module.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1)))
+        return handles
+
+    def place(model, device):
+        model.to(device)
+        return [h for m in devices.hooked_modules(model) for h in counting_hook(m, device)]
+
+    monkeypatch.setattr(devices, "_hook", counting_hook)
+    monkeypatch.setattr(devices, "place", place)
+    return calls
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.mark.parametrize("extra", [["ensemble=1"], ["ensemble=2"]])
+def test_training_through_the_hooks_gives_the_same_run(data_dir, tmp_path, monkeypatch, extra):  # noqa: F811
+    args = ["train", "names", "--data-dir", str(data_dir), *TINY, *extra]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    calls = _hooks_on_the_cpu(monkeypatch)
+    released = []
+    real_release = devices.release
+    monkeypatch.setattr(devices, "release", lambda m, h: (released.append(len(h)), real_release(m, h)))
+    assert main([*args, "--out", str(tmp_path / "hooked")]) == 0
+    assert calls[0] > 0 and released and released[0] > 0  # the hooks ran, and were removed before finish
+    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "hooked")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "plain" / "metrics.json").read_text().split('"train_seconds"')[0] == \
+        (tmp_path / "hooked" / "metrics.json").read_text().split('"train_seconds"')[0]
+
+
+def test_a_stateful_model_trains_through_the_hooks(tmp_path, monkeypatch):
+    """ecg-anomaly passes its recurrent state back in each truncated-BPTT window (a tuple through
+    the hooks both ways)."""
+    from test_anomaly import RECORD, TINY as ECG_TINY, write_discords
+
+    data = write_discords(tmp_path / "data")
+    args = ["train", "ecg-anomaly", "--record", RECORD, "--data-dir", str(data), "--no-progress", *ECG_TINY]
+    monkeypatch.delenv("BIORNN_DATA", raising=False)
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    calls = _hooks_on_the_cpu(monkeypatch)
+    assert main([*args, "--out", str(tmp_path / "hooked")]) == 0
+    assert calls[0] > 0
+    a, b = _weights(tmp_path / "plain"), _weights(tmp_path / "hooked")
+    assert all(torch.equal(a[k], b[k]) for k in a)
