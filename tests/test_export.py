@@ -115,8 +115,9 @@ def test_onnx_export_matches_pytorch_at_two_lengths_and_batches(run_dir, tmp_pat
         # no torch twin (or, for Elman, torch.export would unroll nn.RNN): the cell's step in an ONNX Scan
         ({"cell": "fully-recurrent", "embedding_dim": 0}, ["scan", "scan"]),
         ({"cell": "irnn", "bidirectional": False, "num_layers": 2}, ["scan", "scan"]),
+        ({"pool": "max"}, ["native", "native"]),  # max over the real steps: padding masked in the graph
     ],
-    ids=["gru-ensemble", "lstm1997-2-layers", "fully-recurrent-onehot", "irnn-2-layers"],
+    ids=["gru-ensemble", "lstm1997-2-layers", "fully-recurrent-onehot", "irnn-2-layers", "max-pool"],
 )
 def test_onnx_export_other_cells(run_dir, tmp_path, changes, routes):
     pytest.importorskip("onnxruntime")
@@ -133,8 +134,9 @@ def test_onnx_export_other_cells(run_dir, tmp_path, changes, routes):
         ({}, ["native", "native"]),
         ({"cell": "lstm-peephole", "num_layers": 2}, ["scan"] * 4),  # a scripted loop around the traced step
         ({"cell": "elman", "ensemble": 2, "embedding_dim": 0}, ["native", "native"]),
+        ({"pool": "mean", "ensemble": 2}, ["native", "native"]),
     ],
-    ids=["trained-lstm", "peephole-2-layers", "elman-ensemble-onehot"],
+    ids=["trained-lstm", "peephole-2-layers", "elman-ensemble-onehot", "mean-pool-ensemble"],
 )
 def test_torchscript_export_reloads_and_matches(run_dir, tmp_path, changes, routes):
     run = variant(run_dir, tmp_path / "v", **changes) if changes else run_dir

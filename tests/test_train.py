@@ -187,6 +187,8 @@ def _one_line_error(capsys, *needles):
         (["train", "names", "hiden_size=3"], ["hiden_size", "hidden_size"]),
         (["train", "names", "epochs=many"], ["epochs"]),
         (["train", "names", "--config", "/nonexistent.toml"], ["/nonexistent.toml"]),
+        (["train", "names", "pool=split"], ["pool", "last, max, mean", "split"]),
+        (["train", "names", "pool=top"], ["pool", "top"]),
     ],
 )
 def test_bad_train_arguments(argv, needles, capsys, tmp_path):
@@ -371,3 +373,39 @@ def test_run_files_are_world_readable(trained):
 
     mode = stat.S_IMODE((trained / "metrics.json").stat().st_mode)
     assert mode & 0o044  # not mkstemp's 0600
+
+
+# -- pooling of a many-to-one classifier (the ``pool`` option) ---------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+def test_pool_outputs_never_reads_padding(pool):
+    from biornn.models import pool_outputs
+
+    out = torch.randn(3, 5, 4)
+    lengths = torch.tensor([5, 2, 1])
+    padded = out.clone()
+    for b, L in enumerate(lengths.tolist()):
+        padded[b, L:] = 1e6  # what a padding step must never contribute
+    got = pool_outputs(padded, lengths, pool, 2)
+    for b, L in enumerate(lengths.tolist()):
+        want = out[b, :L].amax(0) if pool == "max" else out[b, :L].mean(0)
+        assert torch.allclose(got[b], want)
+
+
+def test_sequence_classifier_pools_as_asked():
+    from biornn.models import SequenceClassifier, last_outputs
+
+    torch.manual_seed(0)
+    x, lengths = torch.randint(1, 9, (4, 6)), torch.tensor([6, 3, 1, 4])
+    for pool in ("last", "max", "mean"):
+        m = SequenceClassifier(9, 3, hidden_size=5, bidirectional=True, embedding_dim=4, pool=pool).eval()
+        out, _ = m.rnn(m.embedding(x), lengths=lengths)
+        if pool == "last":
+            want = last_outputs(out, lengths, 2)
+        else:
+            want = torch.stack([(out[b, :L].amax(0) if pool == "max" else out[b, :L].mean(0))
+                                for b, L in enumerate(lengths.tolist())])
+        assert torch.allclose(m(x, lengths), m.readout(want), atol=1e-6)
+    with pytest.raises(ValueError, match="pool must be one of last, max, mean"):
+        SequenceClassifier(9, 3, pool="split")

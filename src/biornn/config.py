@@ -41,6 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "format": ("", "fasta", "ucr", "csv", "tsv", "npz"),
     "alphabet": ("", "dna", "rna", "protein", "text"),
     "nonfinite": ("stop", "skip", "lower-lr"),
+    "pool": ("", "last", "max", "mean", "split"),
 }
 
 
@@ -64,7 +65,10 @@ class TrainConfig:
         read-out), ``embedding_dim`` (0: one-hot inputs), ``ensemble`` (M
         models trained side by side, each from its own initialisation, whose
         class probabilities are averaged), ``init`` (a scheme
-        of :mod:`biornn.init`), ``forget_bias`` (``lstm`` only; ``None`` leaves it).
+        of :mod:`biornn.init`), ``forget_bias`` (``lstm`` only; ``None`` leaves it),
+        ``pool`` (how a many-to-one classifier summarises its outputs:
+        ``last``, ``max``, ``mean``, ``split``; ``""`` = the task's own choice,
+        :func:`biornn.models.pool_outputs`).
     Loss
         ``loss`` (``ce`` cross-entropy or ``mse`` squared error against the
         one-hot target), ``reduction`` (``mean`` or ``sum`` over the steps and
@@ -175,6 +179,7 @@ class TrainConfig:
     split_seed: int = 0
     threads: int = 0
     device: str = "cpu"
+    pool: str = ""
     record: str = ""
     horizon: int = 10
     holdout: float = 0.25

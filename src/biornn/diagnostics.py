@@ -52,7 +52,7 @@ from torch.nn import functional as F
 
 from .cells import ElmanCell, FullyRecurrentCell, GRUCell, LSTM1997Cell, LSTMCell
 from .checkpoint import atomic_path
-from .models import Ensemble, SequenceClassifier, last_outputs
+from .models import Ensemble, SequenceClassifier
 from .recurrent import Recurrent
 
 #: a sigmoid unit below EPS or above 1 - EPS, a tanh unit beyond +-(1 - EPS), counts as saturated:
@@ -388,8 +388,7 @@ def member_logits(member: SequenceClassifier, onehot: Tensor, lengths: Tensor | 
     inputs = onehot @ member.embedding.weight if member.embedding is not None else onehot  # (B, T, E or V)
     res = member.rnn(inputs, lengths=lengths, return_traces=return_traces, probes=probes)
     out, final = res[0], res[1]
-    summary = last_outputs(out, lengths, 2 if member.rnn.bidirectional else 1)
-    return member.readout(member.dropout(summary)), final, (res[2] if return_traces else [])
+    return member.readout(member.dropout(member.summary(out, lengths))), final, (res[2] if return_traces else [])
 
 
 def model_logits(model: nn.Module, onehot: Tensor, lengths: Tensor | None) -> Tensor:
@@ -432,8 +431,7 @@ def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int =
         rnn = member.rnn
 
         def loss(out: Tensor, final: tuple[Tensor, ...], member=member, lengths=lengths) -> Tensor:
-            summary = last_outputs(out, lengths, 2 if member.rnn.bidirectional else 1)
-            return F.cross_entropy(member.readout(member.dropout(summary)), y, reduction="none")
+            return F.cross_entropy(member.readout(member.dropout(member.summary(out, lengths))), y, reduction="none")
 
         inputs = onehot @ member.embedding.weight if member.embedding is not None else onehot
         r = gradient_flow(rnn, inputs, loss, lengths, params=dict(member.named_parameters()),

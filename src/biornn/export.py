@@ -50,9 +50,9 @@ again with every layer on ``scan``; ``routes`` in the result says which it took.
 Variable lengths need no packing: every sequence starts at step 0, the
 backward direction reads each sequence reversed within its own length (a
 ``gather``, as :func:`biornn.recurrent.reverse_padded`), so padding only ever
-comes *after* the real steps and is never read: the summary is the forward
-output at step L-1 and the backward output at step 0, as
-:func:`biornn.models.last_outputs`.
+comes *after* the real steps and is never read: the summary is the model's
+pooling (:func:`biornn.models.pool_outputs`) written with the lengths -- for
+``last`` the forward output at step L-1 and the backward output at step 0.
 
 Every export is checked before it takes its name: the written file is loaded
 (onnxruntime, ``torch.jit.load``) and run at the example's shape and at a
@@ -275,6 +275,25 @@ def _export_layers(rnn: nn.Module, fmt: str, native: bool) -> nn.ModuleList:
     return nn.ModuleList(layers)
 
 
+def _export_pool(h: Tensor, real: Tensor, lengths: Tensor, pool: str, width: int, bidirectional: bool,
+                 split_at: int = -1) -> Tensor:
+    """:func:`biornn.models.pool_outputs` written with the lengths, so that every exporter keeps T
+    symbolic: ``h`` (B, T, D * O), ``real`` (B, T, 1) -> (B, D * O)."""
+    if pool == "max":
+        return h.masked_fill(~real, float("-inf")).amax(dim=1)
+    if pool == "mean":
+        count = real.to(h.dtype).sum(dim=1).clamp(min=1.0)  # (B, 1)
+        return (h * real.to(h.dtype)).sum(dim=1) / count
+    if pool == "split":
+        at = h.size(1) // 2 if split_at < 0 else split_at
+        return torch.cat([h[:, at - 1, :width], h[:, at, width:]], dim=1)
+    last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.size(2))  # (B, 1, D * O)
+    at_end = torch.gather(h, 1, last).squeeze(1)  # (B, D * O)
+    if bidirectional:  # forward at the last real step, backward at step 0
+        return torch.cat([at_end[:, :width], h[:, 0, width:]], dim=1)
+    return at_end
+
+
 class ExportVectorMember(nn.Module):
     """One :class:`biornn.models.VectorClassifier` rebuilt for export: vectors (B, T, F), lengths (B,) -> logits (B, K).
 
@@ -301,19 +320,7 @@ class ExportVectorMember(nn.Module):
         h = torch.where(real, x, torch.zeros_like(x))  # as Recurrent: padding never enters the maths
         for layer in self.layers:
             h = layer(h, lengths)  # (B, T, D * O)
-        if self.pool == "max":
-            return self.readout(h.masked_fill(~real, float("-inf")).amax(dim=1))
-        if self.pool == "mean":
-            count = real.to(h.dtype).sum(dim=1).clamp(min=1.0)  # (B, 1)
-            return self.readout((h * real.to(h.dtype)).sum(dim=1) / count)
-        if self.pool == "split":
-            at = x.size(1) // 2 if self.split_at < 0 else self.split_at
-            return self.readout(torch.cat([h[:, at - 1, : self.width], h[:, at, self.width :]], dim=1))
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.size(2))  # (B, 1, D * O)
-        at_end = torch.gather(h, 1, last).squeeze(1)  # (B, D * O)
-        if self.bidirectional:  # forward at the last real step, backward at step 0
-            return self.readout(torch.cat([at_end[:, : self.width], h[:, 0, self.width :]], dim=1))
-        return self.readout(at_end)
+        return self.readout(_export_pool(h, real, lengths, self.pool, self.width, self.bidirectional, self.split_at))
 
 
 class ExportMember(nn.Module):
@@ -334,6 +341,7 @@ class ExportMember(nn.Module):
         self.layers = _export_layers(rnn, fmt, native)
         self.width = rnn.output_size // (2 if rnn.bidirectional else 1)  # O, one direction's width
         self.bidirectional = bool(rnn.bidirectional)
+        self.pool = str(model.pool)
         self.readout = model.readout
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -343,13 +351,7 @@ class ExportMember(nn.Module):
         h = torch.where(real, h, torch.zeros_like(h))  # as Recurrent: padding never enters the maths
         for layer in self.layers:
             h = layer(h, lengths)  # (B, T, D * O)
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.size(2))  # (B, 1, D * O)
-        at_end = torch.gather(h, 1, last).squeeze(1)  # (B, D * O)
-        if self.bidirectional:  # forward at the last real step, backward at step 0
-            summary = torch.cat([at_end[:, : self.width], h[:, 0, self.width :]], dim=1)
-        else:
-            summary = at_end
-        return self.readout(summary)
+        return self.readout(_export_pool(h, real, lengths, self.pool, self.width, self.bidirectional))
 
 
 class ExportModel(nn.Module):

@@ -113,7 +113,7 @@ class Served:
     kind: str = "symbols"
     #: the one input length the model reads (splice 60, promoters 57), or None for any
     length: int | None = None
-    #: the VectorClassifier's pooling (``last``, ``max``, ``mean``, ``split``); "last" for symbols
+    #: the classifier's pooling (``last``, ``max``, ``mean``; ``split`` for a VectorClassifier)
     pool: str = "last"
 
     @property
@@ -138,10 +138,9 @@ def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_
     cfg, task, model, meta = load_classifier_run(run)
     adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"]) if cfg.logit_adjustment else None
     first = model.members[0] if isinstance(model, Ensemble) else model
-    kind, pool = "symbols", "last"
+    kind, pool = "symbols", first.pool
     if isinstance(first, VectorClassifier):
         kind = "residues" if meta.get("vocab_obj") is not None else "values"
-        pool = first.pool
     length = getattr(task, "LENGTH", None) if kind == "residues" else None
     return Served(Path(run), cfg, task, model, meta, list(meta["labels"]), meta.get("vocab_obj"), adjust,
                   max_sequences, max_length, max_body_bytes, max_explain, max_explain_work,

@@ -44,6 +44,44 @@ def last_outputs(out: Tensor, lengths: Tensor | None, directions: int) -> Tensor
     return torch.cat([forward, out[:, 0, O:]], dim=1)
 
 
+def pool_outputs(out: Tensor, lengths: Tensor | None, pool: str, directions: int,
+                 split_at: int | None = None) -> Tensor:
+    """A recurrent layer's outputs as one summary per sequence.
+
+    Parameters
+    ----------
+    out : Tensor, shape (B, T, D * H)
+        Outputs; steps past a sequence's length are padding.
+    lengths : Tensor of int, shape (B,), or None
+    pool : {"last", "max", "mean", "split"}
+        ``last``: :func:`last_outputs` (the forward direction's last real step, the backward
+        direction's first); ``max`` / ``mean``: over the real steps, per unit; ``split``: a
+        bidirectional model's forward output at step ``split_at - 1`` and backward output at
+        ``split_at`` (default T // 2).
+    directions : int
+        D.
+    split_at : int, optional
+
+    Returns
+    -------
+    Tensor, shape (B, D * H)
+    """
+    if pool == "last":
+        return last_outputs(out, lengths, directions)
+    if pool == "split":
+        at = split_at if split_at is not None else out.shape[1] // 2
+        if lengths is not None and int(lengths.min()) <= at:
+            raise ValueError(f"pool='split' at step {at}: a sequence of {int(lengths.min())} steps is too short")
+        H = out.shape[2] // 2
+        return torch.cat([out[:, at - 1, :H], out[:, at, H:]], dim=1)  # (B, 2H)
+    B, T, _ = out.shape
+    real = (torch.arange(T, device=out.device)[None, :] < lengths.to(out.device)[:, None]
+            if lengths is not None else torch.ones(B, T, dtype=torch.bool, device=out.device))
+    real = real.unsqueeze(2)  # (B, T, 1)
+    if pool == "max":
+        return out.masked_fill(~real, float("-inf")).amax(dim=1)
+    return (out * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+
 
 def build_recurrent(
     cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
@@ -68,6 +106,7 @@ def build_recurrent(
             for c in row:
                 forget_bias_(c, forget_bias)
     return rnn
+
 
 class Ensemble(nn.Module):
     """Members trained side by side on the same batches; predicts the mean of their
@@ -113,7 +152,13 @@ class SequenceClassifier(nn.Module):
         Forget-gate bias (forget-gate LSTMs).
     truncate : int, optional
         Truncated BPTT length.
+    pool : {"last", "max", "mean"}
+        How the outputs (B, T, D * H) become one summary (:func:`pool_outputs`): ``last``, the
+        textbook many-to-one read-out (the forward direction after the last character, the
+        backward direction after the first); ``max`` or ``mean`` over every character's output.
     """
+
+    POOLS = ("last", "max", "mean")
 
     def __init__(
         self,
@@ -128,10 +173,13 @@ class SequenceClassifier(nn.Module):
         init: str | None = None,
         forget_bias: float | None = None,
         truncate: int | None = None,
+        pool: str = "last",
         **cell_options: Any,
     ) -> None:
         super().__init__()
-        self.vocab_size, self.n_classes = vocab_size, n_classes
+        if pool not in self.POOLS:
+            raise ValueError(f"pool must be one of {', '.join(self.POOLS)}, got {pool!r}")
+        self.vocab_size, self.n_classes, self.pool = vocab_size, n_classes, pool
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if embedding_dim else None
         input_size = embedding_dim or vocab_size
         self.rnn = build_recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, init,
@@ -146,8 +194,11 @@ class SequenceClassifier(nn.Module):
         else:
             inputs = F.one_hot(x, self.vocab_size).to(self.readout.weight.dtype)  # (B, T, V)
         out, _ = self.rnn(inputs, lengths=lengths)
-        summary = last_outputs(out, lengths, 2 if self.rnn.bidirectional else 1)
-        return self.readout(self.dropout(summary))
+        return self.readout(self.dropout(self.summary(out, lengths)))
+
+    def summary(self, out: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The recurrent outputs (B, T, D * H) as the read-out's input (B, D * H): :func:`pool_outputs`."""
+        return pool_outputs(out, lengths, self.pool, 2 if self.rnn.bidirectional else 1)
 
 
 class SequencePredictor(nn.Module):
@@ -256,24 +307,11 @@ class VectorClassifier(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` (B, T, F) float, ``lengths`` (B,) -> logits (B, K)."""
         out, _ = self.rnn(x, lengths=lengths)  # (B, T, D * H)
-        if self.pool == "last":
-            summary = last_outputs(out, lengths, 2 if self.rnn.bidirectional else 1)
-        elif self.pool == "split":
-            at = self.split_at if self.split_at is not None else out.shape[1] // 2
-            if lengths is not None and int(lengths.min()) <= at:
-                raise ValueError(f"pool='split' at step {at}: a sequence of {int(lengths.min())} steps is too short")
-            H = out.shape[2] // 2
-            summary = torch.cat([out[:, at - 1, :H], out[:, at, H:]], dim=1)  # (B, 2H)
-        else:
-            B, T, _ = out.shape
-            real = (torch.arange(T, device=out.device)[None, :] < lengths.to(out.device)[:, None]
-                    if lengths is not None else torch.ones(B, T, dtype=torch.bool, device=out.device))
-            real = real.unsqueeze(2)  # (B, T, 1)
-            if self.pool == "max":
-                summary = out.masked_fill(~real, float("-inf")).amax(dim=1)
-            else:
-                summary = (out * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
-        return self.readout(self.dropout(summary))
+        return self.readout(self.dropout(self.summary(out, lengths)))
+
+    def summary(self, out: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The recurrent outputs (B, T, D * H) as the read-out's input (B, D * H): :func:`pool_outputs`."""
+        return pool_outputs(out, lengths, self.pool, 2 if self.rnn.bidirectional else 1, self.split_at)
 
 
 class SequenceTagger(nn.Module):

@@ -115,6 +115,7 @@ def _classifier(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceCl
         init=cfg.init,
         forget_bias=cfg.forget_bias,
         truncate=cfg.truncate or None,
+        pool=cfg.pool or "last",  # "" (runs from before the option): the last step's read-out
     )
 
 
@@ -193,7 +194,8 @@ def baseline(cfg: TrainConfig, data: TaskData) -> dict[str, Any]:
 # -- the training loop's hooks (biornn.train) ----------------------------------------
 
 def check_config(cfg: TrainConfig) -> None:
-    """Nothing beyond :meth:`TrainConfig.validate` for this task."""
+    if cfg.pool not in ("",) + SequenceClassifier.POOLS:
+        raise ValueError(f"task {cfg.task}: pool must be one of {', '.join(SequenceClassifier.POOLS)}; got {cfg.pool!r}")
 
 
 def subruns(cfg: TrainConfig, data_dir: str | None) -> None:

@@ -133,7 +133,7 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> VectorClas
         return VectorClassifier(n_features, n_classes, cell=cfg.cell, hidden_size=cfg.hidden_size,
                                 num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
                                 init=cfg.init, forget_bias=cfg.forget_bias, truncate=cfg.truncate or None,
-                                pool=POOL)
+                                pool=cfg.pool or POOL)
 
     return Ensemble([one() for _ in range(cfg.ensemble)]) if cfg.ensemble > 1 else one()
 
