@@ -15,7 +15,7 @@ ifneq ($(wildcard $(SHARED_DATA)/SHA256SUMS),)
 export BIORNN_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test install browser clean fuzz load
+.PHONY: demo test install browser clean fuzz load gpu
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ load: $(STAMP)
 
 fuzz: $(STAMP)
 	BIORNN_FUZZ_EXAMPLES=500 BIORNN_FUZZ_COUNT=fuzz-count.json $(PY) -m pytest -q -m fuzz tests/test_fuzz.py
+
+# device=cuda and NCCL (tests/test_gpu.py): skipped without CUDA; -rs says why when they skip
+gpu: $(STAMP)
+	$(PY) -m pytest -q -rs -m gpu tests/test_gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist
