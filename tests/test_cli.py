@@ -33,6 +33,10 @@ def test_env_json_has_versions(capsys):
     assert main(["env", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["torch"].startswith("2.") and "numpy" in info and info["torch_threads"] >= 1
+    import torch
+
+    assert info["device_auto"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert info["distributed_backend"] in ("gloo", "cpu:gloo,cuda:nccl")
 
 
 def test_cells_lists_every_name(capsys):

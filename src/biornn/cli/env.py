@@ -15,6 +15,8 @@ def environment() -> dict[str, object]:
     import torch
 
     from .. import __version__
+    from ..device import process_group_backend
+    from ..device import resolve as resolve_device
 
     return {
         "biornn": __version__,
@@ -27,6 +29,9 @@ def environment() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "cuda_available": torch.cuda.is_available(),
         "cuda": torch.version.cuda,
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "device_auto": str(resolve_device("auto")),  # what device=auto trains on here
+        "distributed_backend": process_group_backend(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "BIORNN_DATA": os.environ.get("BIORNN_DATA"),
