@@ -222,6 +222,18 @@ def trained(data_dir, tmp_path_factory) -> Path:
     return run
 
 
+def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(trained, run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["hidden_size"] += 1  # the saved tensors no longer fit the model the config builds
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["predict", str(run), "Nguyen"]) == 2
+    _one_line_error(capsys, "model.safetensors", "weights do not fit the config")
+
+
 def test_predict_bad_inputs(trained, capsys):
     assert main(["predict", str(trained), "12345"]) == 2
     _one_line_error(capsys, "12345", "no character")

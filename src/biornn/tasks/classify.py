@@ -36,7 +36,7 @@ from ..config import TrainConfig
 from ..metrics import classification_metrics
 from ..models import Ensemble, VectorClassifier
 from . import userdata
-from .common import Batch, batches_per_epoch, shuffled_batches
+from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 from .names import class_weights
 from .splice import pad_vectors
 
@@ -259,7 +259,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Vec
     """The model of a run's ``model.safetensors``; the alphabet (or None) goes into ``meta["vocab_obj"]``."""
     userdata.check_meta(meta, path)
     model = build_model(cfg, meta["n_features"], len(meta["labels"]))
-    userdata.load_model_state(model, tensors, path)
+    load_model_state(model, tensors, path)
     return model
 
 

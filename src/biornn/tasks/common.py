@@ -101,3 +101,12 @@ def stratified_group_split(labels, groups, fractions: dict[str, float], seed: in
             parts[names[k]].extend(members[gs[j]])
             filled += len(members[gs[j]])
     return {name: np.array(sorted(idx), dtype=np.int64) for name, idx in parts.items()}
+
+
+def load_model_state(model: torch.nn.Module, tensors: dict, path) -> None:
+    """Load a run's ``tensors`` into ``model`` strictly; ``ValueError`` naming ``path`` if they do not
+    fit the config (the first line of torch's message)."""
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None

@@ -40,7 +40,7 @@ from ..config import TrainConfig
 from ..data.ecg import RecordLabels, read_discord, read_labels
 from ..data.registry import locate
 from ..models import SequencePredictor
-from .common import Batch, epoch_generator
+from .common import Batch, epoch_generator, load_model_state
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
 DEFAULTS = {
@@ -345,10 +345,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     if not ok:
         raise ValueError(f"{path}: metadata has an unusable anomaly scorer")
     model = build_model(cfg, L)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     return model.eval()
 
 

@@ -34,7 +34,7 @@ import torch
 from ..config import TrainConfig
 from ..models import SequencePredictor
 from . import userdata
-from .common import Batch, epoch_generator
+from .common import Batch, epoch_generator, load_model_state
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
 DEFAULTS = {
@@ -288,7 +288,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     """The model of a run's ``model.safetensors``."""
     userdata.check_meta(meta, path)
     model = build_model(cfg, meta["n_features"])
-    userdata.load_model_state(model, tensors, path)
+    load_model_state(model, tensors, path)
     return model
 
 

@@ -47,7 +47,7 @@ from ..data.batching import UNK, Vocabulary, pad_batch
 from ..data.names import read_names, split_names
 from ..data.registry import locate
 from ..models.generator import END, ConditionalGenerator, teacher_forcing
-from .common import Batch, batches_per_epoch, shuffled_batches
+from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s (the ``names`` task's)
 DEFAULTS = {
@@ -505,10 +505,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Con
             or not isinstance(prior, list) or len(prior) != len(labels)):
         raise ValueError(f"{path}: metadata labels and log_prior do not match")
     model = build_model(cfg, len(vocab), len(labels))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     meta["vocab_obj"] = vocab
     return model
 

@@ -65,7 +65,7 @@ from ..data.physionet import Record, read_beats, read_record, record_path
 from ..data.registry import DataError, locate, search_path
 from ..metrics import classification_metrics
 from ..models import SequenceTagger
-from .common import Batch, epoch_generator
+from .common import Batch, epoch_generator, load_model_state
 from .names import class_weights
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
@@ -414,10 +414,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     if not isinstance(leads, list) or not leads or len(meta["mean"]) != len(leads) or len(meta["std"]) != len(leads):
         raise ValueError(f"{path}: metadata leads and normalisation do not agree")
     model = build_model(cfg, len(leads))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     return model
 
 

@@ -39,7 +39,7 @@ from ..data.registry import locate
 from ..distributed import shard
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
-from .common import Batch, batches_per_epoch, shuffled_batches
+from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 
 KIND = "classification"
 #: trains under torchrun, each rank on its share of every global batch
@@ -293,9 +293,6 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     if meta.get("data_fingerprint") is None:
         raise ValueError(f"{path}: metadata has no 'data_fingerprint'")
     model = build_model(cfg, len(vocab), len(labels))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     meta["vocab_obj"] = vocab
     return model

@@ -37,7 +37,7 @@ from ..data.alphabets import PROTEIN, Alphabet
 from ..data.registry import locate
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceTagger
-from .common import Batch, batches_per_epoch, shuffled_batches
+from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 from .names import class_weights
 from .splice import pad_vectors
 
@@ -304,10 +304,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"{path}: metadata labels are not a list of names")
     model = build_model(cfg, alphabet.size, len(labels))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     meta["vocab_obj"] = alphabet
     return model
 

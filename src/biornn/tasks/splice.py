@@ -42,7 +42,7 @@ from ..data.readers import read_table
 from ..data.registry import locate
 from ..metrics import classification_metrics
 from ..models import Ensemble, VectorClassifier
-from .common import Batch, stratified_group_split, batches_per_epoch, shuffled_batches
+from .common import Batch, stratified_group_split, batches_per_epoch, shuffled_batches, load_model_state
 from .names import class_weights, log_prior
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
@@ -294,9 +294,6 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path,
             or not isinstance(prior, list) or len(prior) != len(labels)):
         raise ValueError(f"{path}: metadata labels and log_prior do not match")
     model = (build or build_model)(cfg, alphabet.size, len(labels))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     meta["vocab_obj"] = alphabet
     return model

@@ -41,7 +41,7 @@ from torch import Tensor
 from ..config import TrainConfig
 from ..data.alphabets import DNA
 from ..models.seq2seq import EncoderDecoder
-from .common import Batch, batches_per_epoch, shuffled_batches
+from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 from .splice import pad_vectors
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
@@ -471,10 +471,7 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Enc
     if attention not in EncoderDecoder.ATTENTIONS:
         raise ValueError(f"{path}: metadata attention {attention!r} is not one of {', '.join(EncoderDecoder.ATTENTIONS)}")
     model = build_model(cfg, attention, None)  # the starting point does not matter: the weights are loaded
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+    load_model_state(model, tensors, path)
     return model
 
 

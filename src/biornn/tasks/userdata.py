@@ -557,11 +557,3 @@ def check_meta(meta: dict[str, Any], path: Path) -> None:
         raise ValueError(f"{path}: metadata normalize does not have {F} means and standard deviations")
     if not isinstance(meta["labels"], list) or not all(isinstance(x, str) for x in meta["labels"]):
         raise ValueError(f"{path}: metadata labels are not a list of names")
-
-
-def load_model_state(model, tensors: dict, path: Path) -> None:
-    """Load ``tensors`` strictly; ``ValueError`` naming the file if they do not fit the config."""
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
