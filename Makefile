@@ -25,6 +25,8 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# the compiled time loops (csrc/native.cpp, about 10 s); without them biornn runs the same BPTT as Python loops
+	$(VENV)/bin/biornn native build || echo "make: the compiled loops were not built (see above); biornn runs its Python loops" >&2
 	touch $(STAMP)
 
 # The main job on its default data: train the names task (surname -> language)

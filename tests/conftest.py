@@ -28,6 +28,23 @@ def train_tiny_names_run(root: Path) -> Path:
     return out
 
 
+#: the compiled time loops (biornn.native): built once per machine before the tests run, so that
+#: every fast-path test runs them; (False, why) where they cannot be built (tests/test_native.py says)
+NATIVE_BUILD: list = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_loops():
+    from biornn import native
+
+    try:
+        native.build()
+        NATIVE_BUILD.append((True, ""))
+    except native.NativeError as e:
+        NATIVE_BUILD.append((False, str(e)))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

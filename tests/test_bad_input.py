@@ -1087,6 +1087,16 @@ def _(ctx):
     return ["env", "--verbose"], ["--verbose", "unrecognized arguments"]
 
 
+@case("native-no-action")
+def _(ctx):
+    return ["native"], ["required", "WHAT"]
+
+
+@case("native-unknown-action")
+def _(ctx):
+    return ["native", "compile"], ["'compile'", "invalid choice"]
+
+
 @case("data-fetch-unknown-set")
 def _(ctx):
     return ["data", "fetch", "imagenet", "--data-dir", str(ctx.tmp / "d")], ["'imagenet'", "unknown data set"]

@@ -180,9 +180,13 @@ def _cell_name(key):
     raise KeyError(key)
 
 
+@pytest.mark.parametrize("loops", ["compiled", "python"])
 @pytest.mark.parametrize("key", FAST_CONFIGS)
 @pytest.mark.parametrize("variable,truncate", [(False, None), (True, None), (False, 3)])
-def test_fast_path_equals_step_loop(key, variable, truncate):
+def test_fast_path_equals_step_loop(key, variable, truncate, loops, monkeypatch):
+    """Every fast route: the hand-written BPTT's loops compiled (where built) and in Python."""
+    if loops == "python":
+        monkeypatch.setenv("BIORNN_NATIVE", "0")
     name = _cell_name(key)
     loop = Recurrent(name, 3, 4, num_layers=2, bidirectional=True, fast=False, truncate=truncate,
                      **FAST_CONFIGS[key])
@@ -205,7 +209,9 @@ def test_fast_path_equals_step_loop(key, variable, truncate):
         torch.testing.assert_close(p.grad, q.grad, **TOL, msg=lambda m: f"{n}: {m}")
 
 
-def test_the_route_is_chosen_by_the_maths_and_shown():
+def test_the_route_is_chosen_by_the_maths_and_shown(monkeypatch):
+    # the Python loops of the hand-written BPTT (without the compiled ones: tests/test_native.py)
+    monkeypatch.setenv("BIORNN_NATIVE", "0")
     for name in ("elman", "elman-relu", "irnn", "lstm1997", "lstm"):
         assert Recurrent(name, 2, 3).path() == "fused"
     for name in ("fully-recurrent", "lstm-peephole", "gru"):
@@ -260,7 +266,8 @@ def test_hand_written_bptt_equals_step_loop_for_fused_cells_too(key, variable, t
 
 
 @pytest.mark.parametrize("key", ["lstm-peephole", "fully-recurrent-O2-relu-sigmoid", "gru", "lstm1997-g-only"])
-def test_gradcheck_hand_written_bptt(key):
+def test_gradcheck_hand_written_bptt(key, monkeypatch):
+    monkeypatch.setenv("BIORNN_NATIVE", "0")  # the Python loops (the compiled ones: tests/test_native.py)
     # (no truncation here: it changes the gradient, not the function, so finite
     # differences cannot check it; the step-loop comparisons above do)
     rnn = Recurrent(_cell_name(key), 2, 3, num_layers=2, bidirectional=True, **FAST_CONFIGS[key]).double()

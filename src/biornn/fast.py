@@ -35,7 +35,15 @@ two faster routes, chosen automatically (:func:`method`):
     ``torch.nn.GRU``, which on CPU has no oneDNN kernel), and truncated BPTT
     together with variable lengths, which the fused kernels cannot do.
 
-Both give the step loop's outputs, final states and gradients (tested to 1e-5).
+``native``
+    the same hand-written BPTT with its time loops compiled (:mod:`biornn.native`,
+    ``csrc/native.cpp``): per step one recurrent product and one fused, vectorised
+    pass over the step's gates.  It serves the peephole and 1997 LSTMs (one cell
+    per block), the GRU, the fully recurrent net and single LSTM steps whenever it
+    is built (``biornn native build``) and the tensors are float32/float64 on the
+    CPU; ``bptt`` serves them otherwise.
+
+All give the step loop's outputs, final states and gradients (tested to 1e-5).
 Traces (``return_traces=True``) always use the step loop: it is what records them.
 """
 
@@ -46,6 +54,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from . import native as _native
 from .cells import Cell, ElmanCell, FullyRecurrentCell, GRUCell, LSTM1997Cell, LSTMCell
 
 #: forget-gate bias that holds the fused LSTM's forget gate at exactly 1.0
@@ -66,26 +75,49 @@ def _fused_maths(cell: Cell) -> bool:
 _BPTT_CELLS = (ElmanCell, LSTMCell, LSTM1997Cell, GRUCell, FullyRecurrentCell)
 
 
+#: activation codes of csrc/native.cpp
+_NATIVE_ACTS = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3}
+
+
+def _native_maths(cell: Cell) -> bool:
+    """Whether the compiled loops (``csrc/native.cpp``) have ``cell``'s maths."""
+    if type(cell) in (LSTMCell, GRUCell):
+        return True
+    if type(cell) is LSTM1997Cell:
+        return cell.cells_per_block == 1
+    if type(cell) is FullyRecurrentCell:
+        return cell.nonlinearity in _NATIVE_ACTS and cell.output_nonlinearity in _NATIVE_ACTS
+    return False
+
+
 def method(
-    cell: Cell, lengths: Tensor | None = None, truncate: int | None = None, steps: int | None = None
+    cell: Cell,
+    lengths: Tensor | None = None,
+    truncate: int | None = None,
+    steps: int | None = None,
+    device: torch.device | str | None = None,
 ) -> str | None:
     """The fast path that serves ``cell`` for a call with these arguments.
 
     ``steps`` is the call's sequence length T, if known: a single step
     (streaming, one sample per call) of an LSTM is faster by the hand-written
     route, because oneDNN's LSTM re-lays out its weights on every call
-    (``biornn bench``'s streaming table: 63 against 91 us per step for ``lstm``,
-    67 against 128 for ``lstm1997``, at H = 128).
+    (``biornn bench``'s streaming table).  ``device`` is where the tensors
+    are (default: the CPU); the compiled loops run on the CPU only.
 
     Returns
     -------
-    ``"fused"`` (a torch kernel), ``"bptt"`` (the hand-written BPTT), or
-    ``None`` (no fast path: a cell class biornn does not know; the step loop runs).
+    ``"fused"`` (a torch kernel), ``"native"`` (the hand-written BPTT, compiled),
+    ``"bptt"`` (the hand-written BPTT in Python), or ``None`` (no fast path: a
+    cell class biornn does not know; the step loop runs).
     """
     single_lstm_step = steps == 1 and type(cell) in (LSTMCell, LSTM1997Cell)
     if _fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step:
         return "fused"
     if type(cell) in _BPTT_CELLS:
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        if on_cpu and _native_maths(cell) and _native.available():
+            return "native"
         return "bptt"
     return None
 
@@ -144,7 +176,7 @@ def scan(
         state at each sequence's last step.
     truncate : int or None
         Detach the state every ``truncate`` steps (truncated BPTT).
-    how : {"fused", "bptt"}, optional
+    how : {"fused", "native", "bptt"}, optional
         Force a route (tests and benchmarks); default :func:`method`'s choice.
 
     Returns
@@ -152,13 +184,18 @@ def scan(
     out : Tensor, shape (B, T, O)
     state : cell.state_type, each field (B, size)
     """
-    how = how or method(cell, lengths, truncate, x.shape[1])
+    if how is None:
+        how = method(cell, lengths, truncate, x.shape[1], x.device)
+        if how == "native" and x.dtype not in (torch.float32, torch.float64):
+            how = "bptt"
+    elif how == "native" and not (_native_maths(cell) and _native.available() and x.device.type == "cpu"):
+        raise ValueError(f"{type(cell).__name__}: the compiled loops cannot serve this cell and call")
     if how == "fused":
         if not _fused_maths(cell) or (truncate and lengths is not None):
             raise ValueError(f"{type(cell).__name__}: no fused kernel for this cell and call")
         return _fused_scan(cell, x, state, lengths, truncate)
-    if how == "bptt" and type(cell) in _BPTT_CELLS:
-        return _bptt_scan(cell, x, state, lengths, truncate)
+    if how in ("bptt", "native") and type(cell) in _BPTT_CELLS:
+        return _bptt_scan(cell, x, state, lengths, truncate, how == "native")
     raise ValueError(f"{type(cell).__name__}: no fast path {how!r}")
 
 
@@ -264,6 +301,15 @@ def _fused_scan(
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
+
+
+def _ops():
+    """The compiled loops' operators (:mod:`biornn.native`)."""
+    return torch.ops.biornn_native
+
+
+def _bs(batch_sizes) -> list[int]:
+    return list(batch_sizes) if batch_sizes is not None else []
 
 
 def _act_(name: str, a: Tensor) -> Tensor:
@@ -432,12 +478,18 @@ class _LSTMBPTT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b, w_ci, w_cf, w_co, batch_sizes, truncate):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, w_ci, w_cf, w_co, batch_sizes, truncate, compiled=False):
         T, B, _ = x.shape
         H = h0.shape[1]
         peep = w_ci is not None
         A = _project(x, w_ih, b)  # (T, B, 4H): pre-activations, then the gates in place
         Cs, TC, Hs = (x.new_empty(T, B, H) for _ in range(3))
+        ctx.compiled = compiled
+        if compiled:
+            _ops().lstm_forward(A, Cs, TC, Hs, h0, c0, w_hh, w_ci, w_cf, w_co, _bs(batch_sizes))
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs)
+            ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
+            return Hs, Cs
         w_hhT = w_hh.t()
         w_cif = torch.stack([w_ci, w_cf]).unsqueeze(0) if peep else None  # (1, 2, H)
         bs = batch_sizes
@@ -470,6 +522,16 @@ class _LSTMBPTT(torch.autograd.Function):
         T, B, H = Hs.shape
         peep = w_ci is not None
         bs = ctx.batch_sizes
+        need = ctx.needs_input_grad
+        if ctx.compiled:
+            dA = torch.empty_like(A)  # every row written, the padding with zeros
+            dh0, dc0, dpeep = _ops().lstm_backward(A, Cs, TC, c0, dHs, dCs, dA, w_hh, w_ci, w_cf, w_co,
+                                                   _bs(bs), ctx.truncate)
+            dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+            d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
+            d_ci, d_cf, d_co = dpeep.unbind(0) if peep else (None, None, None)
+            return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
+                    d_ci, d_cf, d_co, None, None, None)
         dH = _grad_seq(dHs, Hs, bs)  # gradients reaching h_t (and c_t), accumulated backwards
         dC = _grad_seq(dCs, Cs, bs)
         dA = _delta_buffer(A, bs)
@@ -515,7 +577,7 @@ class _LSTMBPTT(torch.autograd.Function):
             d_cf = (dA[:, :, H : 2 * H] * c_prev_seq).sum((0, 1))
             d_co = (dA[:, :, 3 * H :] * Cs).sum((0, 1))
         return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
-                d_ci, d_cf, d_co, None, None)
+                d_ci, d_cf, d_co, None, None, None)
 
 
 class _LSTM1997BPTT(torch.autograd.Function):
@@ -533,12 +595,19 @@ class _LSTM1997BPTT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b, S, g_name, h_name, batch_sizes, truncate):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, S, g_name, h_name, batch_sizes, truncate, compiled=False):
         T, B, _ = x.shape
         H = h0.shape[1]
         nb = H // S
         A = _project(x, w_ih, b)  # (T, B, 2H/S + H)
         Cs, HC, Hs = (x.new_empty(T, B, H) for _ in range(3))
+        ctx.S, ctx.g_name, ctx.h_name, ctx.compiled = S, g_name, h_name, compiled
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
+        if compiled:  # one cell per block
+            _ops().lstm1997_forward(A, Cs, HC, Hs, h0, c0, w_hh, g_name != "tanh", h_name != "tanh",
+                                    _bs(batch_sizes))
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, A, Cs, HC, Hs)
+            return Hs, Cs
         w_hhT = w_hh.t()
         h, c = h0, c0
         for t in range(T):
@@ -559,8 +628,6 @@ class _LSTM1997BPTT(torch.autograd.Function):
             h = torch.mul(hc.view(n, nb, S), o.unsqueeze(2), out=Hs[t, :n].view(n, nb, S)).view(n, H)
         _zero_padding_(batch_sizes, Hs, Cs)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, A, Cs, HC, Hs)
-        ctx.S, ctx.g_name, ctx.h_name = S, g_name, h_name
-        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
         return Hs, Cs
 
     @staticmethod
@@ -571,6 +638,15 @@ class _LSTM1997BPTT(torch.autograd.Function):
         S = ctx.S
         nb = H // S
         bs = ctx.batch_sizes
+        need = ctx.needs_input_grad
+        if ctx.compiled:
+            dA = torch.empty_like(A)
+            dh0, dc0 = _ops().lstm1997_backward(A, HC, dHs, dCs, dA, w_hh, ctx.g_name != "tanh",
+                                                ctx.h_name != "tanh", _bs(bs), ctx.truncate)
+            dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+            d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
+            return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
+                    None, None, None, None, None, None)
         dH, dC = _grad_seq(dHs, Hs, bs), _grad_seq(dCs, Cs, bs)
         dA = _delta_buffer(A, bs)
         tmp = torch.empty_like(h0)
@@ -606,7 +682,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
         dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
         return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
 class _GRUBPTT(torch.autograd.Function):
@@ -625,13 +701,18 @@ class _GRUBPTT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, truncate):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, truncate, compiled=False):
         T, B, _ = x.shape
         H = h0.shape[1]
         bs = batch_sizes
         A = _project(x, w_ih, b_ih)  # (T, B, 3H): g^x, then r, z, n in place
         GH = x.new_empty(T, B, 3 * H)  # g^h, kept for the backward
         Hs = x.new_empty(T, B, H)
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias, ctx.compiled = batch_sizes, truncate, b_ih is not None, compiled
+        if compiled:
+            _ops().gru_forward(A, GH, Hs, h0, w_hh, b_hh, _bs(bs))
+            ctx.save_for_backward(x, h0, w_ih, w_hh, A, GH, Hs)
+            return Hs
         w_hhT = w_hh.t()
         rz_s, r_s, z_s, n_s = _gate_steps(A, bs, H, (0, 2), (0, 1), (1, 2), (2, 3))
         gh_s, ghrz_s, ghn_s = _steps(GH, bs), *_gate_steps(GH, bs, H, (0, 2), (2, 3))
@@ -651,7 +732,6 @@ class _GRUBPTT(torch.autograd.Function):
             h = torch.sub(h, cand, out=h_s[t]).mul_(z_s[t]).add_(cand)
         _zero_padding_(batch_sizes, Hs)
         ctx.save_for_backward(x, h0, w_ih, w_hh, A, GH, Hs)
-        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_ih is not None
         return Hs
 
     @staticmethod
@@ -660,6 +740,10 @@ class _GRUBPTT(torch.autograd.Function):
         x, h0, w_ih, w_hh, A, GH, Hs = ctx.saved_tensors
         T, B, H = Hs.shape
         bs = ctx.batch_sizes
+        if ctx.compiled:
+            dGH, dN = torch.empty_like(GH), torch.empty_like(Hs)
+            dh0 = _ops().gru_backward(A, GH, Hs, h0, dHs, dGH, dN, w_hh, _bs(bs), ctx.truncate)
+            return _GRUBPTT._param_grads(ctx, x, h0, w_ih, w_hh, Hs, dGH, dN, dh0)
         dH = _grad_seq(dHs, Hs, bs)
         dGH = _delta_buffer(GH, bs)  # gradient reaching g^h
         dN = _delta_buffer(Hs, bs)  # gradient reaching g^x_n
@@ -687,6 +771,11 @@ class _GRUBPTT(torch.autograd.Function):
             else:
                 continue
             dh_prev.addcmul_(dh, z).addmm_(dgh_s[t], w_hh)
+        return _GRUBPTT._param_grads(ctx, x, h0, w_ih, w_hh, Hs, dGH, dN, dh0)
+
+    @staticmethod
+    def _param_grads(ctx, x, h0, w_ih, w_hh, Hs, dGH, dN, dh0):
+        T, B, H = Hs.shape
         need = ctx.needs_input_grad
         # the gradient reaching g^x is dGH's for r and z and delta_n (dN) for n: used in
         # two blocks rather than copied into one (T, B, 3H) tensor
@@ -700,7 +789,7 @@ class _GRUBPTT(torch.autograd.Function):
             d_ih = torch.cat([d_rz.t() @ xf, d_n.t() @ xf])
         _, d_hh, d_bhh = _weight_grads(dGH, x, h0, Hs, (False, need[3], ctx.has_bias and need[5]))
         d_bih = torch.cat([d_rz.sum(0), d_n.sum(0)]) if ctx.has_bias and need[4] else None
-        return dx, dh0 if need[1] else None, d_ih, d_hh, d_bih, d_bhh, None, None
+        return dx, dh0 if need[1] else None, d_ih, d_hh, d_bih, d_bhh, None, None, None
 
 
 class _FullyRecurrentBPTT(torch.autograd.Function):
@@ -719,10 +808,18 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, s0, o0, w_ih, w_hh, w_oh, w_ho, b_h, b_o, f_h, f_o, batch_sizes, truncate):
+    def forward(ctx, x, s0, o0, w_ih, w_hh, w_oh, w_ho, b_h, b_o, f_h, f_o, batch_sizes, truncate,
+                compiled=False):
         T, B, _ = x.shape
         S = _project(x, w_ih, b_h)  # (T, B, H): a_t, then s_t in place
         O = x.new_empty(T, B, w_ho.shape[0])
+        ctx.f_h, ctx.f_o, ctx.compiled = f_h, f_o, compiled
+        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_h is not None
+        if compiled:
+            _ops().fully_recurrent_forward(S, O, s0, o0, w_hh, w_oh, w_ho, b_o, _NATIVE_ACTS[f_h],
+                                           _NATIVE_ACTS[f_o], _bs(batch_sizes))
+            ctx.save_for_backward(x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O)
+            return S, O
         w_hhT, w_ohT, w_hoT = w_hh.t(), w_oh.t(), w_ho.t()
         s, o = s0, o0
         for a, o_t in zip(_steps(S, batch_sizes), _steps(O, batch_sizes)):
@@ -737,8 +834,6 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
             _act_(f_o, o)
         _zero_padding_(batch_sizes, S, O)
         ctx.save_for_backward(x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O)
-        ctx.f_h, ctx.f_o = f_h, f_o
-        ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b_h is not None
         return S, O
 
     @staticmethod
@@ -747,6 +842,12 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
         x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O = ctx.saved_tensors
         T, B, H = S.shape
         bs = ctx.batch_sizes
+        if ctx.compiled:
+            dS, dO = torch.empty_like(S), torch.empty_like(O)
+            ds0, do0 = _ops().fully_recurrent_backward(S, O, dSs, dOs, dS, dO, w_hh, w_oh, w_ho,
+                                                       _NATIVE_ACTS[ctx.f_h], _NATIVE_ACTS[ctx.f_o], _bs(bs),
+                                                       ctx.truncate)
+            return _FullyRecurrentBPTT._param_grads(ctx, x, s0, o0, w_ih, S, O, dS, dO, ds0, do0)
         dS = _grad_seq(dSs, S, bs)  # gradient reaching s_t, then delta_t in place
         dO = _grad_seq(dOs, O, bs)  # gradient reaching o_t, then epsilon_t in place
         ds0, do0 = torch.zeros_like(s0), torch.zeros_like(o0)
@@ -765,6 +866,11 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
                 continue
             ds_prev.addmm_(delta, w_hh)
             do_prev.addmm_(delta, w_oh)
+        return _FullyRecurrentBPTT._param_grads(ctx, x, s0, o0, w_ih, S, O, dS, dO, ds0, do0)
+
+    @staticmethod
+    def _param_grads(ctx, x, s0, o0, w_ih, S, O, dS, dO, ds0, do0):
+        T, B, H = S.shape
         need = ctx.needs_input_grad
         dx = (dS.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
         d_ih, d_hh, d_bh = _weight_grads(dS, x, s0, S, (need[3], need[4], ctx.has_bias and need[7]))
@@ -772,13 +878,15 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
         d_ho = dO.view(T * B, -1).t() @ S.view(T * B, H) if need[6] else None
         d_bo = dO.view(T * B, -1).sum(0) if ctx.has_bias and need[8] else None
         return (dx, ds0 if need[1] else None, do0 if need[2] else None, d_ih, d_hh, d_oh, d_ho,
-                d_bh, d_bo, None, None, None, None)
+                d_bh, d_bo, None, None, None, None, None)
 
 
 def _bptt_scan(
-    cell: Cell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, truncate: int | None
+    cell: Cell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None, truncate: int | None,
+    compiled: bool = False,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One direction of one layer by the hand-written BPTT (arguments as :func:`scan`)."""
+    """One direction of one layer by the hand-written BPTT (arguments as :func:`scan`;
+    ``compiled``: its loops from :mod:`biornn.native`)."""
     B, T, _ = x.shape
     batch_sizes = order = last = None
     if lengths is not None:
@@ -790,7 +898,7 @@ def _bptt_scan(
         batch_sizes = tuple((sorted_lengths.unsqueeze(0) > steps).sum(1).tolist())
         last = sorted_lengths - 1
     xt = x.transpose(0, 1).contiguous()  # (T, B, I): step t is one contiguous block
-    seqs = _bptt_apply(cell, xt, state, batch_sizes, int(truncate or 0))  # each (T, B, size)
+    seqs = _bptt_apply(cell, xt, state, batch_sizes, int(truncate or 0), compiled)  # each (T, B, size)
     if last is None:
         finals = [s[-1] for s in seqs]
     else:
@@ -810,7 +918,7 @@ def _sum_bias(cell: Cell) -> Tensor | None:
     return cell.bias_ih + cell.bias_hh if cell.bias_ih is not None else None
 
 
-def _bptt_apply(cell: Cell, x: Tensor, state, batch_sizes, truncate: int) -> tuple[Tensor, ...]:
+def _bptt_apply(cell: Cell, x: Tensor, state, batch_sizes, truncate: int, compiled: bool = False) -> tuple[Tensor, ...]:
     """Run the cell family's Function; returns the per-step state sequences (T, B, size)."""
     if type(cell) is ElmanCell:
         return (_ElmanBPTT.apply(x, state.h, cell.weight_ih, cell.weight_hh, _sum_bias(cell),
@@ -818,13 +926,13 @@ def _bptt_apply(cell: Cell, x: Tensor, state, batch_sizes, truncate: int) -> tup
     if type(cell) is LSTMCell:
         peep = (cell.weight_ci, cell.weight_cf, cell.weight_co) if cell.peepholes else (None, None, None)
         return _LSTMBPTT.apply(x, state.h, state.c, cell.weight_ih, cell.weight_hh, _sum_bias(cell), *peep,
-                               batch_sizes, truncate)
+                               batch_sizes, truncate, compiled)
     if type(cell) is LSTM1997Cell:
         return _LSTM1997BPTT.apply(x, state.h, state.c, cell.weight_ih, cell.weight_hh, _sum_bias(cell),
-                                   cell.cells_per_block, cell.g_name, cell.h_name, batch_sizes, truncate)
+                                   cell.cells_per_block, cell.g_name, cell.h_name, batch_sizes, truncate, compiled)
     if type(cell) is GRUCell:
         return (_GRUBPTT.apply(x, state.h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
-                               batch_sizes, truncate),)
+                               batch_sizes, truncate, compiled),)
     return _FullyRecurrentBPTT.apply(
         x, state.h, state.o, cell.weight_ih, cell.weight_hh, cell.weight_oh, cell.weight_ho, _sum_bias(cell),
-        cell.bias_ho, cell.nonlinearity, cell.output_nonlinearity, batch_sizes, truncate)
+        cell.bias_ho, cell.nonlinearity, cell.output_nonlinearity, batch_sizes, truncate, compiled)

@@ -379,21 +379,24 @@ class Recurrent(nn.Module):
     def path(
         self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None, steps: int | None = None
     ) -> str:
-        """Which route a call with these arguments takes: ``"fused"``, ``"bptt"`` or ``"loop"``.
+        """Which route a call with these arguments takes: ``"fused"``, ``"native"``, ``"bptt"`` or ``"loop"``.
 
-        ``fused``: torch's fused kernels; ``bptt``: biornn's hand-written BPTT
-        (:mod:`biornn.fast`); ``loop``: the step loop.  ``steps`` is the
-        call's sequence length, if known.  (All layers use one cell type; a
-        cell that has a fused kernel takes it unless the call combines
-        truncation with ``lengths``, or is a single LSTM step.)
+        ``fused``: torch's fused kernels; ``native``: biornn's hand-written
+        BPTT with compiled loops (:mod:`biornn.native`); ``bptt``: the same BPTT
+        as Python loops (:mod:`biornn.fast`); ``loop``: the step loop.
+        ``steps`` is the call's sequence length, if known.  (All layers use
+        one cell type; a cell that has a fused kernel takes it unless the call
+        combines truncation with ``lengths``, or is a single LSTM step; the
+        compiled loops serve on the CPU when built.)
         """
         truncate = self.truncate if truncate is None else truncate
         if not self.fast or return_traces:
             return "loop"
-        methods = {fast.method(c, lengths, truncate, steps) for row in self._cells for c in row}
+        device = next(self.parameters()).device
+        methods = {fast.method(c, lengths, truncate, steps, device) for row in self._cells for c in row}
         if None in methods:
             return "loop"
-        return "fused" if methods == {"fused"} else "bptt"
+        return methods.pop() if len(methods) == 1 else "bptt"
 
     def forward(
         self,

@@ -15,6 +15,7 @@ def environment() -> dict[str, object]:
     import torch
 
     from .. import __version__
+    from .. import native
     from ..device import process_group_backend
     from ..device import resolve as resolve_device
 
@@ -33,6 +34,8 @@ def environment() -> dict[str, object]:
         "device_auto": str(resolve_device("auto")),  # what device=auto trains on here
         "distributed_backend": process_group_backend(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_loops": "loaded" if native.available() else (native.status()["error"] or "off"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "BIORNN_DATA": os.environ.get("BIORNN_DATA"),
     }

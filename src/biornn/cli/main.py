@@ -13,9 +13,9 @@ from typing import Sequence
 
 from .. import __version__
 from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, generate,
-               predict, serve, train)
+               native, predict, serve, train)
 
-COMMANDS = (train, evaluate, predict, generate, detect, data, cells, check, bench, env, diagnose, experiment,
+COMMANDS = (train, evaluate, predict, generate, detect, data, cells, check, bench, env, native, diagnose, experiment,
             explain, export, serve)
 
 

@@ -1,0 +1,222 @@
+"""The compiled time loops (biornn.native, csrc/native.cpp) against the step loop, their routes and CLI."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from biornn import Recurrent, fast, native
+from biornn.cli.main import main
+from conftest import NATIVE_BUILD
+from test_recurrent import _cell_name, _lengths, _loss
+
+HAVE_COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None
+
+# every configuration the compiled loops serve (biornn.fast._native_maths)
+CONFIGS = {
+    "lstm": {},
+    "lstm-peephole": {},
+    "lstm-peephole-nobias": {"bias": False},
+    "lstm1997": {},
+    "lstm1997-paper": {"g": "scaled-sigmoid", "h": "scaled-sigmoid"},
+    "lstm1997-g-only": {"g": "scaled-sigmoid"},
+    "lstm1997-h-only-nobias": {"h": "scaled-sigmoid", "bias": False},
+    "gru": {},
+    "gru-nobias": {"bias": False},
+    "fully-recurrent": {},
+    "fully-recurrent-O3-relu-sigmoid": {"output_size": 3, "nonlinearity": "relu", "output_nonlinearity": "sigmoid"},
+    "fully-recurrent-identity-nobias": {"nonlinearity": "identity", "output_nonlinearity": "identity", "bias": False},
+    "fully-recurrent-sigmoid-tanh": {"nonlinearity": "sigmoid", "output_nonlinearity": "tanh"},
+}
+
+
+def test_the_loops_build_here():
+    """Where there is a C++ compiler, the session's build (conftest) must have worked."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler: biornn runs its Python loops")
+    ok, why = NATIVE_BUILD[0]
+    assert ok, why
+    assert native.available()
+    assert native.library_path().exists()
+
+
+@pytest.fixture
+def compiled():
+    if not native.available():
+        pytest.skip(f"compiled loops not available: {native.status()['error']}")
+    yield torch.ops.biornn_native
+
+
+@pytest.fixture(params=["f32-blas", "f32-onednn", "f64"])
+def route(request, compiled):
+    """The dtype, and the route of the per-step products: torch's BLAS, or oneDNN's matmul
+    (forced for every size; it serves float32 only)."""
+    old = compiled.set_onednn_min(0 if request.param == "f32-onednn" else -1)
+    yield torch.float64 if request.param == "f64" else torch.float32
+    compiled.set_onednn_min(old)
+
+
+def _run_both(cell, params, x, s0, lengths, truncate):
+    T = x.shape[1]
+    mask = None if lengths is None else torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
+    results = []
+    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, mask, truncate)[:2],
+                lambda xx, ss: fast.scan(cell, xx, ss, lengths, truncate, how="native")):
+        xx = x.clone().requires_grad_()
+        ss = cell.state_type(*(s.clone().requires_grad_() for s in s0))
+        out, fin = run(xx, ss)
+        _loss(out, fin).backward()
+        results.append([out, *fin, xx.grad, *(s.grad for s in ss), *(p.grad.clone() for p in params)])
+        for p in params:
+            p.grad = None
+    return results
+
+
+@pytest.mark.parametrize("variable,truncate", [(False, None), (True, None), (False, 3), (True, 3)],
+                         ids=["plain", "lengths", "truncate", "lengths+truncate"])
+@pytest.mark.parametrize("key", CONFIGS)
+def test_compiled_loops_equal_the_step_loop(key, variable, truncate, route):
+    """Outputs, final states and every gradient, with lengths and truncation, on both product
+    routes; H = 37 so that full vectors and a ragged tail are both exercised."""
+    dtype = route
+    torch.manual_seed(7)
+    rnn = Recurrent(_cell_name(key), 3, 37, fast=False, **CONFIGS[key]).to(dtype)
+    cell = rnn.cells[0][0]
+    assert fast._native_maths(cell)
+    B, T = 6, 9
+    lengths = _lengths(B, T) if variable else None
+    x = torch.randn(B, T, 3, dtype=dtype) * 2
+    if lengths is not None:
+        x = x * (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
+    s0 = cell.state_type(*(torch.randn(B, n, dtype=dtype) * 0.5 for n in cell.state_sizes()))
+    loop, comp = _run_both(cell, list(rnn.parameters()), x, s0, lengths, truncate)
+    assert len(loop) == len(comp)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    for a, b in zip(loop, comp):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("key", ["lstm-peephole", "gru", "fully-recurrent", "lstm1997-paper"])
+def test_compiled_loops_equal_python_bptt_on_wide_steps(key, compiled):
+    """A step wide enough that its rows are split between threads (B = 64, H = 256)."""
+    torch.manual_seed(2)
+    rnn = Recurrent(_cell_name(key), 5, 256, **CONFIGS[key])
+    cell = rnn.cells[0][0]
+    x = torch.randn(64, 4, 5)
+    lengths = torch.randint(1, 5, (64,))
+    s0 = cell.state_type(*(torch.randn(64, n) * 0.5 for n in cell.state_sizes()))
+    res = []
+    for how in ("bptt", "native"):
+        xx = x.clone().requires_grad_()
+        out, fin = fast.scan(cell, xx, s0, lengths, None, how=how)
+        _loss(out, fin).backward()
+        res.append([out, *fin, xx.grad, *(p.grad.clone() for p in rnn.parameters())])
+        rnn.zero_grad()
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["lstm-peephole", "gru", "fully-recurrent-O3-relu-sigmoid", "lstm1997-g-only"])
+def test_gradcheck_compiled_loops(key, compiled):
+    rnn = Recurrent(_cell_name(key), 2, 3, num_layers=2, bidirectional=True, **CONFIGS[key]).double()
+    assert rnn.path(lengths=[3, 1]) == "native"
+    x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = tuple(rnn.parameters())
+
+    def f(x, *ps):
+        out, final = torch.func.functional_call(rnn, dict(zip(dict(rnn.named_parameters()), ps)), (x,),
+                                                {"lengths": torch.tensor([3, 1])})
+        return out, *final
+
+    assert torch.autograd.gradcheck(f, (x, *[p.detach().requires_grad_() for p in params]))
+
+
+def test_routes_native_where_built_python_elsewhere(compiled, monkeypatch):
+    for name in ("lstm-peephole", "gru", "fully-recurrent"):
+        assert Recurrent(name, 2, 3).path() == "native"
+        assert f"path='native'" in repr(Recurrent(name, 2, 3))
+    # the 1997 LSTM: torch's fused kernel for sequences, the compiled loops for single steps
+    assert Recurrent("lstm1997", 2, 3).path() == "fused"
+    assert Recurrent("lstm1997", 2, 3).path(steps=1) == "native"
+    assert Recurrent("lstm1997", 2, 3, g="scaled-sigmoid").path() == "native"
+    # memory blocks of several cells, sigmoid Elman units: the Python loops
+    assert Recurrent("lstm1997", 2, 4, cells_per_block=2, g="scaled-sigmoid").path() == "bptt"
+    assert Recurrent("elman", 2, 3, nonlinearity="sigmoid").path() == "bptt"
+    # not on the CPU: the Python loops
+    assert fast.method(Recurrent("gru", 2, 3).cells[0][0], device="cuda") == "bptt"
+    assert fast.method(Recurrent("gru", 2, 3).cells[0][0], device="cpu") == "native"
+    monkeypatch.setenv("BIORNN_NATIVE", "0")
+    assert Recurrent("gru", 2, 3).path() == "bptt"
+
+
+def test_other_dtypes_fall_back_to_python_loops(compiled, monkeypatch):
+    seen = []
+    real = fast._bptt_scan
+    monkeypatch.setattr(fast, "_bptt_scan", lambda *a: seen.append(a[5]) or real(*a))
+    rnn = Recurrent("gru", 2, 3).to(torch.bfloat16)
+    out, _ = rnn(torch.randn(2, 4, 2, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and seen == [False]
+    Recurrent("gru", 2, 3)(torch.randn(2, 4, 2))
+    assert seen == [False, True]
+
+
+def test_forcing_the_compiled_loops_where_they_cannot_serve_is_refused(compiled):
+    cell = Recurrent("lstm1997", 2, 4, cells_per_block=2).cells[0][0]
+    with pytest.raises(ValueError, match="compiled loops cannot serve"):
+        fast.scan(cell, torch.randn(1, 2, 2), cell.state_type(torch.zeros(1, 4), torch.zeros(1, 4)), None, None,
+                  how="native")
+
+
+def test_streaming_steps_carry_the_state_like_one_call(compiled):
+    """One sample per call (the state carried) gives what one call over the sequence gives."""
+    torch.manual_seed(4)
+    for name in ("lstm", "lstm1997", "lstm-peephole", "gru", "fully-recurrent"):
+        rnn = Recurrent(name, 2, 5)
+        x = torch.randn(3, 7, 2)
+        with torch.no_grad():
+            whole, final = rnn(x)
+            state, outs = None, []
+            for t in range(7):
+                assert rnn.path(steps=1) == "native"
+                out, state = rnn(x[:, t : t + 1], state)
+                outs.append(out)
+        torch.testing.assert_close(torch.cat(outs, 1), whole, rtol=1e-5, atol=1e-6)
+        for a, b in zip(state, final):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_status_and_bad_usage(compiled, capsys):
+    assert main(["native", "status", "--json"]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["loaded"] is True and info["built"] is True and info["error"] is None
+    assert main(["native"]) == 2
+    assert "required" in capsys.readouterr().err
+    assert main(["native", "build"]) == 0
+    assert capsys.readouterr().out.startswith("up to date: ")
+
+
+def test_build_without_a_compiler_is_one_line_and_keeps_the_build(compiled, monkeypatch, capsys):
+    before = native.library_path().read_bytes()
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    assert main(["native", "build", "--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no C++ compiler" in err
+    assert native.library_path().read_bytes() == before
+
+
+@pytest.mark.slow
+def test_build_into_a_fresh_cache_leaves_only_the_library(compiled, monkeypatch, tmp_path):
+    """A build (a child process compiles; this process already has the operators) lands
+    atomically under the user cache: the library and nothing else."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = native.build()
+    assert path == tmp_path / "biornn" / "native" / native.key() / "biornn_native.so"
+    assert [p.name for p in path.parent.iterdir()] == ["biornn_native.so"]
+    (path.parent.parent / (native.key().rsplit("-", 1)[0] + "-000000000000")).mkdir()  # an older source's build
+    assert len(native.remove_stale()) == 1
+    assert [p.name for p in path.parent.parent.iterdir()] == [native.key()]
