@@ -136,9 +136,12 @@ def test_routes_native_where_built_python_elsewhere(compiled, monkeypatch):
     for name in ("lstm-peephole", "gru", "fully-recurrent"):
         assert Recurrent(name, 2, 3).path() == "native"
         assert f"path='native'" in repr(Recurrent(name, 2, 3))
-    # the 1997 LSTM: torch's fused kernel for sequences, the compiled loops for single steps
-    assert Recurrent("lstm1997", 2, 3).path() == "fused"
+    # the 1997 LSTM: the compiled loops from LSTM1997_MIN_STEPS steps on and for single steps,
+    # torch's fused kernel for short sequences
+    assert Recurrent("lstm1997", 2, 3).path(steps=fast.LSTM1997_MIN_STEPS) == "native"
+    assert Recurrent("lstm1997", 2, 3).path(steps=fast.LSTM1997_MIN_STEPS - 1) == "fused"
     assert Recurrent("lstm1997", 2, 3).path(steps=1) == "native"
+    assert Recurrent("lstm1997", 2, 4, cells_per_block=2).path(steps=100) == "fused"
     assert Recurrent("lstm1997", 2, 3, g="scaled-sigmoid").path() == "native"
     # memory blocks of several cells, sigmoid Elman units: the Python loops
     assert Recurrent("lstm1997", 2, 4, cells_per_block=2, g="scaled-sigmoid").path() == "bptt"

@@ -2,17 +2,22 @@
 
 For each shape (batch B, length T, input I, hidden H) and each implementation
 -- biornn's cells on whatever route :class:`biornn.Recurrent` picks
-(``fused``, ``bptt`` or ``loop``), and ``torch.nn.RNN``/``LSTM``/``GRU`` --
-it measures
+(``fused``, ``native``, ``bptt`` or ``loop``), and ``torch.nn.RNN``/``LSTM``/``GRU``
+-- it measures
 
-- a training step: forward, a sum loss, backward (median of ``repeats``);
-- inference: forward under ``torch.no_grad()`` (median);
+- a training step: forward, a sum loss, backward (median of ``repeats``
+  timings, each the mean of enough back-to-back calls to last at least
+  ``MIN_TIMING_S``: a millisecond-long step timed once is mostly jitter);
+- inference: forward under ``torch.no_grad()`` (the same way);
 - warm-up: the first training step of a fresh module (what a user waits for
   before the first step: kernel selection, buffer allocation);
 - peak memory of a training step: the peak resident set size above the
   level before the step (Linux: ``/proc/self/clear_refs`` resets the
   high-water mark; glibc is told to return freed blocks to the system, so
-  the high-water mark follows the live tensors);
+  the high-water mark follows the live tensors).  This changes how every
+  later allocation of 128 KiB or more gets its memory (fresh pages, about
+  1 us per 4 KiB page here, on every call), which is not how training runs:
+  so memory is measured in a pass of its own after all the timings;
 - streaming: one step at a time, batch 1, the state carried between calls
   (microseconds per step).
 
@@ -155,8 +160,13 @@ class _PeakRSS:
     def __init__(self) -> None:
         self.ok = sys.platform.startswith("linux") and os.path.exists("/proc/self/clear_refs")
         if self.ok:
-            try:  # freed blocks of 128 KiB and up go back to the system at once
-                ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+            # freed blocks of 128 KiB and up go back to the system at once, so the high-water mark
+            # follows the live tensors.  It also makes every such buffer fault its pages in anew on
+            # every call (about 1 us per 4 KiB page here), which is not how training runs: so
+            # run() measures memory only after all the timings, in a pass of its own.
+            try:
+                self._libc = ctypes.CDLL("libc.so.6")
+                self._libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
             except (OSError, AttributeError):
                 self.ok = False
 
@@ -170,6 +180,7 @@ class _PeakRSS:
             work()
             return None
         gc.collect()
+        self._libc.malloc_trim(0)  # what the timings left free in the heap goes back to the system
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # reset the high-water mark to the current RSS
@@ -205,6 +216,23 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+#: seconds one timing should last at least (calls are repeated within it)
+MIN_TIMING_S = 0.025
+
+
+def _calls(seconds: float) -> int:
+    """How many calls of a function that took ``seconds`` make one timing."""
+    return max(1, min(200, int(MIN_TIMING_S / max(seconds, 1e-9))))
+
+
+def _timed_mean(fn: Callable[[], Any], n: int) -> float:
+    """Mean seconds per call over ``n`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
 def run(
     cells: list[str] | None = None,
     shapes: dict[str, tuple[int, int, int, int]] | None = None,
@@ -237,7 +265,6 @@ def run(
     check_fits(shapes)
     impls = ["nn.LSTM", *[t for t in ("nn.GRU", "nn.RNN", "nn.RNN-relu") if t in {TWINS.get(c) for c in cells}],
              *cells]
-    peak = _PeakRSS()
     results: list[Result] = []
     for shape_name, (B, T, I, H) in shapes.items():
         log(f"shape {shape_name} (B={B}, T={T}, I={I}, H={H}) ...")
@@ -250,15 +277,15 @@ def run(
             warm[impl] = _timed(lambda: _train_step(modules[impl], x))  # the first call, from cold
         train: dict[str, list[float]] = {i: [] for i in impls}
         infer: dict[str, list[float]] = {i: [] for i in impls}
-        _infer_all = [(i, lambda m=modules[i]: _infer(m, x)) for i in impls]
-        for i, f in _infer_all:  # one untimed inference each: no-grad buffers
-            f()
+        # each timing is the mean of enough calls to last about MIN_TIMING_S (tiny shapes take
+        # a millisecond, where one call's timing is mostly the machine's jitter)
+        n_train = {i: _calls(_timed(lambda: _train_step(modules[i], x))) for i in impls}
+        n_infer = {i: _calls(_timed(lambda: _infer(modules[i], x))) for i in impls}
         for _ in range(repeats):  # interleaved: drift hits every implementation alike
             for impl in impls:
-                train[impl].append(_timed(lambda: _train_step(modules[impl], x)))
-            for impl, f in _infer_all:
-                infer[impl].append(_timed(f))
-        mem = {impl: peak.measure(lambda: _train_step(modules[impl], x)) for impl in impls}
+                train[impl].append(_timed_mean(lambda: _train_step(modules[impl], x), n_train[impl]))
+            for impl in impls:
+                infer[impl].append(_timed_mean(lambda: _infer(modules[impl], x), n_infer[impl]))
         med_train = {i: statistics.median(v) for i, v in train.items()}
         med_infer = {i: statistics.median(v) for i, v in infer.items()}
         for impl in impls:
@@ -271,11 +298,24 @@ def run(
                 infer_gflops=_sig(f / med_infer[impl] / 1e9),
                 vs_lstm=round(med_train[impl] / med_train["nn.LSTM"], 3),
                 vs_twin=round(med_train[impl] / med_train[twin], 3) if twin else None, twin=twin,
-                warmup_s=_sig(warm[impl]),
-                peak_mib=None if mem[impl] is None else round(mem[impl], 1),
+                warmup_s=_sig(warm[impl]), peak_mib=None,
             ))
         del modules, x
     streaming = _streaming(impls, stream_steps, repeats, seed) if stream_steps else []
+    # memory last: _PeakRSS changes how the allocator returns memory for the rest of the process
+    peak = _PeakRSS()
+    by_key = {(r.shape, r.impl): r for r in results}
+    for shape_name, (B, T, I, H) in shapes.items():
+        torch.manual_seed(seed)
+        x = torch.randn(B, T, I, requires_grad=True)
+        for impl in impls:
+            torch.manual_seed(seed)
+            module = _build(impl, I, H)
+            _train_step(module, x)  # buffers made once (oneDNN's primitives, the compiled loops' set-up)
+            mib = peak.measure(lambda: _train_step(module, x))
+            by_key[shape_name, impl].peak_mib = None if mib is None else round(mib, 1)
+            del module
+        del x
     return {
         "biornn_version": __version__,
         "torch_version": torch.__version__,

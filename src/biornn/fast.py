@@ -75,6 +75,9 @@ def _fused_maths(cell: Cell) -> bool:
 _BPTT_CELLS = (ElmanCell, LSTMCell, LSTM1997Cell, GRUCell, FullyRecurrentCell)
 
 
+#: from this many steps on, the 1997 LSTM runs on the compiled loops rather than the fused kernel
+LSTM1997_MIN_STEPS = 32
+
 #: activation codes of csrc/native.cpp
 _NATIVE_ACTS = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3}
 
@@ -111,14 +114,18 @@ def method(
     ``"bptt"`` (the hand-written BPTT in Python), or ``None`` (no fast path: a
     cell class biornn does not know; the step loop runs).
     """
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    compiled = on_cpu and _native_maths(cell) and _native.available()
     single_lstm_step = steps == 1 and type(cell) in (LSTMCell, LSTM1997Cell)
-    if _fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step:
+    # the 1997 LSTM does 3/4 of the LSTM kernel's work on the compiled loops (3 gates, no
+    # weight assembly): faster from a few dozen steps on; below, the fused kernel's single
+    # call wins (biornn bench: names, T = 12)
+    lstm1997_compiled = compiled and type(cell) is LSTM1997Cell and (steps is None or steps >= LSTM1997_MIN_STEPS)
+    if (_fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step
+            and not lstm1997_compiled):
         return "fused"
     if type(cell) in _BPTT_CELLS:
-        on_cpu = device is None or torch.device(device).type == "cpu"
-        if on_cpu and _native_maths(cell) and _native.available():
-            return "native"
-        return "bptt"
+        return "native" if compiled else "bptt"
     return None
 
 
@@ -334,12 +341,37 @@ def _act_backward_(name: str, grad: Tensor, out: Tensor) -> Tensor:
     return grad
 
 
+#: oneDNN's matmul (what torch.compile calls on CPU), for the products over all steps at once:
+#: on CPUs where the BLAS is slow for these short-and-wide shapes it is about 2x faster
+#: (benchmarks/products.py); None where this torch has no such operator
+_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+
+#: multiply-adds from which _linear calls oneDNN (below, its per-call set-up costs more than it saves)
+LINEAR_ONEDNN_MIN = 1 << 20
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x W^T (+ b) for 2-D x, by oneDNN for large float32 products on the CPU, else torch's addmm/mm."""
+    if (_LINEAR is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.shape[0] * w.shape[0] * w.shape[1] >= LINEAR_ONEDNN_MIN):
+        try:
+            return _LINEAR(x, w, b, "none", [], "")
+        except RuntimeError:  # a build whose oneDNN refuses: the BLAS serves
+            pass
+    return torch.addmm(b, x, w.t()) if b is not None else x @ w.t()
+
+
 def _project(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """x W^T + b for every step at once: (T, B, I) -> (T, B, G), a fresh buffer."""
     T, B, I = x.shape
-    flat = x.reshape(T * B, I)
-    out = torch.addmm(b, flat, w.t()) if b is not None else flat @ w.t()
-    return out.view(T, B, -1)
+    return _linear(x.reshape(T * B, I), w, b).view(T, B, -1)
+
+
+def _input_grad(d: Tensor, w: Tensor) -> Tensor:
+    """dL/dx_t = d_t W for every step at once: (T, B, G) x (G, I) -> (T, B, I)."""
+    T, B, G = d.shape
+    return _linear(d.reshape(T * B, G), w.t().contiguous()).view(T, B, -1)
 
 
 def _rows(batch_sizes: tuple[int, ...] | None, B: int, t: int) -> int:
@@ -449,7 +481,7 @@ class _ElmanBPTT(torch.autograd.Function):
                 prev = da_s[t - 1]
                 (prev if prev.shape[0] == d.shape[0] else prev[: d.shape[0]]).addmm_(d, w_hh)
         need = ctx.needs_input_grad
-        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        dx = _input_grad(dA, w_ih) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[2], need[3], ctx.has_bias and need[4]))
         return dx, dh0 if need[1] else None, d_ih, d_hh, d_b, None, None, None
 
@@ -527,7 +559,7 @@ class _LSTMBPTT(torch.autograd.Function):
             dA = torch.empty_like(A)  # every row written, the padding with zeros
             dh0, dc0, dpeep = _ops().lstm_backward(A, Cs, TC, c0, dHs, dCs, dA, w_hh, w_ci, w_cf, w_co,
                                                    _bs(bs), ctx.truncate)
-            dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+            dx = _input_grad(dA, w_ih) if need[0] else None
             d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
             d_ci, d_cf, d_co = dpeep.unbind(0) if peep else (None, None, None)
             return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
@@ -567,7 +599,7 @@ class _LSTMBPTT(torch.autograd.Function):
             if peep:
                 dc_prev.addcmul_(di_s[t], w_ci).addcmul_(df_s[t], w_cf)
         need = ctx.needs_input_grad
-        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        dx = _input_grad(dA, w_ih) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
         d_ci = d_cf = d_co = None
         if peep:
@@ -643,7 +675,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
             dA = torch.empty_like(A)
             dh0, dc0 = _ops().lstm1997_backward(A, HC, dHs, dCs, dA, w_hh, ctx.g_name != "tanh",
                                                 ctx.h_name != "tanh", _bs(bs), ctx.truncate)
-            dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+            dx = _input_grad(dA, w_ih) if need[0] else None
             d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
             return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
                     None, None, None, None, None, None)
@@ -679,7 +711,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
                 dH[t - 1, :n].addmm_(da, w_hh)
                 dC[t - 1, :n].add_(dc)  # the constant error carousel
         need = ctx.needs_input_grad
-        dx = (dA.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        dx = _input_grad(dA, w_ih) if need[0] else None
         d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
         return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
                 None, None, None, None, None, None)
@@ -782,7 +814,8 @@ class _GRUBPTT(torch.autograd.Function):
         d_rz, d_n = dGH.view(T * B, 3 * H)[:, : 2 * H], dN.view(T * B, H)
         dx = None
         if need[0]:
-            dx = torch.addmm(d_n @ w_ih[2 * H :], d_rz, w_ih[: 2 * H]).view(T, B, -1)
+            dx = _linear(d_rz, w_ih[: 2 * H].t().contiguous())
+            dx = dx.add_(_linear(d_n, w_ih[2 * H :].t().contiguous())).view(T, B, -1)
         d_ih = None
         if need[2]:
             xf = x.reshape(T * B, -1)
@@ -872,7 +905,7 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
     def _param_grads(ctx, x, s0, o0, w_ih, S, O, dS, dO, ds0, do0):
         T, B, H = S.shape
         need = ctx.needs_input_grad
-        dx = (dS.view(T * B, -1) @ w_ih).view(T, B, -1) if need[0] else None
+        dx = _input_grad(dS, w_ih) if need[0] else None
         d_ih, d_hh, d_bh = _weight_grads(dS, x, s0, S, (need[3], need[4], ctx.has_bias and need[7]))
         _, d_oh, _ = _weight_grads(dS, x, o0, O, (False, need[5], False))
         d_ho = dO.view(T * B, -1).t() @ S.view(T * B, H) if need[6] else None

@@ -146,7 +146,7 @@ inline bool cut_at(int64_t truncate, int64_t t) { return truncate > 0 && t > 0 &
 template <typename F>
 inline void for_rows(int64_t n, int64_t width, const F& f) {
   // parallel over rows once a step has enough elements to pay for waking a thread
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width));
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, width));
   if (n > 0) at::parallel_for(0, n, grain, f);
 }
 
