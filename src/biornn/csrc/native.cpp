@@ -114,27 +114,82 @@ const optional<c10::TypedOperatorHandle<LinearAddFn>>& linear_add_op() {
 
 int64_t g_onednn_min = int64_t(1) << 21;  // set_onednn_min(): 0 = always, -1 = never
 
-// A product with a fixed weight W (N, K), used at every step.  Each call returns the
-// tensor that holds the result, (n, N) contiguous: the buffer given (the BLAS writes in
-// place) or a new one (oneDNN's matmul allocates its output); the caller reads it.
+}  // namespace
+
+// The BLAS that torch itself calls (MKL in the x86 wheels exports the Fortran
+// interface).  Weak: where this torch's library does not export them, the pointers
+// are null and the products go through torch's addmm instead.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+namespace {
+
+// out (n, N) = beta out + X (n, K) W^T, all row-major and contiguous; false without a BLAS.
+// (Column-major BLAS sees out^T = W X^T: op(A) = W from the row-major (N, K) W, transposed.)
+inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const float* W, const float* X, float beta, float* out) {
+  if (sgemm_ == nullptr) return false;
+  const int m_ = int(N), n_ = int(n), k_ = int(K);
+  const float one = 1.f;
+  sgemm_("T", "N", &m_, &n_, &k_, &one, W, &k_, X, &k_, &beta, out, &m_);
+  return true;
+}
+inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const double* W, const double* X, double beta, double* out) {
+  if (dgemm_ == nullptr) return false;
+  const int m_ = int(N), n_ = int(n), k_ = int(K);
+  const double one = 1.0;
+  dgemm_("T", "N", &m_, &n_, &k_, &one, W, &k_, X, &k_, &beta, out, &m_);
+  return true;
+}
+
+// A product with a fixed weight W (N, K) (and optional bias (N)), done at every step on raw
+// pointers: no tensor views, no dispatcher, for the small products.  run() computes
+// X W^T (+ bias) (+ out, when accumulating) for the n rows at X and returns where the
+// result is: `out` itself (the BLAS writes in place), or a buffer of oneDNN's that this
+// Product holds until its next call.
 struct Product {
-  Tensor W, WT;  // W (N, K) contiguous; WT its transpose (a view) for addmm
+  Tensor W, bias;
+  int64_t N = 0, K = 0;
   bool onednn = false;
-  Product() = default;
-  Product(const Tensor& w, int64_t rows) : W(w.contiguous()), WT(W.t()) {
-    const bool big = g_onednn_min >= 0 && rows * W.size(0) * W.size(1) >= g_onednn_min;
+  mutable Tensor held;
+  Product(const Tensor& w, int64_t rows, const Tensor& b = Tensor())
+      : W(w.contiguous()), bias(b.defined() ? b.contiguous() : b), N(W.size(0)), K(W.size(1)) {
+    const bool big = g_onednn_min >= 0 && rows * N * K >= g_onednn_min;
     onednn = big && W.scalar_type() == at::kFloat && linear_op().has_value() && linear_add_op().has_value();
   }
-  // acc + X @ W^T
-  Tensor add(Tensor acc, const Tensor& X) const {
-    if (onednn) return linear_add_op()->call(X, acc, W, c10::nullopt, "add");
-    return acc.addmm_(X, WT);
-  }
-  // X @ W^T (+ bias)
-  Tensor mul(const Tensor& X, Tensor buf, const optional<Tensor>& bias = c10::nullopt) const {
-    if (onednn) return linear_op()->call(X, W, bias, "none", c10::List<optional<c10::Scalar>>(), c10::nullopt);
-    if (bias.has_value() && bias->defined()) return at::addmm_out(buf, *bias, X, WT);
-    return at::mm_out(buf, X, WT);
+  template <typename T>
+  T* run(const T* x, int64_t n, T* out, bool accumulate) const {
+    if (n == 0) return out;
+    const auto opts = W.options();
+    if (onednn) {
+      const Tensor X = at::from_blob(const_cast<T*>(x), {n, K}, opts);
+      if (accumulate) {
+        held = linear_add_op()->call(X, at::from_blob(out, {n, N}, opts), W, c10::nullopt, "add");
+      } else {
+        const optional<Tensor> b = bias.defined() ? optional<Tensor>(bias) : c10::nullopt;
+        held = linear_op()->call(X, W, b, "none", c10::List<optional<c10::Scalar>>(), c10::nullopt);
+      }
+      return held.data_ptr<T>();
+    }
+    T beta = accumulate ? T(1) : T(0);
+    if (bias.defined() && !accumulate) {
+      const T* b = bias.data_ptr<T>();
+      for (int64_t r = 0; r < n; ++r) std::memcpy(out + r * N, b, sizeof(T) * N);
+      beta = T(1);
+    }
+    if (!blas_gemm(n, N, K, W.data_ptr<T>(), x, beta, out)) {
+      Tensor o = at::from_blob(out, {n, N}, opts);
+      const Tensor X = at::from_blob(const_cast<T*>(x), {n, K}, opts);
+      if (beta == T(0)) {
+        at::mm_out(o, X, W.t());
+      } else {
+        o.addmm_(X, W.t());
+      }
+    }
+    return out;
   }
 };
 
@@ -182,8 +237,6 @@ struct Carry {
   }
 };
 
-// the step's rows of a (B, F) buffer whose step t starts at base + t*B*F, as a tensor
-inline Tensor rows_of(const Tensor& seq, int64_t t, int64_t n) { return seq.select(0, t).narrow(0, 0, n); }
 
 // ===================================================================================
 // LSTM with a forget gate, optionally with peepholes (gate rows i, f, g, o as torch)
@@ -239,9 +292,8 @@ void lstm_forward(Tensor A, Tensor Cs, Tensor TC, Tensor Hs, const Tensor& h0, c
       const int64_t n = rows_at(batch_sizes, B, t);
       scalar_t *ap = a0 + t * B * 4 * H, *cn = c_0 + t * B * H, *tcp = tc_0 + t * B * H, *hp = h_0 + t * B * H;
       if (n > 0) {
-        const Tensor h = t == 0 ? h0c.narrow(0, 0, n) : rows_of(Hs, t - 1, n);
-        const Tensor pre = prod.add(rows_of(A, t, n), h);
-        const scalar_t* prp = ptr<scalar_t>(pre);
+        const scalar_t* h = t == 0 ? ptr<scalar_t>(h0c) : h_0 + (t - 1) * B * H;
+        const scalar_t* prp = prod.run(h, n, ap, true);
         const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + (t - 1) * B * H;
         for_rows(n, 4 * H, [&](int64_t r0, int64_t r1) {
           lstm_fwd_rows<scalar_t>(r0, r1, H, prp, ap, cp, cn, tcp, hp, wi, wf, wo);
@@ -321,7 +373,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
     scalar_t* da0 = ptr<scalar_t>(dA);
     Carry<scalar_t> dh;
-    Tensor held;  // keeps the tensor dh points into alive
+    scalar_t* dhb = ptr<scalar_t>(dh_buf);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(batch_sizes, B, t);
       const bool carry = !cut_at(truncate, t);
@@ -333,14 +385,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
                                 gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, wi, wf, wo, accp);
       });
       zero_tail(dap, n, B, 4 * H);
-      if (carry && n > 0) {
-        held = prod.mul(rows_of(dA, t, n), dh_buf.narrow(0, 0, n));
-        dh = {ptr<scalar_t>(held), n};
-      } else {
-        dh = {nullptr, 0};
-      }
+      dh = carry && n > 0 ? Carry<scalar_t>{prod.run(dap, n, dhb, false), n} : Carry<scalar_t>{};
     }
-    if (dh.rows > 0) dh0.narrow(0, 0, dh.rows).copy_(held);
+    if (dh.rows > 0) std::memcpy(ptr<scalar_t>(dh0), dh.p, sizeof(scalar_t) * dh.rows * H);
   });
   Tensor dpeep = acc.defined() ? acc.sum(0).view({3, H}) : at::empty({0}, A.options());
   return {dh0, dc, dpeep};
@@ -390,9 +437,8 @@ void lstm1997_forward(Tensor A, Tensor Cs, Tensor HC, Tensor Hs, const Tensor& h
       const int64_t n = rows_at(batch_sizes, B, t);
       scalar_t *ap = a0 + t * B * 3 * H, *cn = c_0 + t * B * H, *hcp = hc_0 + t * B * H, *hp = h_0 + t * B * H;
       if (n > 0) {
-        const Tensor h = t == 0 ? h0c.narrow(0, 0, n) : rows_of(Hs, t - 1, n);
-        const Tensor pre = prod.add(rows_of(A, t, n), h);
-        const scalar_t* prp = ptr<scalar_t>(pre);
+        const scalar_t* h = t == 0 ? ptr<scalar_t>(h0c) : h_0 + (t - 1) * B * H;
+        const scalar_t* prp = prod.run(h, n, ap, true);
         const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + (t - 1) * B * H;
         for_rows(n, 3 * H, [&](int64_t r0, int64_t r1) {
           lstm1997_fwd_rows<scalar_t>(r0, r1, H, prp, ap, cp, cn, hcp, hp, g_scaled, h_scaled);
@@ -450,7 +496,7 @@ std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, 
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
     scalar_t* da0 = ptr<scalar_t>(dA);
     Carry<scalar_t> dh;
-    Tensor held;
+    scalar_t* dhb = ptr<scalar_t>(dh_buf);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(batch_sizes, B, t);
       const bool carry = !cut_at(truncate, t);
@@ -461,14 +507,9 @@ std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, 
                                     gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, g_scaled, h_scaled);
       });
       zero_tail(dap, n, B, 3 * H);
-      if (carry && n > 0) {
-        held = prod.mul(rows_of(dA, t, n), dh_buf.narrow(0, 0, n));
-        dh = {ptr<scalar_t>(held), n};
-      } else {
-        dh = {nullptr, 0};
-      }
+      dh = carry && n > 0 ? Carry<scalar_t>{prod.run(dap, n, dhb, false), n} : Carry<scalar_t>{};
     }
-    if (dh.rows > 0) dh0.narrow(0, 0, dh.rows).copy_(held);
+    if (dh.rows > 0) std::memcpy(ptr<scalar_t>(dh0), dh.p, sizeof(scalar_t) * dh.rows * H);
   });
   return {dh0, dc};
 }
@@ -504,20 +545,17 @@ void gru_forward(Tensor A, Tensor GH, Tensor Hs, const Tensor& h0, const Tensor&
                  at::IntArrayRef batch_sizes) {
   check_buffers({&A, &GH, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
-  const Product prod(w_hh, B);
-  const Tensor bias = contig_or_undef(b_hh), h0c = h0.contiguous();
-  const optional<Tensor> bias_opt = bias.defined() ? optional<Tensor>(bias) : c10::nullopt;
+  const Product prod(w_hh, B, contig_or_undef(b_hh));
+  const Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "gru_forward", [&] {
     scalar_t *a0 = ptr<scalar_t>(A), *gh_0 = ptr<scalar_t>(GH), *h_0 = ptr<scalar_t>(Hs);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = rows_at(batch_sizes, B, t);
       scalar_t *ghp = gh_0 + t * B * 3 * H, *hn = h_0 + t * B * H;
       if (n > 0) {
-        const Tensor h = t == 0 ? h0c.narrow(0, 0, n) : rows_of(Hs, t - 1, n);
-        const Tensor out = rows_of(GH, t, n);
-        const Tensor gh = prod.mul(h, out, bias_opt);
-        if (!gh.is_same(out)) out.copy_(gh);  // kept for the backward
         const scalar_t* hp = t == 0 ? ptr<scalar_t>(h0c) : h_0 + (t - 1) * B * H;
+        const scalar_t* gh = prod.run(hp, n, ghp, false);
+        if (gh != ghp) std::memcpy(ghp, gh, sizeof(scalar_t) * n * 3 * H);  // kept for the backward
         scalar_t* ap = a0 + t * B * 3 * H;
         for_rows(n, 3 * H, [&](int64_t r0, int64_t r1) { gru_fwd_rows<scalar_t>(r0, r1, H, ap, ghp, hp, hn); });
       }
@@ -570,7 +608,6 @@ Tensor gru_backward(const Tensor& A, const Tensor& GH, const Tensor& Hs, const T
     const scalar_t* g0 = ptr_or_null<scalar_t>(gH);
     scalar_t *dgh0 = ptr<scalar_t>(dGH), *dn0 = ptr<scalar_t>(dN);
     Carry<scalar_t> dh;
-    Tensor held;
     int which = 0;
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(batch_sizes, B, t);
@@ -586,14 +623,13 @@ Tensor gru_backward(const Tensor& A, const Tensor& GH, const Tensor& Hs, const T
       zero_tail(dghp, n, B, 3 * H);
       zero_tail(dnp, n, B, H);
       if (carry && n > 0) {
-        held = prod.add(out.narrow(0, 0, n), rows_of(dGH, t, n));
-        dh = {ptr<scalar_t>(held), n};
+        dh = {prod.run(dghp, n, outp, true), n};
         which = 1 - which;
       } else {
         dh = {nullptr, 0};
       }
     }
-    if (dh.rows > 0) dh0.narrow(0, 0, dh.rows).copy_(held);
+    if (dh.rows > 0) std::memcpy(ptr<scalar_t>(dh0), dh.p, sizeof(scalar_t) * dh.rows * H);
   });
   return dh0;
 }
@@ -620,23 +656,19 @@ void fully_recurrent_forward(Tensor S, Tensor O, const Tensor& s0, const Tensor&
                              int64_t f_o, at::IntArrayRef batch_sizes) {
   check_buffers({&S, &O});
   const int64_t T = S.size(0), B = S.size(1), H = S.size(2), Od = O.size(2);
-  const Product p_hh(w_hh, B), p_oh(w_oh, B), p_ho(w_ho, B);
-  const Tensor bias = contig_or_undef(b_o), s0c = s0.contiguous(), o0c = o0.contiguous();
-  const optional<Tensor> bias_opt = bias.defined() ? optional<Tensor>(bias) : c10::nullopt;
+  const Product p_hh(w_hh, B), p_oh(w_oh, B), p_ho(w_ho, B, contig_or_undef(b_o));
+  const Tensor s0c = s0.contiguous(), o0c = o0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "fully_recurrent_forward", [&] {
     scalar_t *s_0 = ptr<scalar_t>(S), *o_0 = ptr<scalar_t>(O);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = rows_at(batch_sizes, B, t);
       scalar_t *sp = s_0 + t * B * H, *op = o_0 + t * B * Od;
       if (n > 0) {
-        const Tensor s = t == 0 ? s0c.narrow(0, 0, n) : rows_of(S, t - 1, n);
-        const Tensor o = t == 0 ? o0c.narrow(0, 0, n) : rows_of(O, t - 1, n);
-        const Tensor a_n = rows_of(S, t, n);
-        const Tensor pre = p_oh.add(p_hh.add(a_n, s), o);
-        const scalar_t* prp = ptr<scalar_t>(pre);
+        const scalar_t* s = t == 0 ? ptr<scalar_t>(s0c) : s_0 + (t - 1) * B * H;
+        const scalar_t* o = t == 0 ? ptr<scalar_t>(o0c) : o_0 + (t - 1) * B * Od;
+        const scalar_t* prp = p_oh.run(o, n, p_hh.run(s, n, sp, true), true);
         for_rows(n, H, [&](int64_t r0, int64_t r1) { act_rows<scalar_t>(r0, r1, H, prp, sp, f_h); });
-        const Tensor po = p_ho.mul(a_n, rows_of(O, t, n), bias_opt);
-        const scalar_t* pop = ptr<scalar_t>(po);
+        const scalar_t* pop = p_ho.run(sp, n, op, false);
         for_rows(n, Od, [&](int64_t r0, int64_t r1) { act_rows<scalar_t>(r0, r1, Od, pop, op, f_o); });
       }
       zero_tail(sp, n, B, H);
@@ -680,7 +712,7 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
     const scalar_t *gs0 = ptr_or_null<scalar_t>(gS), *go0 = ptr_or_null<scalar_t>(gO);
     scalar_t *dS0 = ptr<scalar_t>(dS), *dO0 = ptr<scalar_t>(dO);
     Carry<scalar_t> ds, dov;
-    Tensor held_s, held_o;
+    scalar_t *dsb = ptr<scalar_t>(ds_buf), *dob = ptr<scalar_t>(do_buf), *vb = ptr<scalar_t>(v_buf);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(batch_sizes, B, t);
       scalar_t *ep = dO0 + t * B * Od, *dp = dS0 + t * B * H;
@@ -690,17 +722,13 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
           grad_rows<scalar_t>(r0, r1, Od, o_0 + t * B * Od, go0 ? go0 + t * B * Od : nullptr, nullptr, dov, ep, f_o);
         });
         // delta_t = f_h'(s_t) (dL/ds_t + from step t+1 + V^T epsilon_t)
-        const Tensor v = p_ho.mul(rows_of(dO, t, n), v_buf.narrow(0, 0, n));
-        const scalar_t* vp = ptr<scalar_t>(v);
+        const scalar_t* vp = p_ho.run(ep, n, vb, false);
         for_rows(n, H, [&](int64_t r0, int64_t r1) {
           grad_rows<scalar_t>(r0, r1, H, s_0 + t * B * H, gs0 ? gs0 + t * B * H : nullptr, vp, ds, dp, f_h);
         });
         if (!cut_at(truncate, t)) {
-          const Tensor d_n = rows_of(dS, t, n);
-          held_s = p_hh.mul(d_n, ds_buf.narrow(0, 0, n));
-          held_o = p_oh.mul(d_n, do_buf.narrow(0, 0, n));
-          ds = {ptr<scalar_t>(held_s), n};
-          dov = {ptr<scalar_t>(held_o), n};
+          ds = {p_hh.run(dp, n, dsb, false), n};
+          dov = {p_oh.run(dp, n, dob, false), n};
         } else {
           ds = {nullptr, 0};
           dov = {nullptr, 0};
@@ -710,8 +738,8 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
       zero_tail(dp, n, B, H);
     }
     if (ds.rows > 0) {
-      ds0.narrow(0, 0, ds.rows).copy_(held_s);
-      do0.narrow(0, 0, dov.rows).copy_(held_o);
+      std::memcpy(ptr<scalar_t>(ds0), ds.p, sizeof(scalar_t) * ds.rows * H);
+      std::memcpy(ptr<scalar_t>(do0), dov.p, sizeof(scalar_t) * dov.rows * Od);
     }
   });
   return {ds0, do0};
