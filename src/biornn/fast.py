@@ -515,13 +515,14 @@ class _LSTMBPTT(torch.autograd.Function):
         H = h0.shape[1]
         peep = w_ci is not None
         A = _project(x, w_ih, b)  # (T, B, 4H): pre-activations, then the gates in place
-        Cs, TC, Hs = (x.new_empty(T, B, H) for _ in range(3))
         ctx.compiled = compiled
-        if compiled:
+        if compiled:  # tanh(c_t) is recomputed in the backward rather than kept
+            Cs, TC, Hs = x.new_empty(T, B, H), x.new_empty(0), x.new_empty(T, B, H)
             _ops().lstm_forward(A, Cs, TC, Hs, h0, c0, w_hh, w_ci, w_cf, w_co, _bs(batch_sizes))
             ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs)
             ctx.batch_sizes, ctx.truncate, ctx.has_bias = batch_sizes, truncate, b is not None
             return Hs, Cs
+        Cs, TC, Hs = (x.new_empty(T, B, H) for _ in range(3))
         w_hhT = w_hh.t()
         w_cif = torch.stack([w_ci, w_cf]).unsqueeze(0) if peep else None  # (1, 2, H)
         bs = batch_sizes

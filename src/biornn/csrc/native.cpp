@@ -269,14 +269,15 @@ void lstm_fwd_rows(int64_t r0, int64_t r1, int64_t H, const T* pre, T* a, const 
       g.store(ar + 2 * H + j, k);
       o.store(ar + 3 * H + j, k);
       vc.store(c + q, k);
-      vtc.store(tc + q, k);
+      if (tc) vtc.store(tc + q, k);
       (o * vtc).store(h + q, k);
     }
   }
 }
 
 // A (T, B, 4H): the input projection on entry, the gates i, f, g, o on return.
-// Cs, TC, Hs (T, B, H): c_t, tanh(c_t), h_t.
+// Cs, TC, Hs (T, B, H): c_t, tanh(c_t), h_t; TC may be empty (the backward then recomputes tanh(c_t),
+// which costs less than writing and reading it back where memory bandwidth is the limit).
 void lstm_forward(Tensor A, Tensor Cs, Tensor TC, Tensor Hs, const Tensor& h0, const Tensor& c0,
                   const Tensor& w_hh, const optional<Tensor>& w_ci, const optional<Tensor>& w_cf,
                   const optional<Tensor>& w_co, at::IntArrayRef batch_sizes) {
@@ -287,10 +288,12 @@ void lstm_forward(Tensor A, Tensor Cs, Tensor TC, Tensor Hs, const Tensor& h0, c
   const Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
     const scalar_t *wi = ptr_or_null<scalar_t>(pi), *wf = ptr_or_null<scalar_t>(pf), *wo = ptr_or_null<scalar_t>(po);
-    scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs), *tc_0 = ptr<scalar_t>(TC), *h_0 = ptr<scalar_t>(Hs);
+    scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs), *h_0 = ptr<scalar_t>(Hs);
+    scalar_t* tc_0 = TC.numel() ? ptr<scalar_t>(TC) : nullptr;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = rows_at(batch_sizes, B, t);
-      scalar_t *ap = a0 + t * B * 4 * H, *cn = c_0 + t * B * H, *tcp = tc_0 + t * B * H, *hp = h_0 + t * B * H;
+      scalar_t *ap = a0 + t * B * 4 * H, *cn = c_0 + t * B * H, *hp = h_0 + t * B * H;
+      scalar_t* tcp = tc_0 ? tc_0 + t * B * H : nullptr;
       if (n > 0) {
         const scalar_t* h = t == 0 ? ptr<scalar_t>(h0c) : h_0 + (t - 1) * B * H;
         const scalar_t* prp = prod.run(h, n, ap, true);
@@ -319,7 +322,8 @@ void lstm_bwd_rows(int64_t r0, int64_t r1, int64_t H, const T* a, const T* cp, c
       const int64_t k = std::min(W, H - j), q = r * H + j;
       V i = V::loadu(ar + j, k), f = V::loadu(ar + H + j, k), g = V::loadu(ar + 2 * H + j, k),
         o = V::loadu(ar + 3 * H + j, k);
-      V vtc = V::loadu(tc + q, k), vcp = V::loadu(cp + q, k);
+      V vcp = V::loadu(cp + q, k);
+      V vtc = tc ? V::loadu(tc + q, k) : tanh_v(V::loadu(c + q, k));
       // gradients reaching h_t and c_t: from step t+1 (dh, dc) and from the loss (gh, gc)
       V vdh = dh.load(r, q, k), vdc = V::loadu(dc + q, k);
       if (gh) vdh = vdh + V::loadu(gh + q, k);
@@ -339,7 +343,7 @@ void lstm_bwd_rows(int64_t r0, int64_t r1, int64_t H, const T* a, const T* cp, c
       if (pi) {
         dcp = at::vec::fmadd(d_i, V::loadu(pi + j, k), dcp);
         dcp = at::vec::fmadd(d_f, V::loadu(pf + j, k), dcp);
-        T* ar3 = acc + r * 3 * H;  // the peepholes' gradients, summed per row
+        T* ar3 = acc;  // the peepholes' gradients, summed in this thread's (3H) row
         at::vec::fmadd(d_i, vcp, V::loadu(ar3 + j, k)).store(ar3 + j, k);
         at::vec::fmadd(d_f, vcp, V::loadu(ar3 + H + j, k)).store(ar3 + H + j, k);
         at::vec::fmadd(d_o, V::loadu(c + q, k), V::loadu(ar3 + 2 * H + j, k)).store(ar3 + 2 * H + j, k);
@@ -359,17 +363,19 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
                                                  const optional<Tensor>& w_co, at::IntArrayRef batch_sizes,
                                                  int64_t truncate) {
   check_buffers({&A, &Cs, &TC, &dA});
-  const int64_t T = A.size(0), B = A.size(1), H = TC.size(2);
+  const int64_t T = A.size(0), B = A.size(1), H = Cs.size(2);
   const Product prod(w_hh.t(), B);  // dh_{t-1} = dA_t @ W_hh
   const Tensor pi = contig_or_undef(w_ci), pf = contig_or_undef(w_cf), po = contig_or_undef(w_co);
   const Tensor gH = contig_or_undef(dHs), gC = contig_or_undef(dCs), c0c = c0.contiguous();
   Tensor dh_buf = at::empty({B, H}, A.options()), dc = at::zeros({B, H}, A.options());
-  Tensor acc = pi.defined() ? at::zeros({B, 3 * H}, A.options()) : Tensor();
+  // one (3H) row of peephole-gradient sums per thread: small enough to stay in cache
+  Tensor acc = pi.defined() ? at::zeros({at::get_num_threads(), 3 * H}, A.options()) : Tensor();
   Tensor dh0 = at::zeros({B, H}, A.options());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     const scalar_t *wi = ptr_or_null<scalar_t>(pi), *wf = ptr_or_null<scalar_t>(pf), *wo = ptr_or_null<scalar_t>(po);
     scalar_t *dcp = ptr<scalar_t>(dc), *accp = ptr_or_null<scalar_t>(acc);
-    const scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs), *tc_0 = ptr<scalar_t>(TC);
+    const scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs);
+    const scalar_t* tc_0 = TC.numel() ? ptr<scalar_t>(TC) : nullptr;
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
     scalar_t* da0 = ptr<scalar_t>(dA);
     Carry<scalar_t> dh;
@@ -381,8 +387,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
       const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + o1 - B * H;
       scalar_t* dap = da0 + t * B * 4 * H;
       for_rows(n, 4 * H, [&](int64_t r0, int64_t r1) {
-        lstm_bwd_rows<scalar_t>(r0, r1, H, a0 + t * B * 4 * H, cp, c_0 + o1, tc_0 + o1, gh0 ? gh0 + o1 : nullptr,
-                                gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, wi, wf, wo, accp);
+        scalar_t* acc_t = accp ? accp + at::get_thread_num() * 3 * H : nullptr;
+        lstm_bwd_rows<scalar_t>(r0, r1, H, a0 + t * B * 4 * H, cp, c_0 + o1, tc_0 ? tc_0 + o1 : nullptr,
+                                gh0 ? gh0 + o1 : nullptr, gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, wi, wf, wo,
+                                acc_t);
       });
       zero_tail(dap, n, B, 4 * H);
       dh = carry && n > 0 ? Carry<scalar_t>{prod.run(dap, n, dhb, false), n} : Carry<scalar_t>{};
