@@ -9,7 +9,7 @@ import torch
 from biornn import Recurrent, fast, native
 from biornn.cli.main import main
 from conftest import NATIVE_BUILD
-from test_recurrent import _cell_name, _lengths, _loss
+from test_recurrent import _cell_name, _lengths, _loss, scan_against_loop
 
 HAVE_COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None
 
@@ -57,22 +57,6 @@ def route(request, compiled):
     compiled.set_onednn_min(old)
 
 
-def _run_both(cell, params, x, s0, lengths, truncate):
-    T = x.shape[1]
-    mask = None if lengths is None else torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
-    results = []
-    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, mask, truncate)[:2],
-                lambda xx, ss: fast.scan(cell, xx, ss, lengths, truncate, how="native")):
-        xx = x.clone().requires_grad_()
-        ss = cell.state_type(*(s.clone().requires_grad_() for s in s0))
-        out, fin = run(xx, ss)
-        _loss(out, fin).backward()
-        results.append([out, *fin, xx.grad, *(s.grad for s in ss), *(p.grad.clone() for p in params)])
-        for p in params:
-            p.grad = None
-    return results
-
-
 @pytest.mark.parametrize("variable,truncate", [(False, None), (True, None), (False, 3), (True, 3)],
                          ids=["plain", "lengths", "truncate", "lengths+truncate"])
 @pytest.mark.parametrize("key", CONFIGS)
@@ -90,7 +74,7 @@ def test_compiled_loops_equal_the_step_loop(key, variable, truncate, route):
     if lengths is not None:
         x = x * (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
     s0 = cell.state_type(*(torch.randn(B, n, dtype=dtype) * 0.5 for n in cell.state_sizes()))
-    loop, comp = _run_both(cell, list(rnn.parameters()), x, s0, lengths, truncate)
+    loop, comp = scan_against_loop(cell, list(rnn.parameters()), x, s0, lengths, truncate, "native")
     assert len(loop) == len(comp)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
     for a, b in zip(loop, comp):
@@ -117,25 +101,10 @@ def test_compiled_loops_equal_python_bptt_on_wide_steps(key, compiled):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("key", ["lstm-peephole", "gru", "fully-recurrent-O3-relu-sigmoid", "lstm1997-g-only"])
-def test_gradcheck_compiled_loops(key, compiled):
-    rnn = Recurrent(_cell_name(key), 2, 3, num_layers=2, bidirectional=True, **CONFIGS[key]).double()
-    assert rnn.path(lengths=[3, 1]) == "native"
-    x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
-    params = tuple(rnn.parameters())
-
-    def f(x, *ps):
-        out, final = torch.func.functional_call(rnn, dict(zip(dict(rnn.named_parameters()), ps)), (x,),
-                                                {"lengths": torch.tensor([3, 1])})
-        return out, *final
-
-    assert torch.autograd.gradcheck(f, (x, *[p.detach().requires_grad_() for p in params]))
-
-
 def test_routes_native_where_built_python_elsewhere(compiled, monkeypatch):
     for name in ("lstm-peephole", "gru", "fully-recurrent"):
         assert Recurrent(name, 2, 3).path() == "native"
-        assert f"path='native'" in repr(Recurrent(name, 2, 3))
+        assert "path='native'" in repr(Recurrent(name, 2, 3))
     # the 1997 LSTM: the compiled loops from LSTM1997_MIN_STEPS steps on and for single steps,
     # torch's fused kernel for short sequences
     assert Recurrent("lstm1997", 2, 3).path(steps=fast.LSTM1997_MIN_STEPS) == "native"

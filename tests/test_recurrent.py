@@ -230,6 +230,26 @@ def test_the_route_is_chosen_by_the_maths_and_shown(monkeypatch):
         assert supports(Recurrent(name, 2, 3).cells[0][0])
 
 
+def scan_against_loop(cell, params, x, s0, lengths, truncate, how):
+    """One scan by the step loop and by ``fast.scan(how=how)``: for each, the outputs, final
+    states and the gradients of a random loss w.r.t. x, the initial state and ``params``."""
+    from biornn import fast
+
+    T = x.shape[1]
+    mask = None if lengths is None else torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
+    results = []
+    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, mask, truncate)[:2],
+                lambda xx, ss: fast.scan(cell, xx, ss, lengths, truncate, how=how)):
+        xx = x.clone().requires_grad_()
+        ss = cell.state_type(*(s.clone().requires_grad_() for s in s0))
+        out, fin = run(xx, ss)
+        _loss(out, fin).backward()
+        results.append([out, *fin, xx.grad, *(s.grad for s in ss), *(p.grad.clone() for p in params)])
+        for p in params:
+            p.grad = None
+    return results
+
+
 BPTT_FORCED = ["elman", "elman-relu", "lstm", "lstm1997", "lstm1997-paper-blocks-nobias", "gru"]
 
 
@@ -238,40 +258,35 @@ BPTT_FORCED = ["elman", "elman-relu", "lstm", "lstm1997", "lstm1997-paper-blocks
 def test_hand_written_bptt_equals_step_loop_for_fused_cells_too(key, variable, truncate):
     """The "bptt" route for cells that normally take a fused kernel (it serves them
     when truncation meets variable lengths), one scan against the step loop."""
-    from biornn import fast
-
     torch.manual_seed(5)
     rnn = Recurrent(_cell_name(key), 3, 4, fast=False, **FAST_CONFIGS[key]).double()
     cell = rnn.cells[0][0]
     B, T = 5, 9
     lengths = _lengths(B, T) if variable else None
-    mask = None if lengths is None else torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
     x = torch.randn(B, T, 3, dtype=torch.float64)
-    if mask is not None:
-        x = x * mask.unsqueeze(2)
+    if lengths is not None:
+        x = x * (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
     s0 = cell.state_type(*(torch.randn(B, n, dtype=torch.float64) * 0.5 for n in cell.state_sizes()))
-    results = []
-    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, mask, truncate)[:2],
-                lambda xx, ss: fast.scan(cell, xx, ss, lengths, truncate, how="bptt")):
-        xx = x.clone().requires_grad_()
-        ss = cell.state_type(*(s.clone().requires_grad_() for s in s0))
-        out, fin = run(xx, ss)
-        _loss(out, fin).backward()
-        results.append((out, fin, xx.grad, [s.grad for s in ss], [p.grad.clone() for p in rnn.parameters()]))
-        rnn.zero_grad()
-    (oa, fa, ga, sa, pa), (ob, fb, gb, sb, pb) = results
-    torch.testing.assert_close(oa, ob)
-    for a, b in [*zip(fa, fb), (ga, gb), *zip(sa, sb), *zip(pa, pb)]:
+    loop, fast_ = scan_against_loop(cell, list(rnn.parameters()), x, s0, lengths, truncate, "bptt")
+    assert len(loop) == len(fast_)
+    for a, b in zip(loop, fast_):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("loops", ["python", "compiled"])
 @pytest.mark.parametrize("key", ["lstm-peephole", "fully-recurrent-O2-relu-sigmoid", "gru", "lstm1997-g-only"])
-def test_gradcheck_hand_written_bptt(key, monkeypatch):
-    monkeypatch.setenv("BIORNN_NATIVE", "0")  # the Python loops (the compiled ones: tests/test_native.py)
+def test_gradcheck_hand_written_bptt(key, loops, monkeypatch):
+    """The hand-written BPTT, its loops in Python and compiled (biornn.native)."""
+    from biornn import native
+
+    if loops == "python":
+        monkeypatch.setenv("BIORNN_NATIVE", "0")
+    elif not native.available():
+        pytest.skip(f"compiled loops not available: {native.status()['error']}")
     # (no truncation here: it changes the gradient, not the function, so finite
     # differences cannot check it; the step-loop comparisons above do)
     rnn = Recurrent(_cell_name(key), 2, 3, num_layers=2, bidirectional=True, **FAST_CONFIGS[key]).double()
-    assert rnn.path(lengths=[3, 1]) == "bptt"
+    assert rnn.path(lengths=[3, 1]) == ("bptt" if loops == "python" else "native")
     x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
     params = tuple(rnn.parameters())
 

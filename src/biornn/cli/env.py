@@ -49,13 +49,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    info = environment()
-    if args.json:
+def print_fields(info: dict[str, object], as_json: bool) -> None:
+    """``info`` as one JSON object, or as aligned ``key  value`` lines."""
+    if as_json:
         print(json.dumps(info))
     else:
         width = max(map(len, info))
         for k, v in info.items():
             print(f"{k.ljust(width)}  {v}")
     sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    print_fields(environment(), args.json)
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from .env import print_fields
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +44,5 @@ def run(args: argparse.Namespace) -> int:
         if removed:
             print(f"removed {len(removed)} older build(s) for this torch and Python")
         return 0
-    info = native.status()
-    if args.json:
-        print(json.dumps(info))
-    else:
-        width = max(map(len, info))
-        for k, v in info.items():
-            print(f"{k.ljust(width)}  {v}")
+    print_fields(native.status(), args.json)
     return 0

@@ -238,6 +238,25 @@ struct Carry {
 };
 
 
+// The backward sweep of the LSTM families: for t = T-1 .. 0, pass(t, n, carry, dh, da) writes
+// step t's gate deltas (n rows of G columns at da) from dh, the gradient step t+1 sent back to h_t,
+// and carries what flows into c_{t-1} itself; then dh_{t-1} = da W_hh (none across a truncation
+// cut).  Writes dh_0 into dh0.
+template <typename T, typename Pass>
+void lstm_sweep(int64_t T_, int64_t B, int64_t H, int64_t G, T* da0, const Product& prod, at::IntArrayRef bs,
+                int64_t truncate, T* dh_buf, T* dh0, const Pass& pass) {
+  Carry<T> dh;
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    const int64_t n = rows_at(bs, B, t);
+    const bool carry = !cut_at(truncate, t);
+    T* dap = da0 + t * B * G;
+    pass(t, n, carry, dh, dap);
+    zero_tail(dap, n, B, G);
+    dh = carry && n > 0 ? Carry<T>{prod.run(dap, n, dh_buf, false), n} : Carry<T>{};
+  }
+  if (dh.rows > 0) std::memcpy(dh0, dh.p, sizeof(T) * dh.rows * H);
+}
+
 // ===================================================================================
 // LSTM with a forget gate, optionally with peepholes (gate rows i, f, g, o as torch)
 //   i, f = sigmoid(a_{i,f} + p_{i,f} c_{t-1}), g = tanh(a_g), c_t = f c_{t-1} + i g,
@@ -377,25 +396,17 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
     const scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs);
     const scalar_t* tc_0 = TC.numel() ? ptr<scalar_t>(TC) : nullptr;
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
-    scalar_t* da0 = ptr<scalar_t>(dA);
-    Carry<scalar_t> dh;
-    scalar_t* dhb = ptr<scalar_t>(dh_buf);
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t n = rows_at(batch_sizes, B, t);
-      const bool carry = !cut_at(truncate, t);
+    lstm_sweep<scalar_t>(T, B, H, 4 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, ptr<scalar_t>(dh_buf),
+                         ptr<scalar_t>(dh0), [&](int64_t t, int64_t n, bool carry, Carry<scalar_t> dh, scalar_t* dap) {
       const int64_t o1 = t * B * H;
       const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + o1 - B * H;
-      scalar_t* dap = da0 + t * B * 4 * H;
       for_rows(n, 4 * H, [&](int64_t r0, int64_t r1) {
         scalar_t* acc_t = accp ? accp + at::get_thread_num() * 3 * H : nullptr;
         lstm_bwd_rows<scalar_t>(r0, r1, H, a0 + t * B * 4 * H, cp, c_0 + o1, tc_0 ? tc_0 + o1 : nullptr,
                                 gh0 ? gh0 + o1 : nullptr, gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, wi, wf, wo,
                                 acc_t);
       });
-      zero_tail(dap, n, B, 4 * H);
-      dh = carry && n > 0 ? Carry<scalar_t>{prod.run(dap, n, dhb, false), n} : Carry<scalar_t>{};
-    }
-    if (dh.rows > 0) std::memcpy(ptr<scalar_t>(dh0), dh.p, sizeof(scalar_t) * dh.rows * H);
+    });
   });
   Tensor dpeep = acc.defined() ? acc.sum(0).view({3, H}) : at::empty({0}, A.options());
   return {dh0, dc, dpeep};
@@ -502,22 +513,14 @@ std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, 
     scalar_t* dcp = ptr<scalar_t>(dc);
     const scalar_t *a0 = ptr<scalar_t>(A), *hc_0 = ptr<scalar_t>(HC);
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
-    scalar_t* da0 = ptr<scalar_t>(dA);
-    Carry<scalar_t> dh;
-    scalar_t* dhb = ptr<scalar_t>(dh_buf);
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t n = rows_at(batch_sizes, B, t);
-      const bool carry = !cut_at(truncate, t);
+    lstm_sweep<scalar_t>(T, B, H, 3 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, ptr<scalar_t>(dh_buf),
+                         ptr<scalar_t>(dh0), [&](int64_t t, int64_t n, bool carry, Carry<scalar_t> dh, scalar_t* dap) {
       const int64_t o1 = t * B * H;
-      scalar_t* dap = da0 + t * B * 3 * H;
       for_rows(n, 3 * H, [&](int64_t r0, int64_t r1) {
         lstm1997_bwd_rows<scalar_t>(r0, r1, H, a0 + t * B * 3 * H, hc_0 + o1, gh0 ? gh0 + o1 : nullptr,
                                     gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, g_scaled, h_scaled);
       });
-      zero_tail(dap, n, B, 3 * H);
-      dh = carry && n > 0 ? Carry<scalar_t>{prod.run(dap, n, dhb, false), n} : Carry<scalar_t>{};
-    }
-    if (dh.rows > 0) std::memcpy(ptr<scalar_t>(dh0), dh.p, sizeof(scalar_t) * dh.rows * H);
+    });
   });
   return {dh0, dc};
 }
