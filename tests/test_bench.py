@@ -28,6 +28,7 @@ def test_quick_json_has_every_field(capsys):
         assert r["peak_mib"] is None or r["peak_mib"] >= 0
     paths = {r["impl"]: r["path"] for r in report["results"]}
     own = "native" if native.available() else "bptt"  # the compiled loops where built (make install builds them)
+    assert report["native_loops"].startswith("loaded" if native.available() else "not loaded")
     assert paths == {"nn.LSTM": "torch", "nn.GRU": "torch", "lstm": "fused", "gru": own,
                      "lstm-peephole": own, "fully-recurrent": own}
     by = {r["impl"]: r for r in report["results"]}

@@ -322,6 +322,7 @@ def run(
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "native_loops": native_note(),
         "repeats": repeats,
         "flops_formula": FLOPS_FORMULA,
         "shapes": {k: dict(zip("BTIH", v)) for k, v in shapes.items()},
@@ -353,11 +354,23 @@ def _streaming(impls: list[str], steps: int, repeats: int, seed: int, I: int = 1
              "vs_lstm": round(med[i] / med["nn.LSTM"], 3)} for i in impls]
 
 
+def native_note() -> str:
+    """Whether the compiled loops ran (path ``native``), or why not."""
+    from . import native
+
+    if native.available():
+        return "loaded (path native)"
+    return f"not loaded, the Python loops ran instead (path bptt): {native.status()['error'] or 'BIORNN_NATIVE=0'}"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as plain-text tables."""
     lines = [f"biornn {report['biornn_version']}, torch {report['torch_version']}, {report['device']} "
              f"({report['cpu']}), {report['threads']} threads, median of {report['repeats']}",
-             f"GFLOP/s: {report['flops_formula']}", ""]
+             f"GFLOP/s: {report['flops_formula']}"]
+    if "native_loops" in report:
+        lines.append(f"compiled loops: {report['native_loops']}")
+    lines.append("")
     head = (f"{'shape':<10} {'impl':<15} {'path':<6} {'train ms':>9} {'GFLOP/s':>8} {'x nn.LSTM':>9} "
             f"{'x twin':>7} {'infer ms':>9} {'warm-up s':>9} {'peak MiB':>9}")
     lines += [head, "-" * len(head)]
