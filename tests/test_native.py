@@ -35,6 +35,8 @@ def test_the_loops_build_here():
     """Where there is a C++ compiler, the session's build (conftest) must have worked."""
     if not HAVE_COMPILER:
         pytest.skip("no C++ compiler: biornn runs its Python loops")
+    if native.disabled():
+        pytest.skip("BIORNN_NATIVE=0: the compiled loops are off for this run")
     ok, why = NATIVE_BUILD[0]
     assert ok, why
     assert native.available()

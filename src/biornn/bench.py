@@ -360,7 +360,7 @@ def native_note() -> str:
 
     if native.available():
         return "loaded (path native)"
-    return f"not loaded, the Python loops ran instead (path bptt): {native.status()['error'] or 'BIORNN_NATIVE=0'}"
+    return f"not loaded, the Python loops ran instead (path bptt): {native.status()['error']}"
 
 
 def format_table(report: dict[str, Any]) -> str:

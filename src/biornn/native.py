@@ -127,9 +127,10 @@ def _load(path: Path) -> None:
 def status() -> dict[str, object]:
     """What ``biornn native status`` and ``biornn env`` print."""
     loaded = available()
+    why = f"turned off ({ENV_VAR}=0)" if disabled() else _state["error"]
     return {"loaded": loaded, "disabled": disabled(), "capability": capability(),
             "library": str(library_path()), "built": library_path().exists(),
-            "error": None if loaded else _state["error"]}
+            "error": None if loaded else why}
 
 
 def build(verbose: bool = False, force: bool = False) -> Path:
