@@ -134,22 +134,46 @@ def supports(cell: Cell) -> bool:
     return method(cell) is not None
 
 
+class _Expand1997(torch.autograd.Function):
+    """A 1997 cell's parameter (rows i, z, o) laid out as a forget-gate LSTM's (rows i, f, g, o), as
+    one autograd node: its backward slices the gradient back (summing a block's S copies of its
+    gate rows, scaling the cell-input rows) instead of replaying some thirty small operations."""
+
+    @staticmethod
+    def forward(ctx, w, nb, S, z_scale, forget):
+        H = nb * S
+        w_i, w_z, w_o = w[:nb], w[nb : nb + H], w[nb + H :]
+        if S > 1:  # one gate row per block -> one per memory cell
+            w_i, w_o = w_i.repeat_interleave(S, dim=0), w_o.repeat_interleave(S, dim=0)
+        w_f = torch.full((H, *w.shape[1:]), forget, dtype=w.dtype, device=w.device)
+        ctx.nb, ctx.S, ctx.z_scale = nb, S, z_scale
+        return torch.cat([w_i, w_f, w_z * z_scale if z_scale != 1.0 else w_z, w_o], dim=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        nb, S, z_scale = ctx.nb, ctx.S, ctx.z_scale
+        H = nb * S
+        g_i, _, g_z, g_o = g.split(H, dim=0)
+        if S > 1:
+            g_i = g_i.reshape(nb, S, *g.shape[1:]).sum(1)
+            g_o = g_o.reshape(nb, S, *g.shape[1:]).sum(1)
+        if z_scale != 1.0:
+            g_z = g_z * z_scale
+        return torch.cat([g_i, g_z, g_o], dim=0), None, None, None, None
+
+
 def _lstm1997_weights(cell: LSTM1997Cell) -> tuple[list[Tensor], float]:
     """The 1997 cell's parameters laid out as a forget-gate LSTM's (4H rows, i f g o)."""
     H, S = cell.hidden_size, cell.cells_per_block
+    nb = H // S
     sl = cell.gate_slices()
+    assert (sl["i"], sl["g"], sl["o"]) == (slice(0, nb), slice(nb, nb + H), slice(nb + H, 2 * nb + H)), sl
     z_scale = 0.5 if cell.g_name == "scaled-sigmoid" else 1.0
 
     def expand(w: Tensor | None, forget: float, like: Tensor) -> Tensor:
         if w is None:  # bias=False: the fused LSTM still needs the forget bias
             w = like.new_zeros(like.shape[0])
-        w_i, w_z, w_o = w[sl["i"]], w[sl["g"]], w[sl["o"]]
-        if S > 1:  # one gate row per block -> one per memory cell
-            w_i, w_o = w_i.repeat_interleave(S, dim=0), w_o.repeat_interleave(S, dim=0)
-        w_f = torch.full((H, *w.shape[1:]), forget, dtype=w.dtype, device=w.device)
-        if z_scale != 1.0:
-            w_z = w_z * z_scale
-        return torch.cat([w_i, w_f, w_z, w_o], dim=0)
+        return _Expand1997.apply(w, nb, S, z_scale, forget)
 
     weights = [
         expand(cell.weight_ih, 0.0, cell.weight_ih),
