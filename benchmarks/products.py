@@ -5,7 +5,8 @@ biornn.fast and csrc/native.cpp send float32 products to oneDNN
 and to torch's BLAS below it.  This times both, interleaved, at the shapes of
 ``biornn bench``: the per-step recurrent product (B x H times H x G), its
 backward (B x G times G x H), and the products over all steps (input
-projection T*B x I times I x G, input gradient T*B x G times G x I); prints
+projection T*B x I times I x G, input gradient T*B x G times G x I, and the
+recurrent weight's gradient dA^T h over all steps); prints
 medians in microseconds and the ratio oneDNN / BLAS (below 1: oneDNN faster).
 
     .venv/bin/python benchmarks/products.py
@@ -59,6 +60,20 @@ def main() -> int:
             macs = a.shape[0] * w.shape[0] * w.shape[1]
             print(f"{shape:<9} {name:<24} {macs / 1e6:8.2f}M MACs  blas {med['blas']:9.1f}  "
                   f"onednn {med['onednn']:9.1f}  ratio {med['onednn'] / med['blas']:.2f}", flush=True)
+        # the recurrent weight's gradient over all steps, dA^T h_prev (G x H): the BLAS's d^T a
+        # against oneDNN's (a^T d)^T as biornn.fast._grad_w computes it (a^T copied, d viewed)
+        d, a = torch.randn(T * B, G), torch.randn(T * B, H)
+        blas = lambda: d.t() @ a  # noqa: E731
+        onednn = lambda: lp(a.t().contiguous(), d.t(), None, "none", [], "").t().contiguous()  # noqa: E731
+        torch.testing.assert_close(onednn(), blas(), rtol=1e-4, atol=1e-2)
+        n = max(1, min(500, int(0.02 / max(_time(blas, 1), 1e-7))))
+        t = {"blas": [], "onednn": []}
+        for _ in range(7):
+            t["blas"].append(_time(blas, n))
+            t["onednn"].append(_time(onednn, n))
+        med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
+        print(f"{shape:<9} {'weight grad  dA^T h':<24} {T * B * G * H / 1e6:8.2f}M MACs  blas {med['blas']:9.1f}  "
+              f"onednn {med['onednn']:9.1f}  ratio {med['onednn'] / med['blas']:.2f}", flush=True)
     return 0
 
 
