@@ -51,9 +51,11 @@ def compiled():
 
 
 @pytest.fixture(params=["f32-blas", "f32-onednn", "f64"])
-def route(request, compiled):
-    """The dtype, and the route of the per-step products: torch's BLAS, or oneDNN's matmul
-    (forced for every size; it serves float32 only)."""
+def route(request, compiled, monkeypatch):
+    """The dtype, and the route of the products: torch's BLAS, or oneDNN's matmul (forced for
+    every size, per step and over all steps; it serves float32 only)."""
+    if request.param == "f32-onednn":
+        monkeypatch.setattr(fast, "LINEAR_ONEDNN_MIN", 0)
     old = compiled.set_onednn_min(0 if request.param == "f32-onednn" else -1)
     yield torch.float64 if request.param == "f64" else torch.float32
     compiled.set_onednn_min(old)
@@ -100,6 +102,23 @@ def test_compiled_loops_equal_python_bptt_on_wide_steps(key, compiled):
         res.append([out, *fin, xx.grad, *(p.grad.clone() for p in rnn.parameters())])
         rnn.zero_grad()
     for a, b in zip(*res):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["gru", "lstm-peephole", "fully-recurrent-O3-relu-sigmoid", "lstm1997-paper"])
+def test_python_loops_with_onednn_products_equal_the_step_loop(key, monkeypatch):
+    """The products over all steps (projection, input and weight gradients, the GRU's strided
+    r/z block among them) by oneDNN, on the Python loops."""
+    monkeypatch.setenv("BIORNN_NATIVE", "0")
+    monkeypatch.setattr(fast, "LINEAR_ONEDNN_MIN", 0)
+    torch.manual_seed(3)
+    rnn = Recurrent(_cell_name(key), 3, 37, fast=False, **CONFIGS[key])
+    cell = rnn.cells[0][0]
+    lengths = _lengths(6, 9)
+    x = torch.randn(6, 9, 3) * (torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
+    s0 = cell.state_type(*(torch.randn(6, n) * 0.5 for n in cell.state_sizes()))
+    loop, py = scan_against_loop(cell, list(rnn.parameters()), x, s0, lengths, None, "bptt")
+    for a, b in zip(loop, py):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 

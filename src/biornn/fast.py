@@ -452,16 +452,30 @@ def _onednn_ok(t: Tensor, macs: int) -> bool:
     return _LINEAR is not None and t.dtype == torch.float32 and t.device.type == "cpu" and macs >= LINEAR_ONEDNN_MIN
 
 
+#: _grad_w copies a^T (N x K), and d (N x G) if strided, for oneDNN; above this many elements
+#: (16 MB of fresh pages at float32) a copy costs more than oneDNN saves, unless (a^T) the
+#: product is at least 4x wider than the copy
+GRAD_W_COPY_MAX = 1 << 22
+
+
+def _grad_w_onednn(d: Tensor, N: int, G: int, K: int) -> bool:
+    """Whether :func:`_grad_w` takes oneDNN for a (G, K) gradient summed over N rows."""
+    copies_fit = N * K <= GRAD_W_COPY_MAX or G >= 4 * K  # a^T is copied
+    return (_onednn_ok(d, N * G * K) and copies_fit
+            and (d.is_contiguous() or N * G <= GRAD_W_COPY_MAX))  # a strided d is copied too
+
+
 def _grad_w(d: Tensor, a: Tensor) -> Tensor:
     """d^T a for d (N, G), a (N, K): a weight's gradient summed over N = T*B rows, (G, K).
 
     oneDNN computes it as (a^T d)^T with a^T made contiguous (K is small) and d read through a
-    transposed view: 1.3-1.9x faster than the BLAS's d^T a at every shape of ``biornn bench``
-    (``benchmarks/products.py``).
+    transposed view: 1.4-1.6x faster than the BLAS's d^T a at the shapes of ``biornn bench``
+    (``benchmarks/products.py``), as long as the copy of a^T is small or the product wide
+    (:data:`GRAD_W_COPY_MAX`; at long-wide the fully recurrent net and the GRU were slower).
     """
     N, G = d.shape
     K = a.shape[1]
-    if _onednn_ok(d, N * G * K):
+    if _grad_w_onednn(d, N, G, K):
         try:  # (a strided d, e.g. a block of a wider buffer's columns, would take oneDNN's slow path)
             return _LINEAR(a.t().contiguous(), d.contiguous().t(), None, "none", [], "").t().contiguous()
         except RuntimeError:
@@ -482,7 +496,7 @@ def _weight_grads(dA: Tensor, x: Tensor, prev0: Tensor, seq: Tensor, want: tuple
     d_hh = None
     if want[1]:
         H = seq.shape[2]
-        if _onednn_ok(dA, T * B * G * H):
+        if _grad_w_onednn(flat, T * B, G, H):
             prev = torch.cat([prev0.unsqueeze(0), seq[:-1]]).view(T * B, H)
             d_hh = _grad_w(flat, prev)
         else:
