@@ -32,6 +32,19 @@ def _time(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def _compare(shape: str, name: str, macs: int, blas, onednn, atol: float) -> None:
+    """Check that both give the same product, time them interleaved, print one line."""
+    torch.testing.assert_close(onednn(), blas(), rtol=1e-4, atol=atol)
+    n = max(1, min(500, int(0.02 / max(_time(blas, 1), 1e-7))))
+    t: dict[str, list[float]] = {"blas": [], "onednn": []}
+    for _ in range(7):
+        t["blas"].append(_time(blas, n))
+        t["onednn"].append(_time(onednn, n))
+    med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
+    print(f"{shape:<9} {name:<24} {macs / 1e6:8.2f}M MACs  blas {med['blas']:9.1f}  "
+          f"onednn {med['onednn']:9.1f}  ratio {med['onednn'] / med['blas']:.2f}", flush=True)
+
+
 def main() -> int:
     lp = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if lp is None or not torch.backends.mkldnn.is_available():
@@ -48,32 +61,13 @@ def main() -> int:
         }
         for name, (a, w) in cases.items():
             wt = w.t()
-            blas = lambda: a @ wt  # noqa: E731
-            onednn = lambda: lp(a, w, None, "none", [], "")  # noqa: E731
-            torch.testing.assert_close(onednn(), blas(), rtol=1e-4, atol=1e-3)
-            n = max(1, min(500, int(0.02 / max(_time(blas, 1), 1e-7))))
-            t = {"blas": [], "onednn": []}
-            for _ in range(7):
-                t["blas"].append(_time(blas, n))
-                t["onednn"].append(_time(onednn, n))
-            med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
-            macs = a.shape[0] * w.shape[0] * w.shape[1]
-            print(f"{shape:<9} {name:<24} {macs / 1e6:8.2f}M MACs  blas {med['blas']:9.1f}  "
-                  f"onednn {med['onednn']:9.1f}  ratio {med['onednn'] / med['blas']:.2f}", flush=True)
+            _compare(shape, name, a.shape[0] * w.shape[0] * w.shape[1],
+                     lambda: a @ wt, lambda: lp(a, w, None, "none", [], ""), atol=1e-3)
         # the recurrent weight's gradient over all steps, dA^T h_prev (G x H): the BLAS's d^T a
         # against oneDNN's (a^T d)^T as biornn.fast._grad_w computes it (a^T copied, d viewed)
         d, a = torch.randn(T * B, G), torch.randn(T * B, H)
-        blas = lambda: d.t() @ a  # noqa: E731
-        onednn = lambda: lp(a.t().contiguous(), d.t(), None, "none", [], "").t().contiguous()  # noqa: E731
-        torch.testing.assert_close(onednn(), blas(), rtol=1e-4, atol=1e-2)
-        n = max(1, min(500, int(0.02 / max(_time(blas, 1), 1e-7))))
-        t = {"blas": [], "onednn": []}
-        for _ in range(7):
-            t["blas"].append(_time(blas, n))
-            t["onednn"].append(_time(onednn, n))
-        med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
-        print(f"{shape:<9} {'weight grad  dA^T h':<24} {T * B * G * H / 1e6:8.2f}M MACs  blas {med['blas']:9.1f}  "
-              f"onednn {med['onednn']:9.1f}  ratio {med['onednn'] / med['blas']:.2f}", flush=True)
+        _compare(shape, "weight grad  dA^T h", T * B * G * H, lambda: d.t() @ a,
+                 lambda: lp(a.t().contiguous(), d.t(), None, "none", [], "").t().contiguous(), atol=1e-2)
     return 0
 
 
