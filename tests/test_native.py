@@ -122,6 +122,38 @@ def test_python_loops_with_onednn_products_equal_the_step_loop(key, monkeypatch)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "lstm1997", "gru", "fully-recurrent"])
+def test_nan_reaches_the_outputs_as_on_the_other_routes(name, compiled):
+    """float32 uses a fast exp that clamps its argument; a NaN must still come out as NaN."""
+    rnn = Recurrent(name, 2, 20)
+    cell = rnn.cells[0][0]
+    x = torch.randn(3, 12, 2)
+    x[0, 5, 1] = float("nan")
+    s0 = cell.state_type(*(torch.zeros(3, n) for n in cell.state_sizes()))
+    with torch.no_grad():
+        out_c, _ = fast.scan(cell, x, s0, None, None, how="native")
+        out_p, _ = fast.scan(cell, x, s0, None, None, how="bptt")
+    assert torch.equal(out_c.isnan(), out_p.isnan())
+    assert out_c[0, 5:].isnan().all() and not out_c[1:].isnan().any()
+
+
+def test_autocast_takes_the_python_loops(compiled):
+    """Under CPU autocast the products come out in bfloat16: the Python loops serve the call."""
+    rnn = Recurrent("gru", 3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = rnn(torch.randn(2, 5, 3))
+    assert out.shape == (2, 5, 8)
+
+
+def test_the_operators_refuse_inconsistent_batch_sizes(compiled):
+    T, B, H = 3, 4, 5
+    A, Cs, HC, Hs = torch.zeros(T, B, 3 * H), torch.zeros(T, B, H), torch.zeros(T, B, H), torch.zeros(T, B, H)
+    w = torch.zeros(3 * H, H)
+    for bad in ([4, 4], [4, 5, 1], [2, 3, 1], [4, 2, -1]):
+        with pytest.raises(RuntimeError, match="batch_sizes"):
+            compiled.lstm1997_forward(A, Cs, HC, Hs, torch.zeros(B, H), torch.zeros(B, H), w, False, False, bad)
+
+
 def test_routes_native_where_built_python_elsewhere(compiled, monkeypatch):
     for name in ("lstm-peephole", "gru", "fully-recurrent"):
         assert Recurrent(name, 2, 3).path() == "native"
@@ -210,6 +242,8 @@ def test_build_into_a_fresh_cache_leaves_only_the_library(compiled, monkeypatch,
     path = native.build()
     assert path == tmp_path / "biornn" / "native" / native.key() / "biornn_native.so"
     assert [p.name for p in path.parent.iterdir()] == ["biornn_native.so"]
-    (path.parent.parent / (native.key().rsplit("-", 1)[0] + "-000000000000")).mkdir()  # an older source's build
-    assert len(native.remove_stale()) == 1
+    (path.parent.parent / (native.key().rsplit("-", 1)[0] + "-000000000000")).mkdir()  # another source's build
+    assert main(["native", "build"]) == 0  # kept: another checkout may use it
+    assert len(list(path.parent.parent.iterdir())) == 2
+    assert main(["native", "build", "--prune"]) == 0
     assert [p.name for p in path.parent.parent.iterdir()] == [native.key()]

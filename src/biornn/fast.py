@@ -217,8 +217,8 @@ def scan(
     """
     if how is None:
         how = method(cell, lengths, truncate, x.shape[1], x.device)
-        if how == "native" and x.dtype not in (torch.float32, torch.float64):
-            how = "bptt"
+        if how == "native" and (x.dtype not in (torch.float32, torch.float64) or _autocast_cpu()):
+            how = "bptt"  # the compiled loops take float32 and float64 as they are
     elif how == "native" and not (_native_maths(cell) and _native.available() and x.device.type == "cpu"):
         raise ValueError(f"{type(cell).__name__}: the compiled loops cannot serve this cell and call")
     if how == "fused":
@@ -228,6 +228,14 @@ def scan(
     if how in ("bptt", "native") and type(cell) in _BPTT_CELLS:
         return _bptt_scan(cell, x, state, lengths, truncate, how == "native")
     raise ValueError(f"{type(cell).__name__}: no fast path {how!r}")
+
+
+def _autocast_cpu() -> bool:
+    """Whether CPU autocast is on (its lower-precision products would reach the compiled loops)."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # an older torch
+        return torch.is_autocast_cpu_enabled()
 
 
 def _fused_scan(

@@ -9,7 +9,7 @@ the GRU; :func:`biornn.fast.method` takes it whenever it is loaded and the
 tensors are on the CPU (the ``path`` ``"native"``), and falls back to the
 Python loops (``"bptt"``) otherwise.  Both are tested against the step loop.
 
-It is compiled once per machine, torch version and source (about 10 s), by
+It is compiled once per machine, torch installation and source (about 10 s), by
 ``biornn native build`` (``make install`` runs it), into the user cache
 (``$XDG_CACHE_HOME/biornn/native/<key>/``); nothing is ever compiled on the
 fly during training.  ``BIORNN_NATIVE=0`` turns it off for a process.
@@ -68,8 +68,11 @@ def _flags(cap: str) -> list[str]:
 def key() -> str:
     """What a build depends on: torch, Python, the instruction set and the source."""
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    # two torch builds of one version (say pip's and conda's) live in different places
+    where = hashlib.sha256(os.path.dirname(os.path.realpath(torch.__file__)).encode()).hexdigest()[:6]
     v = sys.version_info
-    return f"torch{torch.__version__.replace('+', '-')}-py{v.major}{v.minor}-{capability().lower()}-{digest}"
+    return (f"torch{torch.__version__.replace('+', '-')}-{where}-py{v.major}{v.minor}-{capability().lower()}"
+            f"-{digest}")
 
 
 def build_dir() -> Path:
@@ -102,14 +105,16 @@ def available() -> bool:
     with _lock:
         if not _state["tried"]:
             _state["tried"] = True
-            path = library_path()
-            if path.exists():
-                try:
+            try:
+                path = library_path()
+                if path.exists():
                     _load(path)
-                except NativeError as e:
-                    _state["error"] = str(e)
-            else:
-                _state["error"] = f"not built for this machine ({path} missing): run `biornn native build`"
+                else:
+                    _state["error"] = f"not built for this machine ({path} missing): run `biornn native build`"
+            except NativeError as e:
+                _state["error"] = str(e)
+            except OSError as e:  # an unreadable cache directory: the Python loops serve
+                _state["error"] = f"cannot look for the build: {e}"
     return bool(_state["loaded"])
 
 
@@ -193,10 +198,11 @@ def build(verbose: bool = False, force: bool = False) -> Path:
 
 
 def remove_stale() -> list[Path]:
-    """Remove other builds for this torch, Python and instruction set (older sources).
+    """Remove the other builds for this torch, Python and instruction set (other sources).
 
-    Builds for other torch or Python versions are left alone: another
-    environment may use them.
+    ``biornn native build --prune`` calls it; nothing else does, since another checkout
+    of biornn with another source may use one of them.  Builds for other torch or
+    Python versions are always left alone.
     """
     here = build_dir()
     prefix = here.name.rsplit("-", 1)[0] + "-"

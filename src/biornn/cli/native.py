@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         description="Compile csrc/native.cpp into the user cache and check that it loads.")
     b.add_argument("--force", action="store_true", help="rebuild even when a build for this machine exists")
     b.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    b.add_argument("--prune", action="store_true",
+                   help="also remove the cached builds of other biornn sources for this torch and Python "
+                   "(leave them if another checkout of biornn uses the same environment)")
     b.set_defaults(handler=run)
     s = what.add_parser("status", help="whether the loops are built and loaded, and where",
                         description="Print whether the compiled loops are built for this machine and loaded.")
@@ -40,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"biornn native build: {e}", file=sys.stderr)
             return 1
         print(f"{'built' if fresh else 'up to date'}: {path}")
-        removed = native.remove_stale()
-        if removed:
-            print(f"removed {len(removed)} older build(s) for this torch and Python")
+        if args.prune:
+            removed = native.remove_stale()
+            print(f"removed {len(removed)} other build(s) for this torch and Python")
         return 0
     print_fields(native.status(), args.json)
     return 0

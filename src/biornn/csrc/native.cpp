@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 using at::Tensor;
@@ -36,7 +37,12 @@ namespace {
 // float: ATen's exp_u20 (about 2 ulp) and tanh from it; double: the exact Sleef
 // functions (double is what the gradient checks use).
 
-inline Vec<float> sigmoid_v(Vec<float> x) { return (Vec<float>(1.f) + x.neg().exp_u20()).reciprocal(); }
+// exp_u20 clamps its argument with a min instruction that turns NaN into a number: NaN is put
+// back, so that a NaN anywhere reaches the outputs as it does on every other route.
+inline Vec<float> sigmoid_v(Vec<float> x) {
+  const Vec<float> r = (Vec<float>(1.f) + x.neg().exp_u20()).reciprocal();
+  return Vec<float>::blendv(r, x, x.isnan());
+}
 inline Vec<double> sigmoid_v(Vec<double> x) { return (Vec<double>(1.0) + x.neg().exp()).reciprocal(); }
 
 // tanh: Cephes' odd polynomial for |x| < 0.625, 1 - 2 / (exp(2|x|) + 1) above, sign restored
@@ -50,7 +56,7 @@ inline Vec<float> tanh_v(Vec<float> x) {
   V small = at::vec::fmadd(p * z, x, x);
   V big = V(1.f) - V(2.f) / ((ax + ax).exp_u20() + V(1.f));
   big = V::blendv(big, big.neg(), x < V(0.f));
-  return V::blendv(big, small, ax < V(0.625f));
+  return V::blendv(V::blendv(big, small, ax < V(0.625f)), x, x.isnan());
 }
 inline Vec<double> tanh_v(Vec<double> x) { return x.tanh(); }
 
@@ -112,7 +118,7 @@ const optional<c10::TypedOperatorHandle<LinearAddFn>>& linear_add_op() {
   return h;
 }
 
-int64_t g_onednn_min = int64_t(1) << 21;  // set_onednn_min(): 0 = always, -1 = never
+std::atomic<int64_t> g_onednn_min{int64_t(1) << 21};  // set_onednn_min(): 0 = always, -1 = never
 
 }  // namespace
 
@@ -157,7 +163,8 @@ struct Product {
   mutable Tensor held;
   Product(const Tensor& w, int64_t rows, const Tensor& b = Tensor())
       : W(w.contiguous()), bias(b.defined() ? b.contiguous() : b), N(W.size(0)), K(W.size(1)) {
-    const bool big = g_onednn_min >= 0 && rows * N * K >= g_onednn_min;
+    const int64_t min_macs = g_onednn_min.load();
+    const bool big = min_macs >= 0 && rows * N * K >= min_macs;
     onednn = big && W.scalar_type() == at::kFloat && linear_op().has_value() && linear_add_op().has_value();
   }
   template <typename T>
@@ -205,6 +212,17 @@ inline void for_rows(int64_t n, int64_t width, const F& f) {
   if (n > 0) at::parallel_for(0, n, grain, f);
 }
 
+// Rows [0, n) in at most K contiguous chunks, f(k, r0, r1) for chunk k < K (one chunk for a
+// small step), the chunks in parallel: for sums kept per chunk, whatever thread runs a chunk.
+template <typename F>
+inline void for_row_chunks(int64_t n, int64_t width, int64_t K, const F& f) {
+  if (n <= 0) return;
+  const int64_t k = n * width >= 8192 ? std::min(n, K) : 1;
+  at::parallel_for(0, k, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(c, c * n / k, (c + 1) * n / k);
+  });
+}
+
 template <typename T>
 inline T* ptr(const Tensor& t) { return t.data_ptr<T>(); }
 template <typename T>
@@ -218,6 +236,16 @@ inline void zero_tail(T* step, int64_t n, int64_t B, int64_t F) {
 
 inline Tensor contig_or_undef(const optional<Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->contiguous() : Tensor();
+}
+
+// batch_sizes: empty, or T non-increasing counts in [0, B] (a packed batch, longest first)
+void check_steps(at::IntArrayRef bs, int64_t T, int64_t B) {
+  if (bs.empty()) return;
+  TORCH_CHECK(int64_t(bs.size()) == T, "biornn_native: batch_sizes has ", bs.size(), " entries for ", T, " steps");
+  for (int64_t t = 0; t < T; ++t) {
+    TORCH_CHECK(bs[t] >= 0 && bs[t] <= B && (t == 0 || bs[t] <= bs[t - 1]),
+                "biornn_native: batch_sizes must be non-increasing counts in [0, ", B, "]");
+  }
 }
 
 void check_buffers(std::initializer_list<const Tensor*> ts) {
@@ -302,6 +330,7 @@ void lstm_forward(Tensor A, Tensor Cs, Tensor TC, Tensor Hs, const Tensor& h0, c
                   const optional<Tensor>& w_co, at::IntArrayRef batch_sizes) {
   check_buffers({&A, &Cs, &TC, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh, B);
   const Tensor pi = contig_or_undef(w_ci), pf = contig_or_undef(w_cf), po = contig_or_undef(w_co);
   const Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
@@ -383,12 +412,14 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
                                                  int64_t truncate) {
   check_buffers({&A, &Cs, &TC, &dA});
   const int64_t T = A.size(0), B = A.size(1), H = Cs.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh.t(), B);  // dh_{t-1} = dA_t @ W_hh
   const Tensor pi = contig_or_undef(w_ci), pf = contig_or_undef(w_cf), po = contig_or_undef(w_co);
   const Tensor gH = contig_or_undef(dHs), gC = contig_or_undef(dCs), c0c = c0.contiguous();
   Tensor dh_buf = at::empty({B, H}, A.options()), dc = at::zeros({B, H}, A.options());
-  // one (3H) row of peephole-gradient sums per thread: small enough to stay in cache
-  Tensor acc = pi.defined() ? at::zeros({at::get_num_threads(), 3 * H}, A.options()) : Tensor();
+  // one (3H) row of peephole-gradient sums per chunk of rows: small enough to stay in cache
+  const int64_t chunks = std::max<int64_t>(1, at::get_num_threads());
+  Tensor acc = pi.defined() ? at::zeros({chunks, 3 * H}, A.options()) : Tensor();
   Tensor dh0 = at::zeros({B, H}, A.options());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     const scalar_t *wi = ptr_or_null<scalar_t>(pi), *wf = ptr_or_null<scalar_t>(pf), *wo = ptr_or_null<scalar_t>(po);
@@ -400,8 +431,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
                          ptr<scalar_t>(dh0), [&](int64_t t, int64_t n, bool carry, Carry<scalar_t> dh, scalar_t* dap) {
       const int64_t o1 = t * B * H;
       const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + o1 - B * H;
-      for_rows(n, 4 * H, [&](int64_t r0, int64_t r1) {
-        scalar_t* acc_t = accp ? accp + at::get_thread_num() * 3 * H : nullptr;
+      for_row_chunks(n, 4 * H, chunks, [&](int64_t k, int64_t r0, int64_t r1) {
+        scalar_t* acc_t = accp ? accp + k * 3 * H : nullptr;
         lstm_bwd_rows<scalar_t>(r0, r1, H, a0 + t * B * 4 * H, cp, c_0 + o1, tc_0 ? tc_0 + o1 : nullptr,
                                 gh0 ? gh0 + o1 : nullptr, gc0 ? gc0 + o1 : nullptr, dh, dcp, dap, carry, wi, wf, wo,
                                 acc_t);
@@ -448,6 +479,7 @@ void lstm1997_forward(Tensor A, Tensor Cs, Tensor HC, Tensor Hs, const Tensor& h
                       const Tensor& w_hh, bool g_scaled, bool h_scaled, at::IntArrayRef batch_sizes) {
   check_buffers({&A, &Cs, &HC, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh, B);
   const Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm1997_forward", [&] {
@@ -505,6 +537,7 @@ std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, 
                                              int64_t truncate) {
   check_buffers({&A, &HC, &dA});
   const int64_t T = A.size(0), B = A.size(1), H = HC.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh.t(), B);
   const Tensor gH = contig_or_undef(dHs), gC = contig_or_undef(dCs);
   Tensor dh_buf = at::empty({B, H}, A.options()), dc = at::zeros({B, H}, A.options());
@@ -556,6 +589,7 @@ void gru_forward(Tensor A, Tensor GH, Tensor Hs, const Tensor& h0, const Tensor&
                  at::IntArrayRef batch_sizes) {
   check_buffers({&A, &GH, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh, B, contig_or_undef(b_hh));
   const Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "gru_forward", [&] {
@@ -609,6 +643,7 @@ Tensor gru_backward(const Tensor& A, const Tensor& GH, const Tensor& Hs, const T
                     at::IntArrayRef batch_sizes, int64_t truncate) {
   check_buffers({&A, &GH, &Hs, &dGH, &dN});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
+  check_steps(batch_sizes, T, B);
   const Product prod(w_hh.t(), B);
   const Tensor gH = contig_or_undef(dHs), h0c = h0.contiguous();
   // two buffers: step t reads the carry from one and writes the next into the other
@@ -667,6 +702,7 @@ void fully_recurrent_forward(Tensor S, Tensor O, const Tensor& s0, const Tensor&
                              int64_t f_o, at::IntArrayRef batch_sizes) {
   check_buffers({&S, &O});
   const int64_t T = S.size(0), B = S.size(1), H = S.size(2), Od = O.size(2);
+  check_steps(batch_sizes, T, B);
   const Product p_hh(w_hh, B), p_oh(w_oh, B), p_ho(w_ho, B, contig_or_undef(b_o));
   const Tensor s0c = s0.contiguous(), o0c = o0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "fully_recurrent_forward", [&] {
@@ -713,6 +749,7 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
                                                     int64_t truncate) {
   check_buffers({&S, &O, &dS, &dO});
   const int64_t T = S.size(0), B = S.size(1), H = S.size(2), Od = O.size(2);
+  check_steps(batch_sizes, T, B);
   const Product p_hh(w_hh.t(), B), p_oh(w_oh.t(), B), p_ho(w_ho.t(), B);
   const Tensor gS = contig_or_undef(dSs), gO = contig_or_undef(dOs);
   Tensor ds_buf = at::empty({B, H}, S.options()), do_buf = at::empty({B, Od}, S.options()),
@@ -758,11 +795,7 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
 
 }  // namespace
 
-int64_t set_onednn_min(int64_t v) {
-  int64_t old = g_onednn_min;
-  g_onednn_min = v;
-  return old;
-}
+int64_t set_onednn_min(int64_t v) { return g_onednn_min.exchange(v); }
 
 int64_t abi_version() { return 1; }
 
