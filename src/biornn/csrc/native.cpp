@@ -93,28 +93,24 @@ using LinearFn = Tensor(const Tensor&, const Tensor&, const optional<Tensor>&, c
                         c10::List<optional<c10::Scalar>>, optional<c10::string_view>);
 using LinearAddFn = Tensor(const Tensor&, const Tensor&, const Tensor&, const optional<Tensor>&, c10::string_view);
 
+// torch's operator `name.overload` with the signature Fn, or none (absent, or another signature:
+// the BLAS serves)
+template <typename Fn>
+optional<c10::TypedOperatorHandle<Fn>> find_op(const char* name, const char* overload) {
+  auto op = c10::Dispatcher::singleton().findSchema({name, overload});
+  if (!op) return c10::nullopt;
+  try {
+    return op->template typed<Fn>();
+  } catch (const c10::Error&) {
+    return c10::nullopt;
+  }
+}
 const optional<c10::TypedOperatorHandle<LinearFn>>& linear_op() {
-  static const auto h = []() -> optional<c10::TypedOperatorHandle<LinearFn>> {
-    auto op = c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
-    if (!op) return c10::nullopt;
-    try {
-      return op->typed<LinearFn>();
-    } catch (const c10::Error&) {  // another torch's signature: the BLAS serves
-      return c10::nullopt;
-    }
-  }();
+  static const auto h = find_op<LinearFn>("mkldnn::_linear_pointwise", "");
   return h;
 }
 const optional<c10::TypedOperatorHandle<LinearAddFn>>& linear_add_op() {
-  static const auto h = []() -> optional<c10::TypedOperatorHandle<LinearAddFn>> {
-    auto op = c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", "binary"});
-    if (!op) return c10::nullopt;
-    try {
-      return op->typed<LinearAddFn>();
-    } catch (const c10::Error&) {
-      return c10::nullopt;
-    }
-  }();
+  static const auto h = find_op<LinearAddFn>("mkldnn::_linear_pointwise", "binary");
   return h;
 }
 
