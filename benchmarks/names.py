@@ -3,7 +3,7 @@
 Trains on the training split of ``split_names(read_names(root), seed=split_seed)``
 and scores the test split, for
 
-(a) biornn's default names model (``biornn.train.train(TrainConfig(task="names"))``),
+(a) biornn's default names model (``biornn.train.train(resolve("names"))``),
 (b) the PyTorch tutorial's character-level RNN, its recipe unchanged
     (:class:`biornn.baselines.TutorialRNN`, 100,000 single-name SGD steps),
 (c) character 1..4-gram TF-IDF + logistic regression (:class:`biornn.baselines.NgramLogReg`),
@@ -40,11 +40,11 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 def biornn_default(split_seed: int, data_dir: str | None, quick: bool) -> dict:
     """Row (a): the default names model through ``biornn.train.train``; a note if that is not there yet."""
     try:
-        from biornn.config import TrainConfig
+        from biornn.config import resolve
         from biornn.train import train
     except ImportError as e:
         return {"model": "biornn default", "note": f"skipped: biornn.train is not available ({e})"}
-    cfg = TrainConfig(task="names", split_seed=split_seed, **({"epochs": 1} if quick else {}))
+    cfg = resolve("names", overrides=[f"split_seed={split_seed}", *(["epochs=1"] if quick else [])])
     # progress goes to stderr, so that --json prints nothing but JSON
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(sys.stderr):
         t0 = time.perf_counter()

@@ -67,7 +67,8 @@ def main() -> None:
             idx = order[s : s + cfg.batch_size]
             x, lengths = pad_batch([x_tr[i] for i in idx])
             y = torch.from_numpy(y_tr[idx])
-            loss = torch.stack([F.cross_entropy(o, y) for o in model.member_logits(x, lengths)]).mean()
+            loss = torch.stack([F.cross_entropy(o, y, label_smoothing=cfg.label_smoothing)
+                                for o in model.member_logits(x, lengths)]).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)

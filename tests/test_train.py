@@ -69,6 +69,8 @@ def test_config_precedence(tmp_path):
         (["lr=inf"], "lr must be a finite number"),
         (["dropout=-0.1"], "dropout"),
         (["forget_bias=1"], "forget_bias applies to lstm"),
+        (["label_smoothing=1"], "label_smoothing must be in"),
+        (["label_smoothing=-0.1"], "label_smoothing must be in"),
         (["noequals"], "key=value"),
     ],
 )
@@ -90,6 +92,30 @@ def test_bad_toml(tmp_path):
         resolve("names", p)
     with pytest.raises(ValueError, match="no such config file"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_label_smoothing_defaults_and_maths():
+    """names smooths by default; the class default (and so a run written before the option) does not;
+    the loss is the cross-entropy (or squared error) against (1 - eps) onehot + eps / K."""
+    import torch
+    from torch.nn import functional as F
+
+    from biornn.config import from_json
+    from biornn.train import loss_fn
+
+    assert resolve("names").label_smoothing == 0.1 and resolve("splice").label_smoothing == 0.0
+    assert TrainConfig().label_smoothing == 0.0 and from_json('{"task": "names"}').label_smoothing == 0.0
+    torch.manual_seed(0)
+    logits, y = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    eps = 0.2
+    target = F.one_hot(y, 4).float() * (1 - eps) + eps / 4
+    cfg = TrainConfig(label_smoothing=eps)
+    ce = -(target * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(loss_fn(cfg, logits, y, None), ce)
+    sq = 0.5 * (logits - target).square().sum(1).mean()
+    torch.testing.assert_close(loss_fn(TrainConfig(label_smoothing=eps, loss="mse"), logits, y, None), sq)
+    plain = loss_fn(TrainConfig(label_smoothing=0.0), logits, y, None)
+    torch.testing.assert_close(plain, F.cross_entropy(logits, y))
 
 
 def test_parse_overrides_types():

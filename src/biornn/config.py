@@ -76,7 +76,12 @@ class TrainConfig:
         usually written, or averaged), ``class_weighting`` (``none``,
         ``balanced``: weights N / (K n_k), or ``sqrt`` of those),
         ``logit_adjustment`` (tau: at prediction, subtract tau * log prior
-        from the logits, Menon et al. 2021; 0 = off).
+        from the logits, Menon et al. 2021; 0 = off), ``label_smoothing``
+        (epsilon: the cross-entropy's target puts 1 - epsilon on the true
+        class and epsilon spread evenly over all K classes, Szegedy et al.
+        2016; for ``mse`` the one-hot target is smoothed alike; 0 = off; the
+        class default 0 is what runs from before the option trained with,
+        ``names`` sets 0.1).
     Optimisation
         ``optimizer`` (``sgd`` with ``momentum``, ``adam``, ``adamw``), ``lr``,
         ``weight_decay``, ``lr_schedule`` (``none``, ``onecycle``, ``cosine``,
@@ -158,6 +163,7 @@ class TrainConfig:
     reduction: str = "mean"
     class_weighting: str = "none"
     logit_adjustment: float = 0.5
+    label_smoothing: float = 0.0
     optimizer: str = "adamw"
     lr: float = 3e-3
     momentum: float = 0.9
@@ -230,6 +236,8 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.lr <= 10.0:
             raise ValueError(f"config: lr must be in (0, 10], got {self.lr}")
         if not 0.0 < self.lr_gamma <= 1.0:

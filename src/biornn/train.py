@@ -92,7 +92,8 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: in
 
 
 def loss_fn(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy, or the squared error ½‖y - onehot(d)‖² of the lectures, summed or averaged.
+    """Cross-entropy, or the squared error ½‖y - onehot(d)‖² of the lectures, summed or averaged;
+    with ``cfg.label_smoothing`` = epsilon > 0 the target is (1 - epsilon) onehot(d) + epsilon / K.
 
     With floating-point targets ``y`` (a regression, same shape as the
     outputs) it is the mean (or summed) squared error of every element.
@@ -100,8 +101,12 @@ def loss_fn(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, weight: tor
     if y.is_floating_point():
         return F.mse_loss(logits, y, reduction=cfg.reduction)
     if cfg.loss == "ce":
-        return F.cross_entropy(logits, y, weight=weight, reduction=cfg.reduction)
-    target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+        return F.cross_entropy(logits, y, weight=weight, reduction=cfg.reduction,
+                               label_smoothing=cfg.label_smoothing)
+    K = logits.shape[1]
+    target = F.one_hot(y, K).to(logits.dtype)
+    if cfg.label_smoothing:
+        target = target * (1.0 - cfg.label_smoothing) + cfg.label_smoothing / K
     per_example = 0.5 * (logits - target).square().sum(dim=1)  # (B,)
     if weight is not None:
         w = weight[y]

@@ -13,7 +13,8 @@ character-level RNN" tutorial.  Here the same 18 surname files are
   time), the class imbalance handled by logit adjustment at prediction
   (``logit_adjustment`` tau, default 0.5: argmax of logit - tau * log prior)
   or by a class-weighted loss (``class_weighting``: ``balanced`` weights each
-  language by N / (K n_k), ``sqrt`` by its square root);
+  language by N / (K n_k), ``sqrt`` by its square root), the cross-entropy
+  with label smoothing (``label_smoothing``, default 0.1);
 - measured by accuracy, balanced accuracy (mean per-language recall) and
   macro-F1, beside a character 1-4-gram TF-IDF logistic regression trained on
   the same split (the ``baseline`` in ``metrics.json``).
@@ -40,6 +41,10 @@ from ..distributed import shard
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
 from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
+
+#: this task's config defaults over :class:`biornn.config.TrainConfig`'s (otherwise its own):
+#: label smoothing, whose class default stays 0 for the runs written before the option
+DEFAULTS = {"label_smoothing": 0.1}
 
 KIND = "classification"
 #: trains under torchrun, each rank on its share of every global batch
