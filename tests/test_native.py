@@ -85,6 +85,58 @@ def test_compiled_loops_equal_the_step_loop(key, variable, truncate, route):
         torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "plain"])
+@pytest.mark.parametrize("key", ["lstm-peephole", "lstm1997-paper", "gru", "fully-recurrent-O3-relu-sigmoid"])
+def test_onednn_products_with_the_weight_laid_out_once(key, pack, compiled, monkeypatch):
+    """From 32 steps the per-step oneDNN products read the weight in oneDNN's blocked layout,
+    laid out once per call (set_pack_weights(False) keeps the plain layout, for A/B runs): both
+    equal the step loop, with lengths and truncation."""
+    monkeypatch.setattr(fast, "LINEAR_ONEDNN_MIN", 0)
+    old_min, old_pack = compiled.set_onednn_min(0), compiled.set_pack_weights(pack)
+    try:
+        torch.manual_seed(13)
+        rnn = Recurrent(_cell_name(key), 3, 37, fast=False, **CONFIGS[key])
+        cell = rnn.cells[0][0]
+        B, T = 5, 40
+        lengths = _lengths(B, T)
+        x = torch.randn(B, T, 3) * (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
+        s0 = cell.state_type(*(torch.randn(B, n) * 0.5 for n in cell.state_sizes()))
+        loop, comp = scan_against_loop(cell, list(rnn.parameters()), x, s0, lengths, 16, "native")
+    finally:
+        compiled.set_onednn_min(old_min)
+        compiled.set_pack_weights(old_pack)
+    for a, b in zip(loop, comp):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["lstm-peephole", "lstm1997-paper", "gru", "fully-recurrent"])
+@pytest.mark.parametrize("wants", ["none", "first", "last"])
+def test_initial_states_without_gradients_leave_the_others_unchanged(key, wants, route):
+    """Where no initial state needs a gradient the backward skips step 0's carry (its product
+    into the initial state); the gradients of x and of every weight, and those of the initial
+    states that do need one, equal the step loop's."""
+    dtype = route
+    torch.manual_seed(11)
+    rnn = Recurrent(_cell_name(key), 3, 37, fast=False, **CONFIGS[key]).to(dtype)
+    cell = rnn.cells[0][0]
+    B, T = 6, 7
+    x = torch.randn(B, T, 3, dtype=dtype)
+    s0 = [torch.randn(B, n, dtype=dtype) * 0.5 for n in cell.state_sizes()]
+    grads = {"none": [], "first": [0], "last": [len(s0) - 1]}[wants]
+    results = []
+    for run in (lambda xx, ss: Recurrent.scan(cell, xx, ss, None, None)[:2],
+                lambda xx, ss: fast.scan(cell, xx, ss, None, None, how="native")):
+        xx = x.clone().requires_grad_()
+        ss = cell.state_type(*(s.clone().requires_grad_(k in grads) for k, s in enumerate(s0)))
+        out, fin = run(xx, ss)
+        _loss(out, fin).backward()
+        results.append([out, xx.grad, *(ss[k].grad for k in grads), *(p.grad.clone() for p in rnn.parameters())])
+        rnn.zero_grad(set_to_none=True)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **tol)
+
+
 @pytest.mark.parametrize("key", ["lstm-peephole", "gru", "fully-recurrent", "lstm1997-paper"])
 def test_compiled_loops_equal_python_bptt_on_wide_steps(key, compiled):
     """A step wide enough that its rows are split between threads (B = 64, H = 256)."""

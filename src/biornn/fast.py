@@ -632,7 +632,7 @@ class _LSTMBPTT(torch.autograd.Function):
         if ctx.compiled:
             dA = torch.empty_like(A)  # every row written, the padding with zeros
             dh0, dc0, dpeep = _ops().lstm_backward(A, Cs, TC, c0, dHs, dCs, dA, w_hh, w_ci, w_cf, w_co,
-                                                   _bs(bs), ctx.truncate)
+                                                   _bs(bs), ctx.truncate, need[1] or need[2])
             dx = _input_grad(dA, w_ih) if need[0] else None
             d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
             d_ci, d_cf, d_co = dpeep.unbind(0) if peep else (None, None, None)
@@ -748,7 +748,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
         if ctx.compiled:
             dA = torch.empty_like(A)
             dh0, dc0 = _ops().lstm1997_backward(A, HC, dHs, dCs, dA, w_hh, ctx.g_name != "tanh",
-                                                ctx.h_name != "tanh", _bs(bs), ctx.truncate)
+                                                ctx.h_name != "tanh", _bs(bs), ctx.truncate, need[1] or need[2])
             dx = _input_grad(dA, w_ih) if need[0] else None
             d_ih, d_hh, d_b = _weight_grads(dA, x, h0, Hs, (need[3], need[4], ctx.has_bias and need[5]))
             return (dx, dh0 if need[1] else None, dc0 if need[2] else None, d_ih, d_hh, d_b,
@@ -848,7 +848,8 @@ class _GRUBPTT(torch.autograd.Function):
         bs = ctx.batch_sizes
         if ctx.compiled:
             dGH, dN = torch.empty_like(GH), torch.empty_like(Hs)
-            dh0 = _ops().gru_backward(A, GH, Hs, h0, dHs, dGH, dN, w_hh, _bs(bs), ctx.truncate)
+            dh0 = _ops().gru_backward(A, GH, Hs, h0, dHs, dGH, dN, w_hh, _bs(bs), ctx.truncate,
+                                      ctx.needs_input_grad[1])
             return _GRUBPTT._param_grads(ctx, x, h0, w_ih, w_hh, Hs, dGH, dN, dh0)
         dH = _grad_seq(dHs, Hs, bs)
         dGH = _delta_buffer(GH, bs)  # gradient reaching g^h
@@ -953,7 +954,7 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
             dS, dO = torch.empty_like(S), torch.empty_like(O)
             ds0, do0 = _ops().fully_recurrent_backward(S, O, dSs, dOs, dS, dO, w_hh, w_oh, w_ho,
                                                        _NATIVE_ACTS[ctx.f_h], _NATIVE_ACTS[ctx.f_o], _bs(bs),
-                                                       ctx.truncate)
+                                                       ctx.truncate, any(ctx.needs_input_grad[1:3]))
             return _FullyRecurrentBPTT._param_grads(ctx, x, s0, o0, w_ih, S, O, dS, dO, ds0, do0)
         dS = _grad_seq(dSs, S, bs)  # gradient reaching s_t, then delta_t in place
         dO = _grad_seq(dOs, O, bs)  # gradient reaching o_t, then epsilon_t in place

@@ -30,7 +30,7 @@ import torch
 
 NAME = "biornn_native"
 SOURCE = Path(__file__).with_name("csrc") / "native.cpp"
-ABI_VERSION = 1  # csrc/native.cpp's abi_version()
+ABI_VERSION = 2  # csrc/native.cpp's abi_version()
 ENV_VAR = "BIORNN_NATIVE"
 
 _lock = threading.Lock()

@@ -113,8 +113,18 @@ const optional<c10::TypedOperatorHandle<LinearAddFn>>& linear_add_op() {
   static const auto h = find_op<LinearAddFn>("mkldnn::_linear_pointwise", "binary");
   return h;
 }
+// the weight laid out once in oneDNN's blocked format for `rows`-row products (what torch.compile's
+// freezing does for a linear layer); the per-step products then skip their reorder (about 10 %,
+// 3-4 us a product at B = 64, H = 128), but laying it out costs about 80 us: from kPackMinSteps on
+using ReorderFn = Tensor(const Tensor&, optional<int64_t>);
+const optional<c10::TypedOperatorHandle<ReorderFn>>& reorder_op() {
+  static const auto h = find_op<ReorderFn>("mkldnn::_reorder_linear_weight", "");
+  return h;
+}
 
 std::atomic<int64_t> g_onednn_min{int64_t(1) << 21};  // set_onednn_min(): 0 = always, -1 = never
+std::atomic<bool> g_pack{true};  // set_pack_weights(): oneDNN's blocked weight layout (for A/B runs)
+constexpr int64_t kPackMinSteps = 32;
 
 }  // namespace
 
@@ -154,14 +164,25 @@ inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const double* W, const do
 // Product holds until its next call.
 struct Product {
   Tensor W, bias;
+  Tensor packed;  // oneDNN: W in its blocked layout (or W itself where torch cannot reorder it)
   int64_t N = 0, K = 0;
   bool onednn = false;
   mutable Tensor held;
-  Product(const Tensor& w, int64_t rows, const Tensor& b = Tensor())
+  // steps: how many products this Product will run (whether laying out the weight pays)
+  Product(const Tensor& w, int64_t rows, int64_t steps, const Tensor& b = Tensor())
       : W(w.contiguous()), bias(b.defined() ? b.contiguous() : b), N(W.size(0)), K(W.size(1)) {
     const int64_t min_macs = g_onednn_min.load();
     const bool big = min_macs >= 0 && rows * N * K >= min_macs;
     onednn = big && W.scalar_type() == at::kFloat && linear_op().has_value() && linear_add_op().has_value();
+    if (onednn) {
+      packed = W;
+      if (g_pack.load() && steps >= kPackMinSteps && reorder_op().has_value() && rows > 0) {
+        try {
+          packed = reorder_op()->call(W, rows);
+        } catch (const c10::Error&) {  // a build that cannot: the plain layout serves
+        }
+      }
+    }
   }
   template <typename T>
   T* run(const T* x, int64_t n, T* out, bool accumulate) const {
@@ -170,10 +191,10 @@ struct Product {
     if (onednn) {
       const Tensor X = at::from_blob(const_cast<T*>(x), {n, K}, opts);
       if (accumulate) {
-        held = linear_add_op()->call(X, at::from_blob(out, {n, N}, opts), W, c10::nullopt, "add");
+        held = linear_add_op()->call(X, at::from_blob(out, {n, N}, opts), packed, c10::nullopt, "add");
       } else {
         const optional<Tensor> b = bias.defined() ? optional<Tensor>(bias) : c10::nullopt;
-        held = linear_op()->call(X, W, b, "none", c10::List<optional<c10::Scalar>>(), c10::nullopt);
+        held = linear_op()->call(X, packed, b, "none", c10::List<optional<c10::Scalar>>(), c10::nullopt);
       }
       return held.data_ptr<T>();
     }
@@ -200,6 +221,11 @@ struct Product {
 
 inline int64_t rows_at(at::IntArrayRef bs, int64_t B, int64_t t) { return bs.empty() ? B : bs[t]; }
 inline bool cut_at(int64_t truncate, int64_t t) { return truncate > 0 && t > 0 && t % truncate == 0; }
+// whether step t sends gradients back to step t-1 (t = 0: to the initial state, skipped -- the
+// product and all -- where no initial state needs a gradient)
+inline bool carries(int64_t truncate, int64_t t, bool need_state0) {
+  return t > 0 ? !cut_at(truncate, t) : need_state0;
+}
 
 template <typename F>
 inline void for_rows(int64_t n, int64_t width, const F& f) {
@@ -268,11 +294,11 @@ struct Carry {
 // cut).  Writes dh_0 into dh0.
 template <typename T, typename Pass>
 void lstm_sweep(int64_t T_, int64_t B, int64_t H, int64_t G, T* da0, const Product& prod, at::IntArrayRef bs,
-                int64_t truncate, T* dh_buf, T* dh0, const Pass& pass) {
+                int64_t truncate, bool need_state0, T* dh_buf, T* dh0, const Pass& pass) {
   Carry<T> dh;
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const int64_t n = rows_at(bs, B, t);
-    const bool carry = !cut_at(truncate, t);
+    const bool carry = carries(truncate, t, need_state0);
     T* dap = da0 + t * B * G;
     pass(t, n, carry, dh, dap);
     zero_tail(dap, n, B, G);
@@ -327,7 +353,7 @@ void lstm_forward(Tensor A, Tensor Cs, Tensor TC, Tensor Hs, const Tensor& h0, c
   check_buffers({&A, &Cs, &TC, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh, B);
+  const Product prod(w_hh, B, T);
   const Tensor pi = contig_or_undef(w_ci), pf = contig_or_undef(w_cf), po = contig_or_undef(w_co);
   const Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_forward", [&] {
@@ -405,11 +431,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
                                                  const optional<Tensor>& dCs, Tensor dA, const Tensor& w_hh,
                                                  const optional<Tensor>& w_ci, const optional<Tensor>& w_cf,
                                                  const optional<Tensor>& w_co, at::IntArrayRef batch_sizes,
-                                                 int64_t truncate) {
+                                                 int64_t truncate, bool need_state0) {
   check_buffers({&A, &Cs, &TC, &dA});
   const int64_t T = A.size(0), B = A.size(1), H = Cs.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh.t(), B);  // dh_{t-1} = dA_t @ W_hh
+  const Product prod(w_hh.t(), B, T);  // dh_{t-1} = dA_t @ W_hh
   const Tensor pi = contig_or_undef(w_ci), pf = contig_or_undef(w_cf), po = contig_or_undef(w_co);
   const Tensor gH = contig_or_undef(dHs), gC = contig_or_undef(dCs), c0c = c0.contiguous();
   Tensor dh_buf = at::empty({B, H}, A.options()), dc = at::zeros({B, H}, A.options());
@@ -423,7 +449,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& A, const Tensor& 
     const scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs);
     const scalar_t* tc_0 = TC.numel() ? ptr<scalar_t>(TC) : nullptr;
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
-    lstm_sweep<scalar_t>(T, B, H, 4 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, ptr<scalar_t>(dh_buf),
+    lstm_sweep<scalar_t>(T, B, H, 4 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, need_state0,
+                         ptr<scalar_t>(dh_buf),
                          ptr<scalar_t>(dh0), [&](int64_t t, int64_t n, bool carry, Carry<scalar_t> dh, scalar_t* dap) {
       const int64_t o1 = t * B * H;
       const scalar_t* cp = t == 0 ? ptr<scalar_t>(c0c) : c_0 + o1 - B * H;
@@ -476,7 +503,7 @@ void lstm1997_forward(Tensor A, Tensor Cs, Tensor HC, Tensor Hs, const Tensor& h
   check_buffers({&A, &Cs, &HC, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh, B);
+  const Product prod(w_hh, B, T);
   const Tensor h0c = h0.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm1997_forward", [&] {
     scalar_t *a0 = ptr<scalar_t>(A), *c_0 = ptr<scalar_t>(Cs), *hc_0 = ptr<scalar_t>(HC), *h_0 = ptr<scalar_t>(Hs);
@@ -530,11 +557,11 @@ void lstm1997_bwd_rows(int64_t r0, int64_t r1, int64_t H, const T* a, const T* h
 std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, const optional<Tensor>& dHs,
                                              const optional<Tensor>& dCs, Tensor dA, const Tensor& w_hh,
                                              bool g_scaled, bool h_scaled, at::IntArrayRef batch_sizes,
-                                             int64_t truncate) {
+                                             int64_t truncate, bool need_state0) {
   check_buffers({&A, &HC, &dA});
   const int64_t T = A.size(0), B = A.size(1), H = HC.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh.t(), B);
+  const Product prod(w_hh.t(), B, T);
   const Tensor gH = contig_or_undef(dHs), gC = contig_or_undef(dCs);
   Tensor dh_buf = at::empty({B, H}, A.options()), dc = at::zeros({B, H}, A.options());
   Tensor dh0 = at::zeros({B, H}, A.options());
@@ -542,7 +569,8 @@ std::tuple<Tensor, Tensor> lstm1997_backward(const Tensor& A, const Tensor& HC, 
     scalar_t* dcp = ptr<scalar_t>(dc);
     const scalar_t *a0 = ptr<scalar_t>(A), *hc_0 = ptr<scalar_t>(HC);
     const scalar_t *gh0 = ptr_or_null<scalar_t>(gH), *gc0 = ptr_or_null<scalar_t>(gC);
-    lstm_sweep<scalar_t>(T, B, H, 3 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, ptr<scalar_t>(dh_buf),
+    lstm_sweep<scalar_t>(T, B, H, 3 * H, ptr<scalar_t>(dA), prod, batch_sizes, truncate, need_state0,
+                         ptr<scalar_t>(dh_buf),
                          ptr<scalar_t>(dh0), [&](int64_t t, int64_t n, bool carry, Carry<scalar_t> dh, scalar_t* dap) {
       const int64_t o1 = t * B * H;
       for_rows(n, 3 * H, [&](int64_t r0, int64_t r1) {
@@ -586,7 +614,7 @@ void gru_forward(Tensor A, Tensor GH, Tensor Hs, const Tensor& h0, const Tensor&
   check_buffers({&A, &GH, &Hs});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh, B, contig_or_undef(b_hh));
+  const Product prod(w_hh, B, T, contig_or_undef(b_hh));
   const Tensor h0c = h0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "gru_forward", [&] {
     scalar_t *a0 = ptr<scalar_t>(A), *gh_0 = ptr<scalar_t>(GH), *h_0 = ptr<scalar_t>(Hs);
@@ -636,11 +664,11 @@ void gru_bwd_rows(int64_t r0, int64_t r1, int64_t H, const T* a, const T* gh, co
 // dGH (T, B, 3H): gradient reaching g^h; dN (T, B, H): reaching g^x_n. Returns dh0 (B, H).
 Tensor gru_backward(const Tensor& A, const Tensor& GH, const Tensor& Hs, const Tensor& h0,
                     const optional<Tensor>& dHs, Tensor dGH, Tensor dN, const Tensor& w_hh,
-                    at::IntArrayRef batch_sizes, int64_t truncate) {
+                    at::IntArrayRef batch_sizes, int64_t truncate, bool need_state0) {
   check_buffers({&A, &GH, &Hs, &dGH, &dN});
   const int64_t T = A.size(0), B = A.size(1), H = Hs.size(2);
   check_steps(batch_sizes, T, B);
-  const Product prod(w_hh.t(), B);
+  const Product prod(w_hh.t(), B, T);
   const Tensor gH = contig_or_undef(dHs), h0c = h0.contiguous();
   // two buffers: step t reads the carry from one and writes the next into the other
   Tensor bufs[2] = {at::empty({B, H}, A.options()), at::empty({B, H}, A.options())};
@@ -653,7 +681,7 @@ Tensor gru_backward(const Tensor& A, const Tensor& GH, const Tensor& Hs, const T
     int which = 0;
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(batch_sizes, B, t);
-      const bool carry = !cut_at(truncate, t);
+      const bool carry = carries(truncate, t, need_state0);
       const scalar_t* hp = t == 0 ? ptr<scalar_t>(h0c) : h_0 + (t - 1) * B * H;
       scalar_t *dghp = dgh0 + t * B * 3 * H, *dnp = dn0 + t * B * H;
       Tensor out = bufs[which];
@@ -699,7 +727,7 @@ void fully_recurrent_forward(Tensor S, Tensor O, const Tensor& s0, const Tensor&
   check_buffers({&S, &O});
   const int64_t T = S.size(0), B = S.size(1), H = S.size(2), Od = O.size(2);
   check_steps(batch_sizes, T, B);
-  const Product p_hh(w_hh, B), p_oh(w_oh, B), p_ho(w_ho, B, contig_or_undef(b_o));
+  const Product p_hh(w_hh, B, T), p_oh(w_oh, B, T), p_ho(w_ho, B, T, contig_or_undef(b_o));
   const Tensor s0c = s0.contiguous(), o0c = o0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "fully_recurrent_forward", [&] {
     scalar_t *s_0 = ptr<scalar_t>(S), *o_0 = ptr<scalar_t>(O);
@@ -742,11 +770,11 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
                                                     const optional<Tensor>& dOs, Tensor dS, Tensor dO,
                                                     const Tensor& w_hh, const Tensor& w_oh, const Tensor& w_ho,
                                                     int64_t f_h, int64_t f_o, at::IntArrayRef batch_sizes,
-                                                    int64_t truncate) {
+                                                    int64_t truncate, bool need_state0) {
   check_buffers({&S, &O, &dS, &dO});
   const int64_t T = S.size(0), B = S.size(1), H = S.size(2), Od = O.size(2);
   check_steps(batch_sizes, T, B);
-  const Product p_hh(w_hh.t(), B), p_oh(w_oh.t(), B), p_ho(w_ho.t(), B);
+  const Product p_hh(w_hh.t(), B, T), p_oh(w_oh.t(), B, T), p_ho(w_ho.t(), B, T);
   const Tensor gS = contig_or_undef(dSs), gO = contig_or_undef(dOs);
   Tensor ds_buf = at::empty({B, H}, S.options()), do_buf = at::empty({B, Od}, S.options()),
          v_buf = at::empty({B, H}, S.options());
@@ -770,7 +798,7 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
         for_rows(n, H, [&](int64_t r0, int64_t r1) {
           grad_rows<scalar_t>(r0, r1, H, s_0 + t * B * H, gs0 ? gs0 + t * B * H : nullptr, vp, ds, dp, f_h);
         });
-        if (!cut_at(truncate, t)) {
+        if (carries(truncate, t, need_state0)) {
           ds = {p_hh.run(dp, n, dsb, false), n};
           dov = {p_oh.run(dp, n, dob, false), n};
         } else {
@@ -792,38 +820,41 @@ std::tuple<Tensor, Tensor> fully_recurrent_backward(const Tensor& S, const Tenso
 }  // namespace
 
 int64_t set_onednn_min(int64_t v) { return g_onednn_min.exchange(v); }
+bool set_pack_weights(bool v) { return g_pack.exchange(v); }
 
-int64_t abi_version() { return 1; }
+int64_t abi_version() { return 2; }
 
 TORCH_LIBRARY(biornn_native, m) {
   m.def("abi_version() -> int", &abi_version);
   m.def("set_onednn_min(int v) -> int", &set_onednn_min);
+  m.def("set_pack_weights(bool v) -> bool", &set_pack_weights);
   m.def(
       "lstm_forward(Tensor(a!) A, Tensor(b!) Cs, Tensor(c!) TC, Tensor(d!) Hs, Tensor h0, Tensor c0, Tensor w_hh, "
       "Tensor? w_ci, Tensor? w_cf, Tensor? w_co, int[] batch_sizes) -> ()");
   m.def(
       "lstm_backward(Tensor A, Tensor Cs, Tensor TC, Tensor c0, Tensor? dHs, Tensor? dCs, Tensor(a!) dA, "
-      "Tensor w_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, int[] batch_sizes, int truncate) "
+      "Tensor w_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, int[] batch_sizes, int truncate, "
+      "bool need_state0=True) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(
       "lstm1997_forward(Tensor(a!) A, Tensor(b!) Cs, Tensor(c!) HC, Tensor(d!) Hs, Tensor h0, Tensor c0, "
       "Tensor w_hh, bool g_scaled, bool h_scaled, int[] batch_sizes) -> ()");
   m.def(
       "lstm1997_backward(Tensor A, Tensor HC, Tensor? dHs, Tensor? dCs, Tensor(a!) dA, Tensor w_hh, "
-      "bool g_scaled, bool h_scaled, int[] batch_sizes, int truncate) -> (Tensor, Tensor)");
+      "bool g_scaled, bool h_scaled, int[] batch_sizes, int truncate, bool need_state0=True) -> (Tensor, Tensor)");
   m.def(
       "gru_forward(Tensor(a!) A, Tensor(b!) GH, Tensor(c!) Hs, Tensor h0, Tensor w_hh, Tensor? b_hh, "
       "int[] batch_sizes) -> ()");
   m.def(
       "gru_backward(Tensor A, Tensor GH, Tensor Hs, Tensor h0, Tensor? dHs, Tensor(a!) dGH, Tensor(b!) dN, "
-      "Tensor w_hh, int[] batch_sizes, int truncate) -> Tensor");
+      "Tensor w_hh, int[] batch_sizes, int truncate, bool need_state0=True) -> Tensor");
   m.def(
       "fully_recurrent_forward(Tensor(a!) S, Tensor(b!) O, Tensor s0, Tensor o0, Tensor w_hh, Tensor w_oh, "
       "Tensor w_ho, Tensor? b_o, int f_h, int f_o, int[] batch_sizes) -> ()");
   m.def(
       "fully_recurrent_backward(Tensor S, Tensor O, Tensor? dSs, Tensor? dOs, Tensor(a!) dS, Tensor(b!) dO, "
-      "Tensor w_hh, Tensor w_oh, Tensor w_ho, int f_h, int f_o, int[] batch_sizes, int truncate) "
-      "-> (Tensor, Tensor)");
+      "Tensor w_hh, Tensor w_oh, Tensor w_ho, int f_h, int f_o, int[] batch_sizes, int truncate, "
+      "bool need_state0=True) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(biornn_native, CPU, m) {
