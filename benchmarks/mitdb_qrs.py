@@ -1,7 +1,7 @@
 """The mitdb-qrs task at full size: the recurrent beat detector beside wfdb's xqrs, on the same minutes.
 
-Trains ``biornn train mitdb-qrs`` (the task's defaults: a 2-layer bidirectional
-LSTM, hidden 32, on random 4 s crops of minutes 0-16 of MIT-BIH record 100,
+Trains ``biornn train mitdb-qrs`` (the task's defaults: an ensemble of three 2-layer
+bidirectional LSTMs, hidden 32, on random 4 s crops of minutes 0-16 of MIT-BIH record 100,
 best epoch by the loss on minutes 16-20) once per seed, and prints one table of
 EC57 beat-detection scores on the test minutes (20:00 to the end, 759 reference
 beats; 150 ms match window): sensitivity Se, positive predictivity +P, F1, TP,
@@ -12,6 +12,7 @@ augmentation (random sign flips and scaling of each lead), for the ablation.
 
     BIORNN_DATA=/work/shared/data .venv/bin/python benchmarks/mitdb_qrs.py
     .venv/bin/python benchmarks/mitdb_qrs.py --data-dir DIR --seeds 0 1 2 --json
+    .venv/bin/python benchmarks/mitdb_qrs.py ensemble=1 --seeds 0 1 2      # one model
     .venv/bin/python benchmarks/mitdb_qrs.py --seeds 0 1 2 --no-augment   # the ablation
     .venv/bin/python benchmarks/mitdb_qrs.py --quick        # a smoke run: 2 epochs, one seed
 """

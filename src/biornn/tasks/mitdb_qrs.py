@@ -14,9 +14,11 @@ cardiologists' reference beat annotations (2273 beats: 2239 N, 33 A, 1 V).
   the rest (20:00 to the end, 10 min 5.6 s, 759 reference beats).
 - **Input.** Both leads in physical units, each standardised by the mean and
   standard deviation of the training samples (kept with the model).
-- **Model.** A bidirectional recurrent tagger
+- **Model.** Three bidirectional recurrent taggers
   (:class:`biornn.models.SequenceTagger`): (B, T, n_leads) -> per-sample
-  logits (B, T, 2).  It trains on random 4 s crops of the training minutes
+  logits (B, T, 2), trained side by side on the same crops, each from its own
+  initialisation and loss; their per-sample beat probabilities are averaged
+  (``ensemble``; a single model: ``ensemble=1``).  It trains on random 4 s crops of the training minutes
   (``CROP_S``), a fresh draw every epoch: a bidirectional model cannot carry
   its state from one truncated-BPTT window to the next (its backward direction
   would need the future), a QRS complex is recognised from about a second of
@@ -64,14 +66,14 @@ from ..config import TrainConfig
 from ..data.physionet import Record, read_beats, read_record, record_path
 from ..data.registry import DataError, locate, search_path
 from ..metrics import classification_metrics
-from ..models import SequenceTagger
+from ..models import Ensemble, SequenceTagger
 from .common import Batch, epoch_generator, load_model_state
 from .names import class_weights
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s
 DEFAULTS = {
     "record": "100", "cell": "lstm", "hidden_size": 32, "num_layers": 2, "bidirectional": True,
-    "dropout": 0.1, "embedding_dim": 0, "ensemble": 1, "logit_adjustment": 0.0, "optimizer": "adamw",
+    "dropout": 0.1, "embedding_dim": 0, "ensemble": 3, "logit_adjustment": 0.0, "optimizer": "adamw",
     "lr": 1e-2, "weight_decay": 1e-4, "lr_schedule": "onecycle", "batch_size": 32, "epochs": 30,
     "clip_norm": 1.0, "monitor": "loss", "holdout": 0.2, "threads": 1,
 }
@@ -210,10 +212,15 @@ def load(cfg: TrainConfig, data_dir: str | None = None) -> TaskData:
 # -- the model and its outputs ---------------------------------------------------------
 
 
-def build_model(cfg: TrainConfig, n_leads: int) -> SequenceTagger:
-    return SequenceTagger(n_leads, len(LABELS), cell=cfg.cell, hidden_size=cfg.hidden_size,
-                          num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                          init=cfg.init, forget_bias=cfg.forget_bias)
+def build_model(cfg: TrainConfig, n_leads: int) -> SequenceTagger | Ensemble:
+    """The tagger the config describes; ``cfg.ensemble`` > 1 members (each its own initialisation,
+    trained side by side on the same crops) make an :class:`Ensemble` whose per-sample beat
+    probabilities are the members' mean."""
+    def one() -> SequenceTagger:
+        return SequenceTagger(n_leads, len(LABELS), cell=cfg.cell, hidden_size=cfg.hidden_size,
+                              num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                              init=cfg.init, forget_bias=cfg.forget_bias)
+    return Ensemble([one() for _ in range(cfg.ensemble)]) if cfg.ensemble > 1 else one()
 
 
 def sample_logits(model: torch.nn.Module, x: np.ndarray, fs: float, crop_s: float = CROP_S,
@@ -310,8 +317,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("task mitdb-qrs: give record=NAME (a record in the data directory's ecg/mitdb) or a path")
     if cfg.embedding_dim:
         raise ValueError("task mitdb-qrs: the input is a real-valued signal; embedding_dim must be 0")
-    if cfg.ensemble != 1:
-        raise ValueError("task mitdb-qrs: ensemble must be 1")
     if cfg.logit_adjustment:
         raise ValueError("task mitdb-qrs: logit_adjustment is not supported; set it to 0")
     if cfg.truncate:
@@ -322,7 +327,7 @@ def subruns(cfg: TrainConfig, data_dir: str | None) -> None:
     return None
 
 
-def build(cfg: TrainConfig, data: TaskData) -> SequenceTagger:
+def build(cfg: TrainConfig, data: TaskData) -> SequenceTagger | Ensemble:
     return build_model(cfg, len(data.leads))
 
 
@@ -357,8 +362,10 @@ def train_batches(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, epoc
         idx = offsets[b : b + cfg.batch_size].tolist()
         xb = torch.stack([x[s : s + W] for s in idx]) * gain[b : b + cfg.batch_size]  # (B, W, C)
         yb = torch.stack([y[s : s + W] for s in idx]).reshape(-1)  # (B * W,)
-        logits = model(xb).reshape(-1, len(LABELS))  # (B * W, 2)
-        yield Batch(logits, yb, weight, len(yb))
+        if hasattr(model, "member_logits"):  # an ensemble: (M, B * W, 2), each member its own loss
+            yield Batch(model.member_logits(xb).flatten(1, 2), yb, weight, len(yb), members=True)
+        else:
+            yield Batch(model(xb).reshape(-1, len(LABELS)), yb, weight, len(yb))  # (B * W, 2)
 
 
 def validate(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, loss_fn) -> dict[str, float]:
@@ -405,7 +412,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
 # -- a saved run -----------------------------------------------------------------------
 
 
-def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> SequenceTagger:
+def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> SequenceTagger | Ensemble:
     """The model of a run's ``model.safetensors`` (its leads, sampling rate and normalisation stay in ``meta``)."""
     for key in ("leads", "fs", "mean", "std", "data_fingerprint"):
         if meta.get(key) is None:
