@@ -81,7 +81,7 @@ class TrainConfig:
         class and epsilon spread evenly over all K classes, Szegedy et al.
         2016; for ``mse`` the one-hot target is smoothed alike; 0 = off; the
         class default 0 is what runs from before the option trained with,
-        ``names`` sets 0.1).
+        ``names`` and ``protein-ss`` set 0.1).
     Optimisation
         ``optimizer`` (``sgd`` with ``momentum``, ``adam``, ``adamw``), ``lr``,
         ``weight_decay``, ``lr_schedule`` (``none``, ``onecycle``, ``cosine``,

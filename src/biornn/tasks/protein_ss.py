@@ -46,6 +46,7 @@ DEFAULTS = {
     "hidden_size": 64, "num_layers": 2, "bidirectional": True, "dropout": 0.5, "embedding_dim": 0,
     "ensemble": 1, "logit_adjustment": 0.0, "optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2,
     "lr_schedule": "onecycle", "batch_size": 8, "epochs": 15, "clip_norm": 1.0, "monitor": "accuracy",
+    "label_smoothing": 0.1,
 }
 
 KIND = "classification"
