@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-augment", action="store_true",
                    help="the ablation: train on the crops as they are (no sign flips, no scaling)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. cell=gru")
-    args = p.parse_args(argv)
+    # key=value words go first, so that `--seeds 0 1 2 ensemble=1` does not read them as seeds
+    words = sys.argv[1:] if argv is None else list(argv)
+    is_override = [bool(re.match(r"[A-Za-z_]\w*=", w)) for w in words]
+    args = p.parse_args([w for w, o in zip(words, is_override) if o] + [w for w, o in zip(words, is_override) if not o])
     overrides = ["threads=1", *args.overrides, *(["epochs=2"] if args.quick else [])]
     seeds = args.seeds[:1] if args.quick else args.seeds
     if args.no_augment:
