@@ -890,6 +890,30 @@ def _(ctx):
             ["'Klingon'", "is not a class of"])
 
 
+@case("explain-a-run-that-reads-no-symbols")
+def _(ctx):
+    return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],
+            [str(ctx.runs.ecg), "ecg-anomaly run", "explain reads runs of classifiers over symbols"])
+
+
+@case("explain-a-classify-run-of-values")
+def _(ctx):
+    return (["explain", str(ctx.runs.ucr), "0.1", "--out", str(ctx.tmp / "ex")],
+            [str(ctx.runs.ucr), "classify run (VectorClassifier)", "over symbols"])
+
+
+@case("diagnose-gradients-of-a-run-that-reads-no-symbols")
+def _(ctx):
+    return (["diagnose", "gradients", str(ctx.runs.ecg), "--data-dir", str(ctx.runs.root / "ecg-data"),
+             "--out", str(ctx.tmp / "dg")], [str(ctx.runs.ecg), "diagnose gradients reads runs of classifiers"])
+
+
+@case("diagnose-states-of-a-run-that-reads-no-symbols")
+def _(ctx):
+    return (["diagnose", "states", str(ctx.runs.ucr), "0.1", "--out", str(ctx.tmp / "ds")],
+            [str(ctx.runs.ucr), "diagnose states reads runs of classifiers"])
+
+
 @case("explain-out-is-a-file")
 def _(ctx):
     f = ctx.write("ex", "a file")

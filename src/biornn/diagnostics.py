@@ -358,11 +358,27 @@ def decay_summary(values: Sequence[float]) -> dict[str, float]:
 
 def members(model: nn.Module) -> list[SequenceClassifier]:
     """The classifiers of a model: itself, or an ensemble's members."""
-    if isinstance(model, Ensemble):
-        return list(model.members)
-    if isinstance(model, SequenceClassifier):
-        return [model]
-    raise ValueError(f"diagnostics read SequenceClassifier or Ensemble models, got {type(model).__name__}")
+    ms = list(model.members) if isinstance(model, Ensemble) else [model]
+    for m in ms:
+        if not isinstance(m, SequenceClassifier):
+            raise ValueError(f"diagnostics read SequenceClassifier models (or ensembles of them), "
+                             f"got {type(m).__name__}")
+    return ms
+
+
+def load_symbol_run(run: str | Path, what: str) -> tuple[Any, Any, nn.Module, dict]:
+    """A run whose model reads symbols (a :class:`SequenceClassifier` or an ensemble of them, with its
+    vocabulary): ``(cfg, task, model, meta)``; any other run is refused with one ``ValueError`` line
+    saying what ``what`` (a command) reads."""
+    from .evaluate import load_run
+
+    cfg, task, model, meta = load_run(run)
+    vocab = meta.get("vocab_obj")
+    ms = list(model.members) if isinstance(model, Ensemble) else [model]
+    if vocab is None or not hasattr(vocab, "encode") or not all(isinstance(m, SequenceClassifier) for m in ms):
+        raise ValueError(f"{run}: a {cfg.task} run ({type(ms[0]).__name__}); {what} reads runs of classifiers "
+                         f"over symbols, such as names")
+    return cfg, task, model, meta
 
 
 def member_logits(member: SequenceClassifier, onehot: Tensor, lengths: Tensor | None, *,
@@ -410,9 +426,8 @@ def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int =
     ``{"run": ..., "members": [gradient_flow dicts]}``.
     """
     from .data.batching import pad_batch
-    from .evaluate import load_run
 
-    cfg, task, model, meta = load_run(run)
+    cfg, task, model, meta = load_symbol_run(run, "diagnose gradients")
     data = task.load(cfg, data_dir)
     if data.fingerprint != meta["data_fingerprint"]:
         raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
@@ -647,9 +662,7 @@ def explain_run(run: str | Path, inputs: Sequence[str], *, target: str | None = 
     A character the run's alphabet does not have is refused (``ValueError``
     naming it): its saliency would be that of the unknown symbol.
     """
-    from .evaluate import load_run
-
-    cfg, task, model, meta = load_run(run)
+    cfg, task, model, meta = load_symbol_run(run, "explain")
     vocab, labels = meta["vocab_obj"], meta["labels"]
     if not inputs:
         raise ValueError("give at least one INPUT")

@@ -204,10 +204,9 @@ def run_states(args: argparse.Namespace) -> int:
             raise ValueError("give at least one INPUT for the RUN")
         import torch.nn.functional as F
 
-        from ..diagnostics import encode_checked, member_logits
-        from ..evaluate import load_run
+        from ..diagnostics import encode_checked, load_symbol_run, member_logits
 
-        cfg, task, model, meta = load_run(args.run)
+        cfg, task, model, meta = load_symbol_run(args.run, "diagnose states")
         vocab = meta["vocab_obj"]
         member = members(model)[0]
         labels = layer_labels(member.rnn)
