@@ -890,6 +890,22 @@ def _(ctx):
             ["'Klingon'", "is not a class of"])
 
 
+@case("resume-an-empty-checkpoint")
+def _(ctx):
+    run = ctx.copy_run(ctx.runs.names)
+    (run / "metrics.json").unlink()  # an interrupted run
+    (run / "checkpoint.pt").write_bytes(b"")
+    return ["train", "--resume", str(run)], [str(run / "checkpoint.pt"), "not a loadable checkpoint (an empty file)"]
+
+
+@case("detect-out-in-a-missing-folder")
+def _(ctx):
+    signal = ctx.write("sig.txt", "".join(f"{0.01 * i:.3f} {0.02 * i:.3f}\n" for i in range(200)))
+    out = ctx.tmp / "no-such-folder" / "scores.csv"
+    return (["detect", str(ctx.runs.ecg), str(signal), "--out", str(out)],
+            [str(out), "cannot write it", "is not a directory"])
+
+
 @case("explain-a-run-that-reads-no-symbols")
 def _(ctx):
     return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],

@@ -22,6 +22,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import first_line
+
 #: bumped when the run directory's layout changes incompatibly
 FORMAT_VERSION = "1"
 RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
@@ -31,7 +33,12 @@ RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    except (FileNotFoundError, NotADirectoryError):  # the user named a file in a folder that is not there
+        raise ValueError(f"{path}: cannot write it: {path.parent} is not a directory") from None
+    except PermissionError:
+        raise ValueError(f"{path}: cannot write it: no permission to create files in {path.parent}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -98,7 +105,7 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     except FileNotFoundError:
         raise ValueError(f"{path}: missing") from None
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
     version = raw.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -126,7 +133,8 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"{path}: missing, nothing to resume") from None
     except Exception as e:  # unpickling refused or a damaged file
-        raise ValueError(f"{path}: not a loadable checkpoint ({str(e).splitlines()[0][:120]})") from None
+        why = "an empty file" if path.is_file() and path.stat().st_size == 0 else first_line(e)
+        raise ValueError(f"{path}: not a loadable checkpoint ({why})") from None
 
 
 def check_run_dir(run: str | os.PathLike) -> Path:

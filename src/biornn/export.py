@@ -79,6 +79,7 @@ from torch import Tensor, nn
 
 from . import checkpoint
 from .cells import Cell, ElmanCell, GRUCell, LSTM1997Cell, LSTMCell
+from .errors import first_line
 
 FORMATS = ("onnx", "torchscript")
 #: the file a format is written to inside the run directory when no --out is given
@@ -533,7 +534,7 @@ def check_export(path: Path, fmt: str, reference: Callable[[Tensor, Tensor], Ten
             got = run(x, lengths)
         except Exception as e:  # onnxruntime's and TorchScript's errors have no common type
             raise ValueError(f"the exported {fmt} file does not run at batch {B}, length {T} "
-                             f"({str(e).splitlines()[0][:160]}); refusing a fixed-shape export") from None
+                             f"({first_line(e, 160)}); refusing a fixed-shape export") from None
         if got.shape != want.shape:
             raise ValueError(f"the exported {fmt} file answers shape {got.shape} at batch {B}, length {T} "
                              f"(want {want.shape}); refusing a fixed-shape export")
@@ -594,7 +595,7 @@ def _write(exported: ExportModel, fmt: str, x: Tensor, lengths: Tensor, path: Pa
     except ValueError:
         raise
     except Exception as e:  # the exporters raise many types; name the model and the reason
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        reason = first_line(e, 200) if str(e).strip() else ""
         raise ValueError(f"{name}: torch cannot export this model to {fmt} with a dynamic length "
                          f"({type(e).__name__}: {reason})") from None
 
@@ -761,7 +762,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except Exception as e:
-        raise ValueError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0][:120]})") from None
+        raise ValueError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if "labels" not in props or ("vocab" not in props and "encoding" not in props):
         raise ValueError(f"{path}: not exported by biornn (no labels/vocab metadata)")

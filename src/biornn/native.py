@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import first_line
+
 NAME = "biornn_native"
 SOURCE = Path(__file__).with_name("csrc") / "native.cpp"
 ABI_VERSION = 2  # csrc/native.cpp's abi_version()
@@ -123,7 +125,7 @@ def _load(path: Path) -> None:
         torch.ops.load_library(str(path))
         version = torch.ops.biornn_native.abi_version()
     except (OSError, RuntimeError) as e:
-        raise NativeError(f"{path}: cannot load: {str(e).splitlines()[0]}") from None
+        raise NativeError(f"{path}: cannot load: {first_line(e, 400)}") from None
     if version != ABI_VERSION:
         raise NativeError(f"{path}: built from another version (ABI {version}, expected {ABI_VERSION})")
     _state["loaded"], _state["error"] = True, None

@@ -49,6 +49,7 @@ from torch.nn import functional as F
 from . import __version__, checkpoint, distributed, tasks
 from . import device as devices
 from .config import TrainConfig, read_config
+from .errors import first_line
 
 def log_fields(task) -> tuple[str, ...]:
     """The columns of log.csv: the loop's, with the task's validation metrics after ``val_loss``."""
@@ -409,7 +410,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     sched.load_state_dict(state["scheduler"])
             except (RuntimeError, ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"{out / 'checkpoint.pt'}: does not fit the run's config "
-                                 f"({str(e).splitlines()[0][:120]})") from None
+                                 f"({first_line(e)})") from None
             epoch0, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
             bad_epochs, seconds = state["bad_epochs"], state["seconds"]
             history, steps, best_state = state["history"], state["steps"], state["best_state"]

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import first_line
+
 __all__ = ["BEAT_CODES", "Beats", "Record", "read_beats", "read_record", "record_path"]
 
 #: the WFDB annotation codes that mark a QRS complex (wfdb's ``isqrs``): normal, left/right bundle
@@ -106,7 +108,7 @@ def _header(base: Path):
     try:
         return wfdb.rdheader(str(base))
     except Exception as e:  # wfdb raises bare exceptions of many kinds on a malformed header
-        raise ValueError(f"{hea}: not a readable WFDB header ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        raise ValueError(f"{hea}: not a readable WFDB header ({first_line(e)})") from None
 
 
 def _field(header, name: str, k: int, default):
@@ -194,7 +196,7 @@ def read_record(path: str | Path, channels: list[int] | None = None) -> Record:
     try:
         rec = wfdb.rdrecord(str(base), channels=channels, physical=True)
     except Exception as e:
-        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        msg = first_line(e)
         raise ValueError(f"{base}: cannot decode the WFDB record ({msg})") from None
     signal = rec.p_signal
     if signal is None or signal.size == 0 or signal.shape[0] == 0:
@@ -248,7 +250,7 @@ def read_beats(path: str | Path, extension: str = "atr", n_samples: int | None =
     try:
         a = wfdb.rdann(str(base), extension)
     except Exception as e:
-        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        msg = first_line(e)
         raise ValueError(f"{ann}: not a readable WFDB annotation file ({msg})") from None
     samples = np.asarray(a.sample, dtype=np.int64)
     symbols = list(a.symbol or [])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import first_line
 from .alphabets import Alphabet
 
 __all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "read_table", "read_text_file", "read_ucr"]
@@ -412,7 +413,7 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     except Exception as e:  # a damaged archive raises zlib, zipfile, tokenize, syntax errors... all one refusal
         if p.is_file() and p.stat().st_size == 0:
             raise ValueError(f"{p}: empty file") from None
-        raise ValueError(f"{p}: not a NumPy .npz archive ({str(e).splitlines()[0][:80]})") from None
+        raise ValueError(f"{p}: not a NumPy .npz archive ({first_line(e, 80)})") from None
     if y not in ("record", "step", "none"):
         raise ValueError(f"read_npz: y must be 'record', 'step' or 'none', got {y!r}")
     mode = y

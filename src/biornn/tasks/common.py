@@ -9,6 +9,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from ..errors import first_line
+
 
 @dataclass
 class Batch:
@@ -109,4 +111,4 @@ def load_model_state(model: torch.nn.Module, tensors: dict, path) -> None:
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the config ({str(e).splitlines()[0][:160]})") from None
+        raise ValueError(f"{path}: weights do not fit the config ({first_line(e, 160)})") from None
