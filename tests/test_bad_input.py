@@ -906,6 +906,34 @@ def _(ctx):
             [str(out), "cannot write it", "is not a directory"])
 
 
+@case("serve-port-in-use")
+def _(ctx):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ctx.keep = taken  # held open until the case has run
+    port = taken.getsockname()[1]
+    return ["serve", str(ctx.runs.names), "--port", str(port)], [f"127.0.0.1:{port}", "cannot listen there"]
+
+
+@case("detect-out-is-a-directory")
+def _(ctx):
+    signal = ctx.write("sig.txt", "".join(f"{0.01 * i:.3f} {0.02 * i:.3f}\n" for i in range(200)))
+    (ctx.tmp / "a-folder").mkdir()
+    return (["detect", str(ctx.runs.ecg), str(signal), "--out", str(ctx.tmp / "a-folder")],
+            [str(ctx.tmp / "a-folder"), "is a directory; give a file name"])
+
+
+@case("predict-a-run-of-runs")
+def _(ctx):
+    parent = ctx.tmp / "folds"
+    shutil.copytree(ctx.runs.names, parent / "fold-01")
+    shutil.copytree(ctx.runs.names, parent / "fold-02")
+    return ["predict", str(parent), "Smith"], [str(parent), "holds 2 runs", "fold-01, fold-02", "give one of them"]
+
+
 @case("explain-a-run-that-reads-no-symbols")
 def _(ctx):
     return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],

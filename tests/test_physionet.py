@@ -79,6 +79,9 @@ def test_missing_files(tmp_path):
         read_record(base)
     with pytest.raises(ValueError, match=r"rec\.atr: no such annotation file"):
         read_beats(base)
+    for empty in ("", "  "):  # e.g. biornn predict QRS-RUN ""
+        with pytest.raises(ValueError, match="an empty record path"):
+            read_record(empty)
 
 
 @pytest.mark.parametrize("edit, match", [

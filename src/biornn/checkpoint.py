@@ -33,6 +33,8 @@ RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
     except (FileNotFoundError, NotADirectoryError):  # the user named a file in a folder that is not there
@@ -146,5 +148,10 @@ def check_run_dir(run: str | os.PathLike) -> Path:
         raise ValueError(f"{run}: not a directory")
     missing = [f for f in RUN_FILES if not (run / f).is_file()]
     if missing:
+        subruns = sorted(p.name for p in run.iterdir() if p.is_dir() and (p / "model.safetensors").is_file())
+        if subruns:  # promoters' folds, ecg-anomaly record=all: each sub-directory is a run
+            shown = ", ".join(subruns[:3]) + (", ..." if len(subruns) > 3 else "")
+            raise ValueError(f"{run}: holds {len(subruns)} runs, one per sub-directory ({shown}); "
+                             f"give one of them, e.g. {run / subruns[0]}")
         raise ValueError(f"{run}: not a complete run directory (missing {', '.join(missing)})")
     return run

@@ -748,4 +748,24 @@ def serve(run: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, *, 
         raise ValueError(f"port must be in 0..65535, got {port!r}")
     app = create_app(run, max_sequences=max_sequences, max_length=max_length, max_body_bytes=max_body_bytes,
                      max_explain=max_explain, max_explain_work=max_explain_work)
+    check_listen(host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def check_listen(host: str, port: int) -> None:
+    """``ValueError`` (one line) where the server could not listen on ``host:port``: a host that does
+    not resolve, an address of another machine, a port in use -- which uvicorn would report in
+    several log lines and exit 3.  The socket is closed again at once (SO_REUSEADDR, as uvicorn's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"--host {host}: cannot resolve it ({getattr(e, 'strerror', None) or e})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise ValueError(f"{host}:{port}: cannot listen there ({e.strerror or e})") from None

@@ -94,6 +94,8 @@ def record_path(path: str | Path) -> Path:
     >>> record_path("data/mitdb/100").as_posix()
     'data/mitdb/100'
     """
+    if not str(path).strip():
+        raise ValueError("an empty record path (give a WFDB record, e.g. data/mitdb/100 or data/mitdb/100.hea)")
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".hea", ".dat", ".atr") else p
 
