@@ -312,3 +312,16 @@ def test_bad_inputs_exit_2_with_one_line(run, tmp_path, capsys):
     _one_line_error(capsys, "x.csv", "3 features", "2")
     assert main(["explain", str(run), "Smith", "--target", "Klingon"]) == 2
     _one_line_error(capsys, "Klingon")
+
+
+def test_gradient_plot_without_the_jacobian_panel_warns_nothing(tmp_path):
+    """--jacobian-batch 0 measures no dh_T/dh_t: that panel says so instead of an empty legend
+    (matplotlib's "No artists with labels" warning went to stderr)."""
+    import warnings
+
+    from biornn.diagnostics import plot_gradient_flow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_gradient_flow({"lstm": {"dl_dh": [1.0, 0.5, 0.1]}}, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 0

@@ -716,7 +716,10 @@ def plot_gradient_flow(curves: dict[str, dict[str, Any]], path: str | Path, titl
     axes[1].set(xlabel="time step t", ylabel="mean ||dh_T/dh_t||_F", title="final state's sensitivity to h_t")
     for ax in axes:
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no curve (--jacobian-batch 0) gets no legend
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="0.5")
     if title:
         fig.suptitle(title)
     _save(fig, path)
