@@ -934,6 +934,12 @@ def _(ctx):
     return ["predict", str(parent), "Smith"], [str(parent), "holds 2 runs", "fold-01, fold-02", "give one of them"]
 
 
+@case("diagnose-negative-threads")
+def _(ctx):
+    return (["diagnose", "gradients", "--cell", "elman", "--length", "5", "--threads", "-1", "--out",
+             str(ctx.tmp / "dg")], ["--threads must be >= 0"])
+
+
 @case("explain-a-run-that-reads-no-symbols")
 def _(ctx):
     return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],

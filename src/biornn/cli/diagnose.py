@@ -112,6 +112,8 @@ def run_gradients(args: argparse.Namespace) -> int:
         _positive(f"--{name}", getattr(args, name))
     if args.jacobian_batch < 0:
         raise ValueError("--jacobian-batch must be >= 0")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's choice), got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = _out_dir(args.out)
