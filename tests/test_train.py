@@ -447,3 +447,17 @@ def test_sequence_classifier_pools_as_asked():
         assert torch.allclose(m(x, lengths), m.readout(want), atol=1e-6)
     with pytest.raises(ValueError, match="pool must be one of last, max, mean"):
         SequenceClassifier(9, 3, pool="split")
+
+
+def test_forget_bias_reaches_every_lstm_cell_of_a_task_model():
+    """forget_bias=1 through a task's model builder (models.build_recurrent): every direction of every
+    layer of every ensemble member starts with its effective forget-gate bias at exactly 1."""
+    from biornn.tasks import names as names_task
+
+    cfg = resolve("names", overrides=["forget_bias=1.5", "num_layers=2", "ensemble=2", "hidden_size=8"])
+    model = names_task.build_model(cfg, vocab_size=12, n_classes=3)
+    cells = [c for m in model.members for row in m.rnn.cells for c in row]
+    assert len(cells) == 2 * 2 * 2
+    for c in cells:
+        f = c.gate_slices()["f"]
+        assert torch.allclose(c.bias_ih[f] + c.bias_hh[f], torch.full((8,), 1.5))

@@ -100,7 +100,7 @@ def build_recurrent(
         init=None if init == "default" else init, **cell_options,
     )
     if forget_bias is not None:
-        from .init import forget_bias_
+        from ..init import forget_bias_
 
         for row in rnn.cells:
             for c in row:
