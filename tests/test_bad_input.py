@@ -940,6 +940,18 @@ def _(ctx):
              str(ctx.tmp / "dg")], ["--threads must be >= 0"])
 
 
+@case("train-toml-task-not-a-name")
+def _(ctx):
+    f = ctx.write("t.toml", 'task = ["classify"]\n')
+    return ["train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "task must be a task name", "['classify']"]
+
+
+@case("classify-csv-header-field-over-the-csv-limit")
+def _(ctx):
+    f = ctx.write("big.csv", "label," + "x" * 200_000 + "\n1,2\n")
+    return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "line 1", "field larger"]
+
+
 @case("explain-a-run-that-reads-no-symbols")
 def _(ctx):
     return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],

@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             data = load_toml(task)
             if "task" not in data:
                 raise ValueError(f"{task}: a TOML task file must set task = NAME")
+            if not isinstance(data["task"], str):
+                raise ValueError(f"{task}: task must be a task name (a string), got {data['task']!r}")
             task = data["task"]
         elif config_file:
             named = load_toml(config_file).get("task", task)

@@ -210,7 +210,12 @@ def _read_csv(p: Path, cfg: TrainConfig, target: str, delimiter: str) -> Records
     from ..data.readers import _read_text, read_table
 
     _, text = _read_text(p)
-    header = [h.strip() for h in next(csv.reader(text.splitlines(), delimiter=delimiter))]
+    try:
+        header = [h.strip() for h in next(csv.reader(text.splitlines(), delimiter=delimiter))]
+    except csv.Error as e:  # e.g. a field over csv's size limit (131,072 characters)
+        raise ValueError(f"{p}: line 1: {e}") from None
+    except StopIteration:
+        raise ValueError(f"{p}: no header line") from None
     seq_col = cfg.sequence_column or ("sequence" if "sequence" in header else "")
     id_col = "id" if "id" in header and "id" not in (seq_col, cfg.label_column) else None
     if target == "none":
