@@ -116,3 +116,12 @@ def test_bad_track_options_are_one_line_exit_2(data_dir, tmp_path, capsys, monke
     err = capsys.readouterr().err.strip()
     assert err == "biornn: error: --track mlflow: needs the mlflow package(s); pip install 'biornn[track]'"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_tracking_uri_mlflow_cannot_use_is_one_line_exit_2(data_dir, tmp_path, capsys):  # noqa: F811
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    base = ["train", "names", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *TINY]
+    assert main([*base, "--track", "mlflow", "--track-uri", "bogus://x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biornn: error: --track mlflow: cannot open the tracking store bogus://x")
+    assert not (tmp_path / "run").exists()

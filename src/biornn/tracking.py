@@ -33,6 +33,7 @@ from typing import Any
 
 from . import checkpoint
 from .config import TrainConfig
+from .errors import first_line
 
 TRACKERS = ("tensorboard", "mlflow")
 
@@ -213,5 +214,14 @@ def open_trackers(track: tuple[str, ...] | list[str], out: Path, cfg: TrainConfi
         return None
     backends: list = []
     for name in dict.fromkeys(track):
-        backends.append(_TensorBoard(out, cfg, resume) if name == "tensorboard" else _MLflow(out, cfg, uri, resume))
+        try:
+            backends.append(_TensorBoard(out, cfg, resume) if name == "tensorboard" else
+                            _MLflow(out, cfg, uri, resume))
+        except Exception as e:  # e.g. a tracking URI MLflow has no store for: one line, not its traceback
+            for b in backends:
+                b.close("FAILED")
+            if isinstance(e, ValueError) and not type(e).__module__.startswith("mlflow"):
+                raise
+            where = f" {uri}" if uri and name == "mlflow" else ""
+            raise ValueError(f"--track {name}: cannot open the tracking store{where} ({first_line(e)})") from None
     return Trackers(backends)
