@@ -113,7 +113,9 @@ def test_ucr_whitespace_and_comma(tmp_path):
     ("1 0.5 inf\n", "line 1, value 2: inf \\(NaN or infinite"),
     ("1 0.5 x\n", "line 1, value 2: 'x' is not a number"),
     ("1\n", "line 1: a label and no values"),
+    ("1 0.5 1e39\n", "line 1, value 2: 1e39 is beyond float32's range"),
 ])
+@pytest.mark.filterwarnings("error")  # one line of error, no numpy RuntimeWarning before it
 def test_ucr_bad_input(tmp_path, text, match):
     f = tmp_path / "bad.txt"
     f.write_text(text)
@@ -177,7 +179,9 @@ def test_npz_with_and_without_lengths(tmp_path):
     ({"X": np.full((2, 3, 1), np.inf), "y": np.zeros(2)}, "record 0, step 0: NaN or infinite"),
     ({"X": np.ones((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([3, 4])}, "record 1: length 4 is outside 1..3"),
     ({"X": np.ones(3), "y": np.zeros(3)}, "X must be \\(N, T, F\\)"),
+    ({"X": np.full((2, 3, 1), 1e39), "y": np.zeros(2)}, "record 0, step 0: a value beyond float32's range"),
 ])
+@pytest.mark.filterwarnings("error")
 def test_npz_bad_input(tmp_path, arrays, match):
     f = tmp_path / "bad.npz"
     np.savez(f, **arrays)

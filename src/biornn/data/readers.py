@@ -196,7 +196,7 @@ def _number(text: str, p: Path, n: int, col: int) -> float:
         raise ValueError(f"{p}: line {n}, value {col}: {text[:30]!r} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{p}: line {n}, value {col}: {text} (NaN or infinite values are not accepted)")
-    if abs(value) > np.finfo(np.float32).max:  # it would become inf in the float32 the models read
+    if abs(value) > float(np.finfo(np.float32).max):  # it would become inf in the float32 the models read
         raise ValueError(f"{p}: line {n}, value {col}: {text[:30]} is beyond float32's range (+-3.4e38)")
     return value
 
@@ -446,11 +446,15 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
         lengths = lengths.astype(np.int64)
     else:
         lengths = np.full(N, T, dtype=np.int64)
-    X = X.astype(np.float32)
+    given = X
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, refused just below
+        X = X.astype(np.float32)
     real = np.arange(T)[None, :] < lengths[:, None]  # (N, T)
     bad_steps = ~np.isfinite(X).all(axis=2) & real
     if bad_steps.any():
         i, t = np.argwhere(bad_steps)[0]
+        if np.issubdtype(given.dtype, np.number) and np.isfinite(given[i, t]).all():
+            raise ValueError(f"{p}: record {i}, step {t}: a value beyond float32's range (+-3.4e38)")
         raise ValueError(f"{p}: record {i}, step {t}: NaN or infinite value")
     if mode == "record" and np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
         raise ValueError(f"{p}: record {int(np.flatnonzero(~np.isfinite(y))[0])}: y is NaN or infinite")
