@@ -952,6 +952,52 @@ def _(ctx):
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "line 1", "field larger"]
 
 
+@case("forecast-series-too-short-for-the-baseline")
+def _(ctx):
+    f = ctx.write("short.txt", "".join(f"{i % 2} " + " ".join(f"{0.1 * j:.1f}" for j in range(8)) + "\n"
+                                       for i in range(30)))
+    return (["train", "forecast", "--train", str(f), "--out", str(ctx.tmp / "run"), "hidden_size=4", "epochs=1"],
+            [str(f), "no train series is longer than baseline_order + horizon"])
+
+
+@case("classify-csv-column-named-twice")
+def _(ctx):
+    f = ctx.write("twice.csv", "sequence,label,sequence\n" + "".join(f"ACGT,{i % 2},GGCA\n" for i in range(30)))
+    return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "given twice: 'sequence'"]
+
+
+@case("classify-csv-nan-label")
+def _(ctx):
+    f = ctx.write("nan.csv", "sequence,label\n" + "".join(f"ACGT,{'nan' if i == 3 else i % 2}\n" for i in range(30)))
+    return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "line 5", "label 'nan'"]
+
+
+@case("classify-record-option-it-does-not-read")
+def _(ctx):
+    f = ctx.write("ok.csv", "sequence,label\n" + "".join(f"ACGT,{i % 2}\n" for i in range(30)))
+    return (["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run"), "record=../../x"],
+            ["record applies to ecg-anomaly and mitdb-qrs", "'classify'"])
+
+
+@case("train-out-name-too-long")
+def _(ctx):
+    return (["train", "names", "--out", str(ctx.tmp / ("x" * 300))], ["not a usable run directory", "too long"])
+
+
+@case("classify-npz-float-y-is-not-labels")
+def _(ctx):
+    f = ctx.tmp / "fy.npz"
+    np.savez(f, X=np.ones((30, 5, 1), np.float32), y=np.linspace(0, 1, 30))
+    return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "non-integer", "class labels"]
+
+
+@case("classify-npz-complex-x")
+def _(ctx):
+    f = ctx.tmp / "cx.npz"
+    np.savez(f, X=np.ones((30, 5, 1)) + 1j, y=np.arange(30) % 2)
+    return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "complex128"]
+
+
 @case("explain-a-run-that-reads-no-symbols")
 def _(ctx):
     return (["explain", str(ctx.runs.ecg), "x", "--out", str(ctx.tmp / "ex")],

@@ -207,7 +207,11 @@ def _check_run_dir(cfg: TrainConfig | None, out: Path, resume: bool) -> TrainCon
         if (out / "metrics.json").exists():
             raise ValueError(f"{out}: this run has finished (metrics.json exists); nothing to resume")
     else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        try:
+            taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
+        except OSError as e:  # a name too long, a path through a file, ...
+            raise ValueError(f"{out}: not a usable run directory ({e.strerror or e})") from None
+        if taken:
             raise ValueError(f"{out}: already exists and is not empty; choose another --out or --resume it")
     return cfg
 

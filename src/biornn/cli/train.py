@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 
+#: the tasks that read ``record``
+RECORD_TASKS = ("ecg-anomaly", "mitdb-qrs")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..config import TrainConfig
     from ..tasks import TASKS
@@ -94,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         from ..tasks import get
 
         get(cfg.task)
-        name = f"{cfg.task}-{cfg.record}" if cfg.record else cfg.task
+        if cfg.record and cfg.task not in RECORD_TASKS:
+            raise ValueError(f"config: record applies to {' and '.join(RECORD_TASKS)}, not to task {cfg.task!r}")
+        # the record's own name (record= may be a path): the default run directory stays under runs/
+        name = f"{cfg.task}-{Path(cfg.record).name}" if cfg.record else cfg.task
         out = Path(args.out) if args.out else Path("runs") / f"{name}-{cfg.cell}-s{cfg.seed}"
         resume = False
     try:

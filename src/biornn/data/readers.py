@@ -333,6 +333,9 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
                 alphabet: Alphabet | None) -> Table:
     """The rows of :func:`read_table` from its ``csv.reader``."""
     header = [h.strip() for h in next(reader)]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:  # a row would silently keep the last of them
+        raise ValueError(f"{p}: line 1: column name(s) given twice: {', '.join(map(repr, repeated))[:120]}")
     for role, name in (("label", label), ("sequence", sequence), ("id", id)):
         if name is not None and name not in header:
             raise ValueError(f"{p}: line 1: no {role} column {name!r} (columns: {', '.join(header)[:120]})")
@@ -355,6 +358,8 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
         if label is not None:
             if not cells[label]:
                 raise ValueError(f"{where}: empty label")
+            if _non_finite(cells[label]):  # as the UCR reader: NaN is a missing label, not a class
+                raise ValueError(f"{where}: label {cells[label]!r} (NaN or infinite labels are not accepted)")
             labels.append(cells[label])
         if ident is not None:
             ids.append(ident)
@@ -429,8 +434,8 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0 or X.shape[2] == 0:
         raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T > 0, got shape {arrays['X'].shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"{p}: X must be numeric, got {X.dtype}")
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):  # complex: not values
+        raise ValueError(f"{p}: X must be integer or floating-point numbers, got {X.dtype}")
     if mode == "record" and (y.ndim != 1 or len(y) != len(X)):
         raise ValueError(f"{p}: y must be (N,) = ({len(X)},), got shape {y.shape}")
     if mode == "step" and y.shape != X.shape[:2]:

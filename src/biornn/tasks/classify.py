@@ -147,6 +147,7 @@ def baseline_features(data: userdata.UserData, xs: list[np.ndarray]) -> np.ndarr
         ks = [k for k in range(1, KMERS + 1) if K**k <= MAX_KMER_FEATURES]
         return np.stack([np.concatenate([_kmer_frequencies(x, k) for k in ks]) for x in xs])
     steps = min(max(len(x) for x in data.parts["train"].x), RESAMPLE)
+    xs = [x.astype(np.float64) for x in xs]  # float32's mean/std overflow from about 1e19 (normalize=false)
     return np.stack([np.concatenate([_resample(x, steps).reshape(-1), x.mean(axis=0), x.std(axis=0),
                                      x.min(axis=0), x.max(axis=0)]) for x in xs])
 

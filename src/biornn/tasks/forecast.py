@@ -170,11 +170,19 @@ def subruns(cfg: TrainConfig, data_dir: str | None) -> None:
 def load(cfg: TrainConfig, data_dir: str | None = None) -> userdata.UserData:
     """The user's series (``train_file``, ``val_file``, ``test_file``); ``data_dir`` is not used."""
     data = userdata.load(cfg, "forecast")
+    files = {"train": cfg.train_file, "val": cfg.val_file or cfg.train_file, "test": cfg.test_file or cfg.train_file}
     for part in ("train", "val"):
         p = data.parts[part]
         if not any(len(z) > cfg.horizon for z in p.x):
-            raise ValueError(f"{cfg.train_file if part == 'train' or not cfg.val_file else cfg.val_file}: "
-                             f"no {part} series is longer than horizon {cfg.horizon}")
+            raise ValueError(f"{files[part]}: no {part} series is longer than horizon {cfg.horizon}")
+    # what the linear AR baseline and the scoring need, checked before any training (not after it)
+    need = cfg.baseline_order + cfg.horizon
+    if not any(len(z) > need for z in data.parts["train"].x):  # fit_ar's rows
+        raise ValueError(f"{files['train']}: no train series is longer than baseline_order + horizon = {need} "
+                         f"steps; lower baseline_order")
+    if not any(len(z) >= need for z in data.parts["test"].x):  # scored_steps: at least one step
+        raise ValueError(f"{files['test']}: no test series has baseline_order + horizon = {need} steps or more; "
+                         f"lower baseline_order")
     return data
 
 

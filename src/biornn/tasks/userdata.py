@@ -118,6 +118,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def target_task(target: str) -> str:
+    """The generic task that reads labels of this kind (``record``: classify, ``step``: tag)."""
+    return {"record": "classify", "step": "tag"}.get(target, target)
+
+
 def _label_text(value: Any) -> str:
     """A stored label as a class name: ``1.0`` -> ``"1"``, bytes decoded."""
     if isinstance(value, bytes):
@@ -190,6 +195,12 @@ def read_records(path: str | Path, cfg: TrainConfig, target: str) -> Records:
         out = _read_csv(p, cfg, target, "\t" if fmt == "tsv" else ",")
     else:  # npz
         X, y, lengths = read_npz(p, y=target)
+        if y is not None and np.issubdtype(y.dtype, np.floating):
+            real = y if target == "record" else y[np.arange(y.shape[1])[None, :] < lengths[:, None]]
+            odd = real[real != np.round(real)]
+            if odd.size:  # a regression target, or values by mistake: not class labels
+                raise ValueError(f"{p}: y holds non-integer numbers (e.g. {float(odd[0]):g}); task {target_task(target)} "
+                                 f"reads class labels (integers or strings)")
         ids = [f"record {i}" for i in range(len(X))]
         values = [X[i, : lengths[i]] for i in range(len(X))]
         labels = [_label_text(v) for v in y] if target == "record" else None
