@@ -946,13 +946,13 @@ def _(ctx):
     return ["train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "task must be a task name", "['classify']"]
 
 
-@case("classify-csv-header-field-over-the-csv-limit")
+@case("csv-header-field-over-the-csv-limit")
 def _(ctx):
     f = ctx.write("big.csv", "label," + "x" * 200_000 + "\n1,2\n")
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "line 1", "field larger"]
 
 
-@case("forecast-series-too-short-for-the-baseline")
+@case("ucr-forecast-series-too-short-for-the-baseline")
 def _(ctx):
     f = ctx.write("short.txt", "".join(f"{i % 2} " + " ".join(f"{0.1 * j:.1f}" for j in range(8)) + "\n"
                                        for i in range(30)))
@@ -960,19 +960,19 @@ def _(ctx):
             [str(f), "no train series is longer than baseline_order + horizon"])
 
 
-@case("classify-csv-column-named-twice")
+@case("csv-column-named-twice")
 def _(ctx):
     f = ctx.write("twice.csv", "sequence,label,sequence\n" + "".join(f"ACGT,{i % 2},GGCA\n" for i in range(30)))
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "given twice: 'sequence'"]
 
 
-@case("classify-csv-nan-label")
+@case("csv-nan-label")
 def _(ctx):
     f = ctx.write("nan.csv", "sequence,label\n" + "".join(f"ACGT,{'nan' if i == 3 else i % 2}\n" for i in range(30)))
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "line 5", "label 'nan'"]
 
 
-@case("classify-record-option-it-does-not-read")
+@case("config-record-option-a-task-does-not-read")
 def _(ctx):
     f = ctx.write("ok.csv", "sequence,label\n" + "".join(f"ACGT,{i % 2}\n" for i in range(30)))
     return (["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run"), "record=../../x"],
@@ -984,18 +984,23 @@ def _(ctx):
     return (["train", "names", "--out", str(ctx.tmp / ("x" * 300))], ["not a usable run directory", "too long"])
 
 
-@case("classify-npz-float-y-is-not-labels")
+@case("npz-float-y-is-not-labels")
 def _(ctx):
     f = ctx.tmp / "fy.npz"
     np.savez(f, X=np.ones((30, 5, 1), np.float32), y=np.linspace(0, 1, 30))
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "non-integer", "class labels"]
 
 
-@case("classify-npz-complex-x")
+@case("npz-complex-x")
 def _(ctx):
     f = ctx.tmp / "cx.npz"
     np.savez(f, X=np.ones((30, 5, 1)) + 1j, y=np.arange(30) % 2)
     return ["train", "classify", "--train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "complex128"]
+
+
+@case("data-verify-data-dir-missing")
+def _(ctx):
+    return ["data", "verify", "--data-dir", str(ctx.tmp / "nowhere")], [str(ctx.tmp / "nowhere"), "no such directory"]
 
 
 @case("explain-a-run-that-reads-no-symbols")

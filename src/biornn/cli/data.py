@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 _WHERE = ("Data sets are looked for in --data-dir DIR, then $BIORNN_DATA, then the user cache "
           "($XDG_CACHE_HOME/biornn, default ~/.cache/biornn)")
@@ -121,6 +122,11 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from ..data.registry import verify
 
+    if args.data_dir is not None:  # a named directory that is not one: a usage error, not 37 missing files
+        d = Path(args.data_dir)
+        if not str(args.data_dir).strip() or not d.is_dir():
+            raise ValueError(f"--data-dir {args.data_dir}: " + ("no such directory" if not d.exists() else
+                                                                 "not a directory"))
     rows = verify(args.name, args.data_dir)
     for r in rows:
         if args.json:
