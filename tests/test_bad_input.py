@@ -979,6 +979,11 @@ def _(ctx):
             ["record applies to ecg-anomaly and mitdb-qrs", "'classify'"])
 
 
+@case("train-out-empty")
+def _(ctx):
+    return ["train", "names", "--out", ""], ["--out: an empty path"]
+
+
 @case("train-out-name-too-long")
 def _(ctx):
     return (["train", "names", "--out", str(ctx.tmp / ("x" * 300))], ["not a usable run directory", "too long"])

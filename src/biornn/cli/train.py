@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..train import TrainingError, train
 
+    if args.out is not None and not args.out.strip():  # not "the default": a mistake (an unset variable)
+        raise ValueError("--out: an empty path; give a run directory, or leave --out out for runs/...")
     if args.resume:
         others = (args.task, args.key_values, args.config, args.out, args.cell, args.record, args.train, args.val,
                   args.test, args.format)
