@@ -140,20 +140,22 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 
 namespace {
 
+// The BLAS routine of each dtype (null where this torch's library does not export it).
+template <typename T>
+using GemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const T*, const T*,
+                        const int*, const T*, const int*, const T*, T*, const int*);
+inline GemmFn<float> gemm_of(const float*) { return sgemm_; }
+inline GemmFn<double> gemm_of(const double*) { return dgemm_; }
+
 // out (n, N) = beta out + X (n, K) W^T, all row-major and contiguous; false without a BLAS.
 // (Column-major BLAS sees out^T = W X^T: op(A) = W from the row-major (N, K) W, transposed.)
-inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const float* W, const float* X, float beta, float* out) {
-  if (sgemm_ == nullptr) return false;
+template <typename T>
+inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const T* W, const T* X, T beta, T* out) {
+  const GemmFn<T> gemm = gemm_of(W);
+  if (gemm == nullptr) return false;
   const int m_ = int(N), n_ = int(n), k_ = int(K);
-  const float one = 1.f;
-  sgemm_("T", "N", &m_, &n_, &k_, &one, W, &k_, X, &k_, &beta, out, &m_);
-  return true;
-}
-inline bool blas_gemm(int64_t n, int64_t N, int64_t K, const double* W, const double* X, double beta, double* out) {
-  if (dgemm_ == nullptr) return false;
-  const int m_ = int(N), n_ = int(n), k_ = int(K);
-  const double one = 1.0;
-  dgemm_("T", "N", &m_, &n_, &k_, &one, W, &k_, X, &k_, &beta, out, &m_);
+  const T one = T(1);
+  gemm("T", "N", &m_, &n_, &k_, &one, W, &k_, X, &k_, &beta, out, &m_);
   return true;
 }
 
