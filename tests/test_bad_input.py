@@ -214,6 +214,35 @@ def _(ctx):
     return _train(ctx, "classify", "--train", str(f)), [str(f), "no label column 'label'"]
 
 
+@case("tsv-nul-in-header")
+def _(ctx):
+    # a control character in a column name is shown escaped, not written raw to the terminal
+    f = ctx.write("nul.tsv", GOOD_TSV.replace("label\t", "lab\x00el\t", 1))
+    return _train(ctx, "classify", "--train", str(f)), [str(f), "no label column 'label'", "'lab\\x00el'"]
+
+
+@case("tsv-sequence-column-is-the-label-column")
+def _(ctx):
+    f = ctx.write("same.tsv", GOOD_TSV)
+    return (_train(ctx, "classify", "--train", str(f), "sequence_column=label"),
+            ["sequence_column and label_column both name the column 'label'"])
+
+
+@case("tsv-test-is-the-train-file")
+def _(ctx):
+    f = ctx.write("both.tsv", GOOD_TSV)
+    return (_train(ctx, "classify", "--train", str(f), "--test", str(ctx.tmp / "." / "both.tsv")),
+            [str(f), "--test names the training file"])
+
+
+@case("config-train-file-on-a-builtin-task")
+def _(ctx):
+    # splice reads its own data set: the user's file would be silently ignored
+    f = ctx.write("mine.tsv", GOOD_TSV)
+    return (["train", "splice", "--train", str(f), "--out", str(ctx.tmp / "run")],
+            ["train_file applies to the tasks on the user's files", "task 'splice' reads its own data set"])
+
+
 @case("tsv-empty-sequence")
 def _(ctx):
     f = ctx.write("es.tsv", GOOD_TSV + "a\t\n")
@@ -305,6 +334,24 @@ def _(ctx):
     tr = ctx.write("tr.csv", "a,b\n" + "".join(f"{np.sin(i / 5):.3f},{i % 7}\n" for i in range(60)))
     te = ctx.write("te.csv", "a\n" + "".join(f"{np.sin(i / 5):.3f}\n" for i in range(30)))
     return _train(ctx, "forecast", "--train", str(tr), "--test", str(te)), [str(te), "feature"]
+
+
+@case("csv-test-columns-reordered-forecast")
+def _(ctx):
+    # the same two columns in the other order would be read position by position: refused
+    rows = [(f"{np.sin(i / 5):.3f}", f"{i % 7}") for i in range(60)]
+    tr = ctx.write("tr.csv", "a,b\n" + "".join(f"{x},{y}\n" for x, y in rows))
+    te = ctx.write("te.csv", "b,a\n" + "".join(f"{y},{x}\n" for x, y in rows))
+    return (_train(ctx, "forecast", "--train", str(tr), "--test", str(te)),
+            [str(te), "feature columns in another order than the training file's (a, b)"])
+
+
+@case("csv-val-columns-renamed-forecast")
+def _(ctx):
+    rows = "".join(f"{np.sin(i / 5):.3f},{i % 7}\n" for i in range(60))
+    tr, va = ctx.write("tr.csv", "a,b\n" + rows), ctx.write("va.csv", "a,c\n" + rows)
+    return (_train(ctx, "forecast", "--train", str(tr), "--val", str(va)),
+            [str(va), "feature columns with other names than the training file's (a, b)"])
 
 
 @case("npz-corrupt-archive")
@@ -478,6 +525,14 @@ def _(ctx):
 def _(ctx):
     f = ctx.write("c.toml", 'task = "names"\nepochs = = 3\n')
     return ["train", str(f), "--out", str(ctx.tmp / "run")], [str(f), "not valid TOML"]
+
+
+@case("config-toml-bad-value")
+def _(ctx):
+    # a value out of range is reported against the file that set it
+    f = ctx.write("lr.toml", 'lr = -1.0\n')
+    return (["train", "names", "--config", str(f), "--out", str(ctx.tmp / "run")],
+            [f"{f}: lr must be in (0, 10]"])
 
 
 @case("config-toml-missing")

@@ -125,3 +125,29 @@ def test_a_tracking_uri_mlflow_cannot_use_is_one_line_exit_2(data_dir, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("biornn: error: --track mlflow: cannot open the tracking store bogus://x")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_tracking_server_is_refused_before_training(data_dir, tmp_path, capsys):  # noqa: F811
+    # MLflow itself retries with back-off for minutes on the first value; biornn asks once, briefly
+    import socket
+
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = ["train", "names", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *TINY, "--track", "mlflow"]
+    assert main([*base, "--track-uri", f"http://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--track-uri http://127.0.0.1:{port}: cannot reach the tracking server" in err[0]
+    assert main([*base, "--track-uri", "http://127.0.0.1:99999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--track-uri http://127.0.0.1:99999: " in err[0] and "port" in err[0].lower()
+    assert not (tmp_path / "run").exists()
+    # a server that answers is let through to MLflow (here a bare socket: MLflow's own error then follows)
+    from biornn.tracking import check_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        check_server(f"http://127.0.0.1:{s.getsockname()[1]}/")
+    check_server("sqlite:///x.db")  # not a server: nothing to ask

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -378,8 +379,22 @@ def test_resume_refuses_finished_runs_and_other_data(data_dir, tmp_path, capsys)
 @pytest.mark.parametrize("item,key", [("seed=99999999999999", "seed"), ("threads=100000", "threads"),
                                       ("embedding_dim=100000000", "embedding_dim"), ("ensemble=1000", "ensemble")])
 def test_limits_name_the_key(item, key):
-    with pytest.raises(ValueError, match=rf"^config: {key} must be at most"):
+    with pytest.raises(ValueError, match=rf"^override: {key} must be at most"):
         resolve("names", overrides=[item])
+
+
+def test_a_bad_value_is_reported_against_the_layer_that_set_it(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('lr = -1.0\nhidden_size = 8\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(p))}: lr must be in \(0, 10\], got -1.0$"):
+        resolve("names", p)
+    # an override of the same key takes the blame when it is the bad value ...
+    with pytest.raises(ValueError, match=r"^override: lr must be in"):
+        resolve("names", p, overrides=["lr=-2"])
+    # ... and a good override mends the file's bad value
+    assert resolve("names", p, overrides=["lr=0.01"]).lr == 0.01
+    with pytest.raises(ValueError, match=r"^option: epochs must be positive"):
+        resolve("names", options={"epochs": -3})
 
 
 def test_non_finite_numbers_from_toml_are_refused(tmp_path):

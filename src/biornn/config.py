@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -236,6 +237,9 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if self.sequence_column and self.sequence_column == self.label_column:
+            raise ValueError(f"config: sequence_column and label_column both name the column {self.label_column!r}; "
+                             f"the sequences and their labels are two columns")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.lr <= 10.0:
@@ -396,14 +400,25 @@ def resolve(
     """Defaults < TOML file < named options < ``key=value`` overrides, then validated."""
     from .tasks import defaults
 
-    cfg = apply(TrainConfig(task=task), defaults(task), source="task defaults")
+    layers = [("task defaults", defaults(task))]
     if config_file is not None:
-        cfg = apply(cfg, load_toml(config_file), source=str(config_file))
+        layers.append((str(config_file), load_toml(config_file)))
     if options:
-        cfg = apply(cfg, {k: v for k, v in options.items() if v is not None}, source="option")
+        layers.append(("option", {k: v for k, v in options.items() if v is not None}))
     if overrides:
-        cfg = apply(cfg, parse_overrides(overrides), source="override")
-    return cfg.validate()
+        layers.append(("override", parse_overrides(overrides)))
+    cfg = TrainConfig(task=task)
+    for source, values in layers:
+        cfg = apply(cfg, values, source=source)
+    try:
+        return cfg.validate()
+    except ValueError as e:  # a bad value is reported against the layer that set it (the TOML file's name)
+        message = e.args[0]
+        key = re.match(r"config: (\w+) ", message)
+        setters = [source for source, values in layers if key and key.group(1) in values]
+        if setters:
+            raise ValueError(f"{setters[-1]}: {message.removeprefix('config: ')}") from None
+        raise
 
 
 def from_json(text: str, source: str = "config.json") -> TrainConfig:

@@ -59,6 +59,35 @@ def check_trackers(track: tuple[str, ...] | list[str], uri: str | None = None) -
         if missing:
             raise ValueError(f"--track {name}: needs the {', '.join(missing)} package(s); "
                              f"pip install 'biornn[{EXTRA}]'")
+    if uri is not None:
+        check_server(uri)
+
+
+#: seconds to wait for a tracking server to accept a connection before training starts
+CONNECT_TIMEOUT = 5.0
+
+
+def check_server(uri: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """For an ``http(s)://`` tracking URI, refuse (``ValueError``, one line) a server that does not
+    accept a TCP connection within ``timeout`` seconds -- before training, instead of MLflow's
+    retries with back-off (minutes) on the first logged value.  Other URIs are left to MLflow."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:  # a port that is not a number or out of range
+        raise ValueError(f"--track-uri {uri}: {e}") from None
+    if not host:
+        raise ValueError(f"--track-uri {uri}: no host name")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or first_line(e))
+        raise ValueError(f"--track-uri {uri}: cannot reach the tracking server at {host}:{port} ({reason})") from None
 
 
 def _numbers(row: dict[str, Any]) -> dict[str, float]:

@@ -13,6 +13,32 @@ from pathlib import Path
 RECORD_TASKS = ("ecg-anomaly", "mitdb-qrs")
 
 
+def check_user_file_keys(cfg) -> None:
+    """Refuse (``ValueError``) the keys of the user's files on a built-in task, which reads its own data
+    set and would silently ignore them, and a validation or test file that is the training file."""
+    from ..config import TrainConfig
+    from ..tasks.userdata import TARGETS
+
+    if cfg.task not in TARGETS:
+        set_here = [k for k in USER_FILE_KEYS if getattr(cfg, k) != getattr(TrainConfig, k)
+                    and not (k == "max_length" and cfg.task == "generate-names")]  # its sampling limit
+        if set_here:
+            raise ValueError(f"config: {set_here[0]} applies to the tasks on the user's files "
+                             f"({', '.join(TARGETS)}); task {cfg.task!r} reads its own data set")
+        return
+    for key, option in (("val_file", "--val"), ("test_file", "--test")):
+        other = getattr(cfg, key)
+        if other and cfg.train_file and Path(other).exists() and Path(cfg.train_file).exists() \
+                and Path(other).samefile(cfg.train_file):
+            raise ValueError(f"{other}: {option} names the training file; held-out figures need another file "
+                             f"(without {option}, part of the training file is held out)")
+
+
+#: the config keys that describe the user's files (classify, tag, forecast)
+USER_FILE_KEYS = ("train_file", "val_file", "test_file", "format", "label_column", "sequence_column", "alphabet",
+                  "max_length")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..config import TrainConfig
     from ..tasks import TASKS
@@ -102,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         get(cfg.task)
         if cfg.record and cfg.task not in RECORD_TASKS:
             raise ValueError(f"config: record applies to {' and '.join(RECORD_TASKS)}, not to task {cfg.task!r}")
+        check_user_file_keys(cfg)
         # the record's own name (record= may be a path): the default run directory stays under runs/
         name = f"{cfg.task}-{Path(cfg.record).name}" if cfg.record else cfg.task
         out = Path(args.out) if args.out else Path("runs") / f"{name}-{cfg.cell}-s{cfg.seed}"

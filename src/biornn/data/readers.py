@@ -338,7 +338,8 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
         raise ValueError(f"{p}: line 1: column name(s) given twice: {', '.join(map(repr, repeated))[:120]}")
     for role, name in (("label", label), ("sequence", sequence), ("id", id)):
         if name is not None and name not in header:
-            raise ValueError(f"{p}: line 1: no {role} column {name!r} (columns: {', '.join(header)[:120]})")
+            shown = ", ".join(h if h.isprintable() else repr(h) for h in header)  # no raw control characters
+            raise ValueError(f"{p}: line 1: no {role} column {name!r} (columns: {shown[:120]})")
     named = {c for c in (label, sequence, id) if c is not None}
     numeric = [j for j, h in enumerate(header) if h not in named] if sequence is None else []
     if sequence is None and not numeric:

@@ -151,6 +151,8 @@ class Records:
         One label per record (``classify``).
     tags : list of list of str or None
         One label per step of every record (``tag``).
+    columns : list of str or None
+        The names of a CSV/TSV series' feature columns (``forecast``), in file order.
     """
 
     path: Path
@@ -159,6 +161,7 @@ class Records:
     values: list[np.ndarray] | None = None
     labels: list[str] | None = None
     tags: list[list[str]] | None = None
+    columns: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -234,7 +237,7 @@ def _read_csv(p: Path, cfg: TrainConfig, target: str, delimiter: str) -> Records
             raise ValueError(f"{p}: task forecast predicts numeric series; column {seq_col!r} holds symbols")
         table = read_table(p, label=None, id=id_col, delimiter=delimiter)
         # the whole table is one multivariate series: rows are the steps, columns the features
-        return Records(p, ["the series"], values=[table.values])
+        return Records(p, ["the series"], values=[table.values], columns=list(table.columns))
     table = read_table(p, label=cfg.label_column, sequence=seq_col or None, id=id_col, delimiter=delimiter)
     # data rows are numbered as the file's lines, blank lines skipped
     lines = [n for n, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), start=1)
@@ -459,6 +462,11 @@ def load(cfg: TrainConfig, task: str) -> UserData:
             for i, v in enumerate(r.values):  # type: ignore[union-attr, arg-type]
                 if v.shape[1] != F:
                     raise ValueError(f"{r.path}: {r.ids[i]}: {v.shape[1]} features, the training file has {F}")
+            if r.columns is not None and train.columns is not None and r.columns != train.columns:
+                # the model reads features by position: the same names in another order would be misread
+                how = "in another order" if sorted(r.columns) == sorted(train.columns) else "with other names"
+                shown = ", ".join(c if c.isprintable() else repr(c) for c in train.columns)
+                raise ValueError(f"{r.path}: feature columns {how} than the training file's ({shown[:120]})")
         fmt = {part: file_format(r.path, cfg.format) for part, r in read.items()}
         if fmt["train"] == "ucr" or target == "record":
             # a UCR table or a row-per-series table needs the same length in every file
