@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from biornn.cli.main import main
 from biornn.config import resolve
@@ -138,6 +139,26 @@ def test_splice_resume_gives_the_same_weights(data_dir, tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+def test_splice_splits_benchmark_runs_each_split_beside_its_baseline(data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "splice_splits.py"
+    res = subprocess.run([sys.executable, str(script), "--quick", "--json", "--threads", "1", "--data-dir",
+                          str(data_dir), "hidden_size=4"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert [r["split_seed"] for r in out["rows"]] == [0, 1]
+    # each split is its own run: its own baseline on its own test part
+    for r in out["rows"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and 0.0 <= r["baseline_accuracy"] <= 1.0
+    s = out["summary"]
+    assert s["splits"] == 2
+    assert s["model_mean"] == pytest.approx(np.mean([r["test_accuracy"] for r in out["rows"]]))
+    assert s["gain_mean"] == pytest.approx(s["model_mean"] - s["baseline_mean"])
+    assert out["overrides"] == ["hidden_size=4"]
+
+
 @pytest.mark.parametrize("text, match", [
     ("", "splice.csv: empty file"),
     ("label,instance_name,sequence\nEI,  S1,  " + "A" * 30 + "X" + "C" * 29 + "\n",
@@ -162,6 +183,63 @@ def test_splice_config_checks(data_dir, tmp_path, capsys):
     assert "bidirectional must be true" in capsys.readouterr().err
     assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY, "embedding_dim=8"]) == 2
     assert "embedding_dim must be 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -- refit ------------------------------------------------------------------------------
+
+def _weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run / "model.safetensors")
+
+
+def test_refit_is_the_training_loop_on_train_and_val_for_the_best_epochs(data_dir, tmp_path, monkeypatch):
+    from biornn.tasks.common import with_val_in_train
+
+    cfg = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "refit=true"])
+    refit = train(cfg, tmp_path / "refit", str(data_dir), log=lambda line: None)
+    assert refit["refit"]["epochs"] == refit["best_epoch"] and refit["refit"]["parts"] == ["train", "val"]
+    assert refit["baseline"]["refit"] is True
+    plain = train(resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "refit=false"]), tmp_path / "plain",
+                  str(data_dir), log=lambda line: None)
+    assert "refit" not in plain and "refit" not in plain["baseline"]
+    assert plain["best_epoch"] == refit["best_epoch"]  # the first phase is the plain run
+    a, b = _weights(tmp_path / "refit"), _weights(tmp_path / "plain")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    # the refitted weights are what a plain run on the joined parts, stopped at the best epoch, ends with:
+    # the same seed, batches, dropout and schedule
+    real_load = splice.load
+    monkeypatch.setattr(splice, "load", lambda c, d=None: with_val_in_train(real_load(c, d)))
+    E = refit["best_epoch"]
+    joined = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "monitor=loss", "refit=false"])
+    train(joined, tmp_path / "joined", str(data_dir), log=lambda line: None, stop_after_epochs=E)
+    ckpt = torch.load(tmp_path / "joined" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(a[k], ckpt["model"][k]) for k in a)
+    # evaluate measures the refitted weights: the figures of metrics.json
+    monkeypatch.setattr(splice, "load", real_load)
+    assert main(["evaluate", str(tmp_path / "refit"), "--data-dir", str(data_dir)]) == 0
+
+
+def test_refit_resumes_to_the_same_weights(data_dir, tmp_path):
+    cfg = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "refit=true"])
+    whole = train(cfg, tmp_path / "whole", str(data_dir), log=lambda line: None)
+    assert train(cfg, tmp_path / "cut", str(data_dir), log=lambda line: None, stop_after_epochs=2) == {}
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--data-dir", str(data_dir)]) == 0
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["test"] == whole["test"]
+
+
+def test_refit_where_it_cannot_apply_is_one_line_exit_2(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), "refit=true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refit applies to the tasks with a validation part" in err[0] and "'names'" in err[0]
+    assert "splice" in err[0] and "protein-ss" in err[0]
+    assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY, "refit=true",
+                 "lr_schedule=plateau"]) == 2
+    assert "lr_schedule=plateau follows the validation metric" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -218,6 +218,29 @@ def test_classify_resume_gives_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.parametrize("task, make", [
+    ("classify", lambda d: _tsv(d / "a.tsv", 40, 0)),
+    ("tag", lambda d: _tag_tsv(d / "a.tsv", 40, 0)),
+])
+def test_refit_on_the_users_files(tmp_path, capsys, task, make):
+    from biornn.tasks.common import with_val_in_train
+
+    f = make(tmp_path)
+    data = userdata.load(resolve(task, overrides=[f"train_file={f}"]), task)
+    joined = with_val_in_train(data)
+    n = {part: len(p.ids) for part, p in data.parts.items()}
+    assert len(joined.parts["train"].ids) == n["train"] + n["val"]
+    assert joined.parts["train"].ids == data.parts["train"].ids + data.parts["val"].ids
+    assert joined.parts["test"] is data.parts["test"] and joined.parts["val"] is data.parts["val"]
+    run = tmp_path / "run"
+    assert main(["train", task, "--train", str(f), "--out", str(run), *TINY, "refit=true"]) == 0
+    m = _metrics(run)
+    assert m["refit"]["epochs"] == m["best_epoch"] and m["baseline"]["refit"] is True
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["accuracy"] == pytest.approx(m["test"]["accuracy"])
+
+
 # -- the normalisation sees the training part alone -------------------------------------
 
 

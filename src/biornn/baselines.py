@@ -609,9 +609,11 @@ class OneHotLogReg:
 
 
 def select_logreg(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, n_classes: int,
-                  Cs: Sequence[float], max_iter: int = 2000) -> tuple[OneHotLogReg, float, float]:
+                  Cs: Sequence[float], max_iter: int = 2000, refit: bool = False) -> tuple[OneHotLogReg, float, float]:
     """A :class:`OneHotLogReg` for each L2 strength in ``Cs``, trained on the training part; the one
     with the best validation accuracy (the first of equals; the first C without a validation part).
+    With ``refit``, the chosen C is then fitted again on the training and validation parts together
+    (as ``refit`` does for the recurrent model).
 
     Returns the fitted model, its C and the seconds spent on all of them.
     """
@@ -622,7 +624,11 @@ def select_logreg(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y
         acc = float((lr.predict(X_val) == np.asarray(y_val)).mean()) if len(y_val) else 0.0
         if best is None or acc > best[0]:
             best = (acc, C, lr)
-    return best[2], best[1], time.perf_counter() - t0
+    model = best[2]
+    if refit and len(y_val):
+        model = OneHotLogReg(C=best[1], max_iter=max_iter).fit(
+            np.concatenate([X_train, X_val]), np.concatenate([np.asarray(y_train), np.asarray(y_val)]), n_classes)
+    return model, best[1], time.perf_counter() - t0
 
 
 class FeedForwardBaseline:

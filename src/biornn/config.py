@@ -90,6 +90,13 @@ class TrainConfig:
         monitored metric), ``batch_size``, ``epochs``, ``clip_norm`` (clip the
         global gradient norm; 0 = off), ``clip_value`` (clip each gradient
         element; 0 = off), ``truncate`` (truncated BPTT length; 0 = full).
+    Refit
+        ``refit``: after the epochs, a fresh model (the same seed) is trained on
+        the training and validation parts together for the best epoch's number
+        of epochs, on the same schedule cut there, and is the run's model; the
+        baseline is refitted alike with its chosen C (``splice``, ``protein-ss``,
+        ``classify``, ``tag``; not with ``lr_schedule=plateau``, which needs the
+        validation metric).
     Non-finite losses and gradients
         A step whose loss or gradient norm is NaN or infinite is never applied.
         ``nonfinite`` says what follows: ``stop`` (the run stops with exit 1 and
@@ -182,6 +189,7 @@ class TrainConfig:
     monitor: str = "balanced_accuracy"
     patience: int = 0
     max_seconds: float = 0.0
+    refit: bool = False
     seed: int = 0
     split_seed: int = 0
     threads: int = 0
@@ -237,6 +245,9 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config: dropout must be in [0, 1), got {self.dropout}")
+        if self.refit and self.lr_schedule == "plateau":
+            raise ValueError("config: refit replays the schedule epoch by epoch; lr_schedule=plateau follows the "
+                             "validation metric, which a refit has not got")
         if self.sequence_column and self.sequence_column == self.label_column:
             raise ValueError(f"config: sequence_column and label_column both name the column {self.label_column!r}; "
                              f"the sequences and their labels are two columns")

@@ -231,6 +231,10 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     if devices.resolve(cfg.device).type != "cpu" and not getattr(task, "DEVICE", True):
         raise ValueError(f"task {cfg.task}: device={cfg.device} is not supported ({task.NOT_ON_DEVICE}); "
                          f"train it with device=cpu")
+    if cfg.refit and not getattr(task, "REFIT", False):
+        refitting = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "REFIT", False))
+        raise ValueError(f"config: refit applies to the tasks with a validation part to add to the training "
+                         f"part ({refitting}), not to task {cfg.task!r}")
     if distributed.active() and not getattr(task, "DISTRIBUTED", False):
         raise ValueError(f"task {cfg.task}: multi-process training (torchrun) is not supported; "
                          f"{getattr(task, 'NOT_DISTRIBUTED', 'train it in one process')}")
@@ -370,6 +374,64 @@ def _distributed_loss(cfg: TrainConfig, batch) -> tuple[torch.Tensor, float, int
     return local * world, total, int(n)
 
 
+def _train_epoch(cfg: TrainConfig, task, model: torch.nn.Module, step_model, data, opt: torch.optim.Optimizer, sched,
+                 when: str | None, epoch: int, steps: list[dict], skipped_before: int, out: Path,
+                 log: Callable[[str], None], tracker, bar) -> tuple[float, int, list[float], int]:
+    """One epoch of updates over ``task.train_batches``; appends every step to ``steps``.
+
+    Returns the summed loss, the examples seen, the gradient norms and the steps skipped (a
+    non-finite loss or gradient; ``skipped_before``: how many earlier epochs skipped).
+    """
+    several = distributed.active()
+    total_loss, n_seen, norms, skipped = 0.0, 0, [], 0
+    for batch in task.train_batches(cfg, step_model, data, epoch):
+        if several:  # this rank's share of the global batch
+            loss, loss_value, n_batch = _distributed_loss(cfg, batch)
+        else:
+            if batch.members:  # an ensemble: each member learns from its own loss
+                loss = torch.stack([loss_fn(cfg, o, batch.target, batch.weight)
+                                    for o in batch.outputs]).mean()
+            else:
+                loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
+            loss_value, n_batch = loss.item(), batch.n
+        finite = math.isfinite(loss_value)
+        opt.zero_grad(set_to_none=True)
+        norm = math.nan
+        if finite:
+            loss.backward()
+            # the global gradient norm before clipping, logged every step
+            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf))
+            finite = math.isfinite(norm)
+        if not finite:  # the step is not applied (under torchrun every rank sees the same figures)
+            opt.zero_grad(set_to_none=True)
+            skipped += 1
+            what = (f"the loss became {loss_value}" if not math.isfinite(loss_value)
+                    else f"the gradient norm became {norm}")
+            steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss_value, "grad_norm": norm,
+                          "lr": opt.param_groups[0]["lr"]})
+            _on_nonfinite(cfg, opt, sched, f"epoch {epoch}, step {len(steps)}: {what}",
+                          skipped + skipped_before, out, epoch, log)
+            continue
+        if cfg.clip_value:
+            torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
+        opt.step()
+        if when == "step":
+            sched.step()
+        total_loss += loss_value * (n_batch if cfg.reduction == "mean" else 1.0)
+        n_seen += n_batch
+        norms.append(norm)
+        steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": round(loss_value, 6),
+                      "grad_norm": round(norm, 6), "lr": opt.param_groups[0]["lr"]})
+        if tracker is not None:
+            tracker.log_step(steps[-1])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    return total_loss, n_seen, norms, skipped
+
+
 def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: bool, progress: bool | None,
                log: Callable[[str], None], stop_after_epochs: int | None, track: tuple[str, ...] = (),
                track_uri: str | None = None) -> dict[str, Any]:
@@ -441,53 +503,10 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
         for epoch in range(epoch0 + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            total_loss, n_seen, norms, skipped = 0.0, 0, [], 0
             bar = _progress(task.steps_per_epoch(cfg, data), f"epoch {epoch}/{cfg.epochs}", show)
-            for batch in task.train_batches(cfg, step_model, data, epoch):
-                if several:  # this rank's share of the global batch
-                    loss, loss_value, n_batch = _distributed_loss(cfg, batch)
-                else:
-                    if batch.members:  # an ensemble: each member learns from its own loss
-                        loss = torch.stack([loss_fn(cfg, o, batch.target, batch.weight)
-                                            for o in batch.outputs]).mean()
-                    else:
-                        loss = loss_fn(cfg, batch.outputs, batch.target, batch.weight)
-                    loss_value, n_batch = loss.item(), batch.n
-                finite = math.isfinite(loss_value)
-                opt.zero_grad(set_to_none=True)
-                norm = math.nan
-                if finite:
-                    loss.backward()
-                    # the global gradient norm before clipping, logged every step
-                    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf))
-                    finite = math.isfinite(norm)
-                if not finite:  # the step is not applied (under torchrun every rank sees the same figures)
-                    opt.zero_grad(set_to_none=True)
-                    skipped += 1
-                    what = (f"the loss became {loss_value}" if not math.isfinite(loss_value)
-                            else f"the gradient norm became {norm}")
-                    steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss_value, "grad_norm": norm,
-                                  "lr": opt.param_groups[0]["lr"]})
-                    _on_nonfinite(cfg, opt, sched, f"epoch {epoch}, step {len(steps)}: {what}",
-                                  skipped + sum(r.get("skipped_steps", 0) for r in history), out, epoch, log)
-                    continue
-                if cfg.clip_value:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
-                opt.step()
-                if when == "step":
-                    sched.step()
-                total_loss += loss_value * (n_batch if cfg.reduction == "mean" else 1.0)
-                n_seen += n_batch
-                norms.append(norm)
-                steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": round(loss_value, 6),
-                              "grad_norm": round(norm, 6), "lr": opt.param_groups[0]["lr"]})
-                if tracker is not None:
-                    tracker.log_step(steps[-1])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-            if bar is not None:
-                bar.close()
+            total_loss, n_seen, norms, skipped = _train_epoch(
+                cfg, task, model, step_model, data, opt, sched, when, epoch, steps,
+                sum(r.get("skipped_steps", 0) for r in history), out, log, tracker, bar)
             # under torchrun rank 0 validates and every rank takes its figures (and its clock, for max_seconds)
             vm = distributed.on_main(lambda: task.validate(cfg, model, data, loss_fn))
             val_loss = vm["loss"]
@@ -545,8 +564,11 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 return {}
 
         devices.release(model, placed)  # the test measurement and the saved weights: on the CPU
+        refitted = None
+        if cfg.refit:  # not under torchrun: no task that refits trains on several processes
+            model, best_state, refitted = _refit(cfg, task, data, best_epoch, device, out, log, show, meta)
         metrics = distributed.on_main(lambda: _finish(cfg, task, model, data, out, log, meta, history, best_state,
-                                                      best_epoch, seconds, stop_reason, tracker))
+                                                      best_epoch, seconds, stop_reason, tracker, refitted))
         if tracker is not None:
             tracker.close()
         return metrics
@@ -559,11 +581,51 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
         raise
 
 
+def _refit(cfg: TrainConfig, task, data, best_epoch: int, device: torch.device, out: Path,
+           log: Callable[[str], None], show: bool, meta: dict) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
+    """``refit``: a fresh model from the run's seed, trained on the training and validation parts
+    together for ``best_epoch`` epochs -- the schedule is the run's (``epochs`` long, on the larger
+    part's steps) cut after the best epoch, so that the model sees the same fraction of it.  Its
+    weights replace the best epoch's in ``model.safetensors``.
+
+    Deterministic: a run interrupted during the refit redoes it on ``--resume`` and ends with the
+    same weights.  Returns the model (on the CPU), its state and what ``metrics.json`` records.
+    """
+    from .tasks.common import with_val_in_train
+
+    merged = with_val_in_train(data)
+    torch.manual_seed(cfg.seed)
+    model = task.build(cfg, merged)
+    placed = devices.place(model, device)
+    opt = _optimizer(cfg, model.parameters())
+    sched, when = _scheduler(cfg, opt, task.steps_per_epoch(cfg, merged))
+    steps: list[dict] = []
+    seconds, skipped = 0.0, 0
+    log(f"refit: a fresh model on the training and validation parts together, {best_epoch} epoch(s) "
+        f"(the best epoch)")
+    for epoch in range(1, best_epoch + 1):
+        t0 = time.perf_counter()
+        model.train()
+        bar = _progress(task.steps_per_epoch(cfg, merged), f"refit {epoch}/{best_epoch}", show)
+        total, n_seen, _, n_skipped = _train_epoch(cfg, task, model, model, merged, opt, sched, when, epoch, steps,
+                                                   skipped, out, log, None, bar)
+        skipped += n_skipped
+        if when == "epoch":
+            sched.step()
+        seconds += time.perf_counter() - t0
+        log(f"refit epoch {epoch}/{best_epoch}  train loss {total / max(n_seen, 1):.4f}  {seconds:.0f}s")
+    devices.release(model, placed)
+    checkpoint.save_weights(out / "model.safetensors", model, meta)
+    return model, devices.cpu_copy(model.state_dict()), {"epochs": best_epoch, "parts": ["train", "val"],
+                                                           "seconds": round(seconds, 2), "skipped_steps": skipped}
+
+
 def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log: Callable[[str], None],
             meta: dict, history: list[dict], best_state: dict, best_epoch: int, seconds: float,
-            stop_reason: str, tracker) -> dict[str, Any]:
-    """After the last epoch (rank 0): mark the checkpoint finished, measure the best weights
-    (``task.finish``), write metrics.json and the plots."""
+            stop_reason: str, tracker, refitted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """After the last epoch (rank 0): mark the checkpoint finished, measure the best weights (or the
+    refitted model's, ``refitted``: what :func:`_refit` reports) with ``task.finish``, write
+    metrics.json and the plots."""
     checkpoint.save_state(out / "checkpoint.pt", {
         **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
     model.load_state_dict(best_state)
@@ -579,6 +641,7 @@ def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log
         "train_seconds": round(seconds, 2),
         "epochs": len(history),
         "best_epoch": best_epoch,
+        **({"refit": refitted} if refitted is not None else {}),
         "biornn_version": __version__,
     }
     from .plots import CLASSIFICATION_CURVES, plot_curves

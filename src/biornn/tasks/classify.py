@@ -52,6 +52,8 @@ DEFAULTS = {
 
 KIND = "classification"
 DISTRIBUTED = False
+#: ``refit`` can train on the training and validation parts together (:func:`.common.with_val_in_train`)
+REFIT = True
 NOT_DISTRIBUTED = "the user's files train in one process"
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 LOG_SHOW = (("accuracy", "val acc"), ("balanced_accuracy", "val bal acc"))
@@ -152,21 +154,22 @@ def baseline_features(data: userdata.UserData, xs: list[np.ndarray]) -> np.ndarr
                                      x.min(axis=0), x.max(axis=0)]) for x in xs])
 
 
-def baseline(data: userdata.UserData) -> tuple[dict[str, Any], np.ndarray]:
+def baseline(data: userdata.UserData, refit: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """A logistic regression on :func:`baseline_features` of the training part, its C picked from
     :data:`BASELINE_C` by validation accuracy; its test metrics and test predictions (N,)."""
     from ..baselines import select_logreg
 
     train, val, test = (data.parts[p] for p in userdata.PARTS)
     lr, C, seconds = select_logreg(baseline_features(data, train.x), train.y, baseline_features(data, val.x), val.y,
-                                   len(data.labels), BASELINE_C, max_iter=1000)
+                                   len(data.labels), BASELINE_C, max_iter=1000, refit=refit)
     pred = lr.predict(baseline_features(data, test.x))
     m = classification_metrics(test.y, pred, data.labels)
     if data.alphabet is None:
         name = "summary-logreg"
     else:
         name = "onehot-logreg" if _one_length(data) else "kmer-logreg"
-    return {"name": name, **{k: m[k] for k in METRIC_KEYS}, "C": C, "train_seconds": round(seconds, 2)}, pred
+    return {"name": name, **{k: m[k] for k in METRIC_KEYS}, "C": C, **({"refit": True} if refit else {}),
+            "train_seconds": round(seconds, 2)}, pred
 
 
 # -- the training loop's hooks (biornn.train) ----------------------------------------
@@ -237,7 +240,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: userdata.UserData, ou
     test = data.parts["test"]
     metrics_test, m, pred = _test_metrics(model, data)
     log("training the logistic-regression baseline on the same parts ...")
-    base, base_pred = baseline(data)
+    base, base_pred = baseline(data, cfg.refit)
     metrics = {
         "test": metrics_test,
         "baseline": base,

@@ -112,3 +112,28 @@ def load_model_state(model: torch.nn.Module, tensors: dict, path) -> None:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit the config ({first_line(e, 160)})") from None
+
+
+def with_val_in_train(data):
+    """A copy of a task's data whose training part also holds the validation part (``refit``).
+
+    ``data`` is a dataclass whose field ``splits`` (or ``parts``) maps ``"train"``, ``"val"``,
+    ``"test"`` to parts; a part is a dataclass of per-record lists and arrays (or ``None``), which
+    are concatenated field by field, training records first.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    key = "splits" if any(f.name == "splits" for f in dataclasses.fields(data)) else "parts"
+    parts = getattr(data, key)
+    train, val = parts["train"], parts["val"]
+
+    def joined(a, b):
+        if a is None or b is None:
+            return a if b is None else b
+        return a + b if isinstance(a, list) else np.concatenate([a, b])
+
+    merged = type(train)(**{f.name: joined(getattr(train, f.name), getattr(val, f.name))
+                            for f in dataclasses.fields(train)})
+    return dataclasses.replace(data, **{key: {**parts, "train": merged}})

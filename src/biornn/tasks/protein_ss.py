@@ -51,6 +51,8 @@ DEFAULTS = {
 
 KIND = "classification"
 DISTRIBUTED = False
+#: ``refit`` can train on the training and validation parts together (:func:`.common.with_val_in_train`)
+REFIT = True
 NOT_DISTRIBUTED = "the protein data set trains in one process"
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 LOG_SHOW = (("accuracy", "val Q3"), ("balanced_accuracy", "val bal acc"))
@@ -196,7 +198,7 @@ def evaluate_split(model: torch.nn.Module, split: Split, labels: list[str], adju
     return classification_metrics(split.y, pred, labels), pred
 
 
-def baseline(data: TaskData) -> tuple[dict[str, Any], np.ndarray]:
+def baseline(data: TaskData, refit: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """A 13-residue window logistic regression (each residue's window of weights, plus an off-the-end
     column per position), C picked on the validation proteins; its test metrics and predictions."""
     from ..baselines import residue_windows, select_logreg
@@ -207,10 +209,11 @@ def baseline(data: TaskData) -> tuple[dict[str, Any], np.ndarray]:
 
     train, val, test = (data.splits[p] for p in ("train", "val", "test"))
     lr, C, seconds = select_logreg(windows(train), train.y, windows(val), val.y, len(data.labels), BASELINE_C,
-                                   max_iter=500)
+                                   max_iter=500, refit=refit)
     pred = lr.predict(windows(test))
     m = classification_metrics(test.y, pred, data.labels)
     return {"name": f"window{WINDOW}-logreg", **{k: m[k] for k in METRIC_KEYS}, "C": C,
+            **({"refit": True} if refit else {}),
             "train_seconds": round(seconds, 2)}, pred
 
 
@@ -279,7 +282,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
     test = data.splits["test"]
     m, pred = evaluate_split(model, test, data.labels)
     log(f"training the {WINDOW}-residue window logistic-regression baseline on the same proteins ...")
-    base, base_pred = baseline(data)
+    base, base_pred = baseline(data, cfg.refit)
     metrics = {
         "test": {k: m[k] for k in METRIC_KEYS},
         "baseline": base,

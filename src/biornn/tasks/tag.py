@@ -46,6 +46,8 @@ DEFAULTS = {
 
 KIND = "classification"
 DISTRIBUTED = False
+#: ``refit`` can train on the training and validation parts together (:func:`.common.with_val_in_train`)
+REFIT = True
 NOT_DISTRIBUTED = "the user's files train in one process"
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 LOG_SHOW = (("accuracy", "val acc"), ("balanced_accuracy", "val bal acc"))
@@ -89,7 +91,7 @@ def evaluate_part(model: torch.nn.Module, part: userdata.Part, labels: list[str]
     return classification_metrics(part.steps_y, pred, labels), pred
 
 
-def baseline(data: userdata.UserData) -> tuple[dict[str, Any], np.ndarray]:
+def baseline(data: userdata.UserData, refit: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """A :data:`WINDOW`-step window logistic regression, C picked on the validation part; its test
     metrics and every test step's prediction."""
     from ..baselines import residue_windows, select_logreg
@@ -100,10 +102,11 @@ def baseline(data: userdata.UserData) -> tuple[dict[str, Any], np.ndarray]:
 
     train, val, test = (data.parts[p] for p in userdata.PARTS)
     lr, C, seconds = select_logreg(windows(train), train.steps_y, windows(val), val.steps_y, len(data.labels),
-                                   BASELINE_C, max_iter=500)
+                                   BASELINE_C, max_iter=500, refit=refit)
     pred = lr.predict(windows(test))
     m = classification_metrics(test.steps_y, pred, data.labels)
     return {"name": f"window{WINDOW}-logreg", **{k: m[k] for k in METRIC_KEYS}, "C": C,
+            **({"refit": True} if refit else {}),
             "train_seconds": round(seconds, 2)}, pred
 
 
@@ -176,7 +179,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: userdata.UserData, ou
     test = data.parts["test"]
     m, pred = evaluate_part(model, test, data.labels)
     log(f"training the {WINDOW}-step window logistic-regression baseline on the same parts ...")
-    base, base_pred = baseline(data)
+    base, base_pred = baseline(data, cfg.refit)
     metrics = {
         "test": {k: m[k] for k in METRIC_KEYS},
         "baseline": base,
