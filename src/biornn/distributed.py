@@ -18,6 +18,7 @@ waiting for a collective that never comes.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -81,7 +82,29 @@ def setup() -> bool:
         if local < torch.cuda.device_count():
             torch.cuda.set_device(local)
     dist.init_process_group(backend=backend, init_method="env://")
+    global _joined
+    _joined = True
     return True
+
+
+#: whether this process has joined a process group (:func:`setup`), for :func:`exit_after_group`
+_joined = False
+
+
+def exit_after_group(code: int) -> None:
+    """End a process that joined a process group with ``code`` now, flushing stdout and stderr but
+    skipping the interpreter's finalisation: gloo's worker threads can outlive
+    ``destroy_process_group`` and abort the exiting process ("terminate called without an active
+    exception", seen under CPU load), which would turn a finished run into a failed launch.
+    Returns (does nothing) in a process that never joined one."""
+    if not _joined:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def teardown(wait: bool = True) -> None:

@@ -42,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``biornn`` command line; return the exit code."""
+    """Run the ``biornn`` command line; return the exit code (under torchrun the process ends here,
+    :func:`biornn.distributed.exit_after_group`)."""
+    code = _main(argv)
+    from ..distributed import exit_after_group
+
+    exit_after_group(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
