@@ -221,6 +221,32 @@ def test_detect_file_and_stream_give_the_offline_scores(trained, data_dir, tmp_p
     assert agree.mean() > 0.995  # a flag may differ only where the score sits on the threshold
 
 
+def test_stream_reads_what_the_file_reader_reads(trained, data_dir, tmp_path, capsys, monkeypatch):
+    # a BOM and a header line: both readers take them (the stream refused them before session 7)
+    signal = data_dir / "ecg" / "discords" / f"{RECORD}.txt"
+    text = "\ufefftime,lead1,lead2\n" + "".join(signal.read_text().splitlines(keepends=True)[:200])
+    f = tmp_path / "with-header.txt"
+    f.write_text(text, encoding="utf-8")
+    assert main(["detect", str(trained), str(f)]) == 0
+    offline = capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    assert main(["detect", str(trained), "--stream"]) == 0
+    streamed = capsys.readouterr().out
+    assert len(streamed.splitlines()) == len(offline.splitlines()) == 201
+    a = np.array([float(r.split(",")[1]) for r in offline.splitlines()[1:]])
+    b = np.array([float(r.split(",")[1]) for r in streamed.splitlines()[1:]])
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, equal_nan=True)
+    # a line with another number of columns than the lines before: refused by both
+    lines = signal.read_text().splitlines()[:40]
+    mixed = "\n".join([*lines[:20], *(ln.split(None, 1)[1] for ln in lines[20:])]) + "\n"
+    f.write_text(mixed)
+    assert main(["detect", str(trained), str(f)]) == 2
+    assert "line 21" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(mixed))
+    assert main(["detect", str(trained), "--stream"]) == 2
+    assert "<stdin>: line 21: 2 columns, the lines before have 3" in capsys.readouterr().err
+
+
 def test_streaming_detector_equals_offline_scores_without_rounding(trained):
     """The library objects directly: StreamingDetector vs the offline path, full precision."""
     from biornn.evaluate import load_run
@@ -417,8 +443,9 @@ def test_read_labels_checks_ranges(tmp_path):
         read_labels(p)
 
 
-def _write_wfdb(root: Path, name: str, digital: np.ndarray, fmt: str, gain: float = 200.0, zero: int = 1024) -> Path:
-    """A WFDB record of (T, 2) stored values in format 212 or 16, written here."""
+def _write_wfdb(root: Path, name: str, digital: np.ndarray, fmt: str, gain: float = 200.0, zero: int = 1024,
+                fs: float = 360) -> Path:
+    """A WFDB record of (T, 2) stored values in format 212 or 16 sampled at ``fs`` Hz, written here."""
     T, L = digital.shape
     if fmt == "16":
         data = digital.astype("<i2").tobytes()
@@ -427,7 +454,7 @@ def _write_wfdb(root: Path, name: str, digital: np.ndarray, fmt: str, gain: floa
         d0, d1 = d[0::2], d[1::2]
         data = np.stack([d0 & 0xFF, ((d0 >> 8) & 0x0F) | ((d1 >> 4) & 0xF0), d1 & 0xFF], 1).astype(np.uint8).tobytes()
     (root / f"{name}.dat").write_bytes(data)
-    lines = [f"{name} {L} 360 {T}"] + [f"{name}.dat {fmt} {gain:g} 11 {zero} 0 0 0 lead{i + 1}" for i in range(L)]
+    lines = [f"{name} {L} {fs:g} {T}"] + [f"{name}.dat {fmt} {gain:g} 11 {zero} 0 0 0 lead{i + 1}" for i in range(L)]
     (root / f"{name}.hea").write_text("# written by a test\r\n" + "\r\n".join(lines) + "\r\n")
     return root / f"{name}.hea"
 
@@ -443,6 +470,11 @@ def test_wfdb_records_read_in_physical_units(fmt, tmp_path, trained, capsys):
     x = read_wfdb(hea)
     np.testing.assert_allclose(x, (digital - 1024) / 200.0)
     np.testing.assert_allclose(x[0], [-0.145, -0.065])
+    # MIT-BIH's 360 Hz is not the rate the run learnt (the excerpt's, about 250 Hz): refused
+    fs = json.loads((trained / "metrics.json").read_text())["fs"]
+    assert main(["detect", str(trained), str(hea)]) == 2
+    assert f"sampled at 360 Hz, the run was trained at {fs:g} Hz" in capsys.readouterr().err
+    hea = _write_wfdb(tmp_path, "rec", digital, fmt, fs=fs)
     assert main(["detect", str(trained), str(hea)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 401
     (tmp_path / "rec.dat").write_bytes((tmp_path / "rec.dat").read_bytes()[:30])

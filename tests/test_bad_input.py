@@ -792,7 +792,41 @@ def _(ctx):
 @case("detect-zero-threads")
 def _(ctx):
     f = ctx.write("ok.txt", "0.1 0.2\n" * 50)
-    return _detect(ctx, f, "--threads", "0"), ["threads", "--threads must be at least 1"]
+    return _detect(ctx, f, "--threads", "0"), ["threads", "--threads must be >= 1"]
+
+
+@case("detect-absurd-threads")
+def _(ctx):
+    # OpenMP would try to start them all: a segfault or libgomp's two lines (session 7's sweep)
+    f = ctx.write("ok.txt", "0.1 0.2\n" * 50)
+    return _detect(ctx, f, "--threads", "100000"), ["--threads must be at most 1024"]
+
+
+@case("detect-out-is-the-runs-config")
+def _(ctx):
+    run = ctx.copy_run(ctx.runs.ecg)
+    f = ctx.write("ok.txt", "0.1 0.2\n" * 50)
+    return (["detect", str(run), str(f), "--out", str(run / "config.json")],
+            [str(run / "config.json"), "would replace the run's own config.json"])
+
+
+@case("detect-out-is-the-signal")
+def _(ctx):
+    f = ctx.write("ok.txt", "0.1 0.2\n" * 50)
+    return _detect(ctx, f, "--out", str(f)), [str(f), "names the input file"]
+
+
+@case("detect-wfdb-other-sampling-rate")
+def _(ctx):
+    import wfdb
+
+    d = ctx.tmp / "wfdb360"
+    d.mkdir()
+    t = np.arange(900) / 360.0
+    wfdb.wrsamp("r360", fs=360, units=["mV"] * 2, sig_name=["s0", "s1"], fmt=["16"] * 2, write_dir=str(d),
+                p_signal=np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)], 1))
+    hea = d / "r360.hea"
+    return _detect(ctx, hea), [str(hea), "sampled at 360 Hz", "resample"]
 
 
 @case("detect-signal-and-stream")
@@ -1096,6 +1130,98 @@ def _(ctx):
 @case("explain-run-missing")
 def _(ctx):
     return ["explain", str(ctx.tmp / "nothing"), "Smith"], [str(ctx.tmp / "nothing"), "no such run directory"]
+
+
+@case("export-out-replaces-the-runs-weights")
+def _(ctx):
+    run = ctx.copy_run(ctx.runs.names)
+    return (["export", str(run), "--format", "torchscript", "--out", str(run / "model.safetensors")],
+            [str(run / "model.safetensors"), "would replace the run's own model.safetensors"])
+
+
+@case("export-torchscript-named-onnx")
+def _(ctx):
+    out = ctx.tmp / "m.onnx"
+    return (["export", str(ctx.runs.names), "--format", "torchscript", "--out", str(out)],
+            [str(out), "the torchscript file would carry a .onnx name"])
+
+
+@case("explain-absurd-steps")
+def _(ctx):
+    return (["explain", str(ctx.runs.names), "Smith", "--steps", "100000000", "--out", str(ctx.tmp / "ex")],
+            ["--steps must be at most 256"])
+
+
+@case("explain-input-too-long-for-the-work-limit")
+def _(ctx):
+    # 100,000 characters: ten billion symbol steps, which ran with no end in sight
+    return (["explain", str(ctx.runs.names), "a" * 100_000, "--out", str(ctx.tmp / "ex")],
+            ["100000 characters", "more than --max-work"])
+
+
+@case("diagnose-run-with-fresh-network-options")
+def _(ctx):
+    return (["diagnose", "gradients", str(ctx.runs.names), "--hidden", "7", "--out", str(ctx.tmp / "dg")],
+            ["--hidden applies to fresh --cell networks, not to a RUN"])
+
+
+@case("diagnose-states-run-with-stream")
+def _(ctx):
+    return (["diagnose", "states", str(ctx.runs.names), "Smith", "--stream", "10", "--out", str(ctx.tmp / "ds")],
+            ["--stream applies to fresh --cell networks, not to a RUN"])
+
+
+@case("diagnose-nan-forget-bias")
+def _(ctx):
+    return (["diagnose", "gradients", "--cell", "lstm", "--length", "5", "--forget-bias", "nan", "--out",
+             str(ctx.tmp / "dg")], ["--forget-bias must be a finite number"])
+
+
+@case("diagnose-network-too-big")
+def _(ctx):
+    return (["diagnose", "gradients", "--cell", "elman", "--length", "5", "--hidden", "1000000", "--batch", "1",
+             "--out", str(ctx.tmp / "dg")], ["--hidden 1000000", "GiB is available"])
+
+
+@case("diagnose-seed-overflow")
+def _(ctx):
+    return (["diagnose", "gradients", "--cell", "elman", "--length", "5", "--seed", "99999999999999999999",
+             "--out", str(ctx.tmp / "dg")], ["--seed must be in 0.."])
+
+
+@case("experiment-lr-of-an-unknown-cell")
+def _(ctx):
+    return (["experiment", "long-lag", "--quick", "--cells", "elman", "--lr", "nosuch=1e-3", "--out",
+             str(ctx.tmp / "ll")], ["--lr 'nosuch=1e-3'", "unknown cell 'nosuch'"])
+
+
+@case("experiment-nan-clip")
+def _(ctx):
+    return (["experiment", "long-lag", "--quick", "--cells", "elman", "--clip", "nan", "--out", str(ctx.tmp / "ll")],
+            ["--clip must be a finite number"])
+
+
+@case("experiment-nan-explode-scale")
+def _(ctx):
+    # it used to fail only after the whole grid had trained, leaving half of --out written
+    return (["experiment", "long-lag", "--quick", "--cells", "elman", "--explode-scale", "nan", "--out",
+             str(ctx.tmp / "ll")], ["--explode-scale must be a finite number"])
+
+
+@case("experiment-clip-without-clipping")
+def _(ctx):
+    return (["experiment", "long-lag", "--quick", "--cells", "elman", "--clipping", "off", "--clip", "5", "--out",
+             str(ctx.tmp / "ll")], ["--clipping off runs none"])
+
+
+@case("bench-absurd-threads")
+def _(ctx):
+    return ["bench", "--quick", "--threads", "100000"], ["--threads must be at most 1024"]
+
+
+@case("bench-long-thin-shape-too-big")
+def _(ctx):
+    return ["bench", "--quick", "--shapes", "1x99999999x1x1"], ["1x99999999x1x1", "GiB is available"]
 
 
 @case("export-unknown-format")

@@ -105,6 +105,17 @@ def test_onnx_export_matches_pytorch_at_two_lengths_and_batches(run_dir, tmp_pat
         assert abs(float(row.max()) - want["top"][0]["probability"]) <= 1e-4
 
 
+@pytest.mark.parametrize("name", ["names.json", "names.prototxt", "names.pt"])
+def test_onnx_export_refuses_a_name_of_another_encoding(run_dir, tmp_path, capsys, name):
+    # the onnx package picks the encoding by the name's ending: x.json was written as JSON, then the
+    # check could not load it (a traceback)
+    out = tmp_path / name
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the onnx file would carry a {out.suffix} name" in err[0]
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "changes,routes",
     [

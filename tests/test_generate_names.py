@@ -275,8 +275,12 @@ def test_generate_bad_usage_exits_2(run_dir, tmp_path, capsys):
     assert main(["generate", str(run_dir), "--condition", "Klingon"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown language 'Klingon'" in err and "Russian" in err
-    for args, match in ((["-n", "0"], "-n must be at least 1"), (["--temperature", "-1"], "--temperature"),
-                        (["--max-length", "0"], "--max-length")):
+    for args, match in ((["-n", "0"], "-n must be in 1..100000"), (["--temperature", "-1"], "--temperature"),
+                        (["--max-length", "0"], "--max-length"), (["-n", "100000000"], "-n must be in 1..100000"),
+                        # logits / T overflow to NaN probabilities (torch.multinomial raised)
+                        (["--temperature", "1e-320"], "--temperature must be 0 (greedy) or in [0.001, 100]"),
+                        (["--temperature", "1e308"], "--temperature must be 0 (greedy) or in [0.001, 100]"),
+                        (["--seed", "99999999999999999999"], "--seed must be in 0..")):
         assert main(["generate", str(run_dir), *args]) == 2
         assert match in capsys.readouterr().err
     # a run of another task (its config says names): refused before its weights are read

@@ -207,14 +207,14 @@ def test_refit_is_the_training_loop_on_train_and_val_for_the_best_epochs(data_di
     assert plain["best_epoch"] == refit["best_epoch"]  # the first phase is the plain run
     a, b = _weights(tmp_path / "refit"), _weights(tmp_path / "plain")
     assert not all(torch.equal(a[k], b[k]) for k in a)
-    # the refitted weights are what a plain run on the joined parts, stopped at the best epoch, ends with:
-    # the same seed, batches, dropout and schedule
+    # the refitted weights are what a plain run of best-epoch epochs on the joined parts ends with:
+    # the same seed, batches and dropout, the schedule laid out over those epochs
     real_load = splice.load
     monkeypatch.setattr(splice, "load", lambda c, d=None: with_val_in_train(real_load(c, d)))
     E = refit["best_epoch"]
-    joined = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "monitor=loss", "refit=false"])
-    train(joined, tmp_path / "joined", str(data_dir), log=lambda line: None, stop_after_epochs=E)
-    ckpt = torch.load(tmp_path / "joined" / "checkpoint.pt", weights_only=True)
+    joined = resolve("splice", overrides=[*TINY, f"epochs={E}", "ensemble=1", "monitor=loss", "refit=false"])
+    train(joined, tmp_path / "joined", str(data_dir), log=lambda line: None)
+    ckpt = torch.load(tmp_path / "joined" / "checkpoint.pt", weights_only=True)  # the last epoch's model
     assert all(torch.equal(a[k], ckpt["model"][k]) for k in a)
     # evaluate measures the refitted weights: the figures of metrics.json
     monkeypatch.setattr(splice, "load", real_load)

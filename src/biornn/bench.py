@@ -117,8 +117,9 @@ def _available_bytes() -> int | None:
 def estimate_bytes(B: int, T: int, I: int, H: int) -> int:
     """A generous estimate of a training step's memory (float32): what the
     widest implementation keeps per step (inputs, 4 gate rows, states and their
-    gradients, about 16 H-sized buffers) plus the weights."""
-    return 4 * (B * T * (2 * I + 16 * H) + 8 * H * (I + H))
+    gradients, about 16 H-sized buffers, and 128 values a step whatever H: at
+    H = 1 a step's small buffers and workspaces outweigh its states) plus the weights."""
+    return 4 * (B * T * (2 * I + 16 * H + 128) + 8 * H * (I + H))
 
 
 def check_fits(shapes: dict[str, tuple[int, int, int, int]]) -> None:

@@ -27,6 +27,21 @@ from .errors import first_line
 #: bumped when the run directory's layout changes incompatibly
 FORMAT_VERSION = "1"
 RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
+#: every file a run directory's own commands read back (an output must never replace one)
+OWN_FILES = (*RUN_FILES, "checkpoint.pt", "log.csv", "steps.csv", "tracking.json", "summary.json", "summary.md",
+             "mlflow.db")
+
+
+def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: tuple = (), option: str = "--out") -> None:
+    """``ValueError`` (one line) when the output file ``out`` would replace one of the run directory's
+    own files (:data:`OWN_FILES`, also in a sub-run of ``record=all``) or one of the ``inputs`` being read."""
+    target = Path(out).expanduser().absolute().resolve()
+    home = Path(run).expanduser().absolute().resolve()
+    if target.name in OWN_FILES and (target.parent == home or target.parent.parent == home):
+        raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
+    for f in inputs:
+        if f and target.exists() and Path(f).exists() and os.path.samefile(target, f):
+            raise ValueError(f"{out}: {option} names the input file {f}; write elsewhere")
 
 
 @contextmanager

@@ -93,7 +93,7 @@ class TrainConfig:
     Refit
         ``refit``: after the epochs, a fresh model (the same seed) is trained on
         the training and validation parts together for the best epoch's number
-        of epochs, on the same schedule cut there, and is the run's model; the
+        of epochs, the schedule laid out over them, and is the run's model; the
         baseline is refitted alike with its chosen C (``splice``, ``protein-ss``,
         ``classify``, ``tag``; not with ``lr_schedule=plateau``, which needs the
         validation metric).

@@ -80,5 +80,20 @@ def predict(run: str | Path, inputs: list[str], top: int = 3, batch_size: int = 
             values, index = torch.softmax(logits, dim=1).topk(k, dim=1)
         for i, vs, ix in zip(chunk, values, index):
             rows[i] = {"input": inputs[i], "top": [{"label": labels[int(j)], "probability": round(float(p), 4)}
-                                                   for p, j in zip(vs, ix)]}
+                                                   for p, j in zip(vs, ix)],
+                       **_unknown(inputs[i], meta["vocab_obj"])}
     return rows
+
+
+def _unknown(text: str, vocab: Any) -> dict[str, list[str]]:
+    """``{"unknown": [...]}``: the characters of ``text`` a character vocabulary does not hold, which the
+    model read as its unknown symbol (said in the output, not dropped silently); ``{}`` when there are
+    none, and for alphabets, which refuse such characters instead."""
+    import unicodedata
+
+    from .data.batching import Vocabulary
+
+    if not isinstance(vocab, Vocabulary):
+        return {}
+    unknown = sorted({c for c in unicodedata.normalize("NFC", text.strip()) if c not in vocab})
+    return {"unknown": unknown} if unknown else {}

@@ -565,10 +565,22 @@ def _metadata(cfg: Any, meta: dict[str, Any], fmt: str, encoding: dict[str, Any]
     }
 
 
+#: file name endings that say "another format": a file must not be named for what it is not.  The onnx
+#: package reads and writes by the name's ending, and these name its text encodings (a binary model
+#: saved as x.json came out as JSON that onnxruntime could not load: a traceback)
+WRONG_SUFFIXES = {"onnx": (".pt", ".pth", ".torchscript", ".json", ".onnxjson", ".textproto", ".prototxt",
+                           ".txtpb", ".pbtxt", ".onnxtxt", ".onnxtext"),
+                  "torchscript": (".onnx", ".pb")}
+
+
 def _out_path(run: Path, fmt: str, out: str | os.PathLike | None) -> Path:
     path = Path(out) if out is not None else run / DEFAULT_NAMES[fmt]
     if path.is_dir():
         raise ValueError(f"{path}: is a directory; give a file name")
+    checkpoint.refuse_overwriting(path, run)
+    if path.suffix.lower() in WRONG_SUFFIXES[fmt]:
+        raise ValueError(f"{path}: the {fmt} file would carry a {path.suffix} name, another format's ending; "
+                         f"name it like {DEFAULT_NAMES[fmt]}, or give the matching --format")
     parent = path.parent
     if not parent.is_dir():
         raise ValueError(f"{path}: the directory {parent} does not exist")

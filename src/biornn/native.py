@@ -89,8 +89,16 @@ def library_path() -> Path:
 
 
 def disabled() -> bool:
-    """``BIORNN_NATIVE=0`` (or ``off``, ``false``, ``no``) turns the compiled loops off."""
-    return os.environ.get(ENV_VAR, "").strip().lower() in ("0", "off", "false", "no")
+    """``BIORNN_NATIVE=0`` (or ``off``, ``false``, ``no``) turns the compiled loops off; ``1``, ``on``,
+    ``true``, ``yes`` or unset leave them on; any other value is refused (``ValueError``), so that a
+    misspelt switch does not silently leave them on."""
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value in ("0", "off", "false", "no"):
+        return True
+    if value in ("", "1", "on", "true", "yes"):
+        return False
+    raise ValueError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: expected 0, off, false or no (compiled loops off) "
+                     f"or 1, on, true or yes")
 
 
 def available() -> bool:

@@ -584,8 +584,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
 def _refit(cfg: TrainConfig, task, data, best_epoch: int, device: torch.device, out: Path,
            log: Callable[[str], None], show: bool, meta: dict) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
     """``refit``: a fresh model from the run's seed, trained on the training and validation parts
-    together for ``best_epoch`` epochs -- the schedule is the run's (``epochs`` long, on the larger
-    part's steps) cut after the best epoch, so that the model sees the same fraction of it.  Its
+    together for ``best_epoch`` epochs, with the config's schedule laid out over those epochs (a
+    one-cycle or cosine schedule ends annealed, as the run's own would have after ``epochs``).  Its
     weights replace the best epoch's in ``model.safetensors``.
 
     Deterministic: a run interrupted during the refit redoes it on ``--resume`` and ends with the
@@ -594,6 +594,7 @@ def _refit(cfg: TrainConfig, task, data, best_epoch: int, device: torch.device, 
     from .tasks.common import with_val_in_train
 
     merged = with_val_in_train(data)
+    cfg = dataclasses.replace(cfg, epochs=best_epoch)  # what the optimiser and schedule are built for
     torch.manual_seed(cfg.seed)
     model = task.build(cfg, merged)
     placed = devices.place(model, device)

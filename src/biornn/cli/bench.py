@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import bench
 
+    for option, value in (("--cells", args.cells), ("--shapes", args.shapes)):
+        if value is not None and not [v for v in value.split(",") if v.strip()]:  # '' or ',': nothing to run
+            raise ValueError(f"{option} {value!r}: names nothing; give at least one (or leave {option} out)")
     cells = [c for c in args.cells.split(",") if c] if args.cells else None
     if args.shapes:
         shapes = dict(bench.parse_shape(s) for s in args.shapes.split(",") if s)
@@ -42,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
         shapes = dict(bench.QUICK_SHAPES) if args.quick else None
     repeats = 2 if args.quick and args.repeats == 5 else args.repeats
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        from .checks import threads
+
+        threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)

@@ -70,9 +70,19 @@ def _size(n: int) -> str:
     raise AssertionError  # pragma: no cover
 
 
+def _check_data_dir(data_dir: str | None) -> None:
+    """A named directory that is not one is a usage error (exit 2), not a table of missing files."""
+    if data_dir is not None:
+        d = Path(data_dir)
+        if not str(data_dir).strip() or not d.is_dir():
+            raise ValueError(f"--data-dir {data_dir}: " + ("no such directory" if not d.exists() else
+                                                           "not a directory"))
+
+
 def run_list(args: argparse.Namespace) -> int:
     from ..data.registry import DATASETS, DataError, locate, search_path
 
+    _check_data_dir(args.data_dir)
     reasons: dict[str, str] = {}
     for d, why in search_path(args.data_dir):
         reasons.setdefault(str(d), why)
@@ -122,11 +132,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from ..data.registry import verify
 
-    if args.data_dir is not None:  # a named directory that is not one: a usage error, not 37 missing files
-        d = Path(args.data_dir)
-        if not str(args.data_dir).strip() or not d.is_dir():
-            raise ValueError(f"--data-dir {args.data_dir}: " + ("no such directory" if not d.exists() else
-                                                                 "not a directory"))
+    _check_data_dir(args.data_dir)
     rows = verify(args.name, args.data_dir)
     for r in rows:
         if args.json:

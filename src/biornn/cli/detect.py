@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluate import load_run
 
-    if args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    from .checks import threads
+
+    threads(args.threads)
     torch.set_num_threads(args.threads)
     cfg, task, model, meta = load_run(args.run)
     if task.KIND != "regression" or not hasattr(task, "detect"):
@@ -55,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
         return _stream(model, meta, args.on_bad_line)
     if not args.signal:
         raise ValueError("give a SIGNAL file, or --stream to read standard input")
+    from ..checkpoint import refuse_overwriting
     from ..data.ecg import read_signal
 
-    x = read_signal(args.signal, meta["leads"])
+    if args.out:  # before any work: the scores must not replace the run's files or the signal
+        refuse_overwriting(args.out, args.run, (args.signal, f"{args.signal}.dat"))
+    x = read_signal(args.signal, meta["leads"], meta.get("fs"))
     if len(x) <= cfg.horizon:
         raise ValueError(f"{args.signal}: {len(x)} samples, shorter than the prediction window; the detector "
                          f"needs more than {cfg.horizon}")
@@ -79,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _stream(model, meta: dict, on_bad_line: str) -> int:
     from ..anomaly import StreamingDetector
     from ..data.ecg import parse_line
@@ -89,16 +101,26 @@ def _stream(model, meta: dict, on_bad_line: str) -> int:
     out.write("sample,score,flag\n")
     out.flush()
     t0, flagged, skipped = time.perf_counter(), 0, 0
+    # the offline reader's rules, line by line: a BOM and one header line before the first sample are
+    # allowed, and every sample line has the first one's number of columns
+    first, width = True, None
     for lineno, line in enumerate(sys.stdin, start=1):
-        s = line.strip()
+        s = line.strip().lstrip("\ufeff")
         if not s or s.startswith("#"):
             continue
+        header, first = first, False
         try:
             values = parse_line(s)
             if len(values) not in (L, L + 1):
                 raise ValueError(f"{len(values)} values, the run was trained on {L} leads "
                                  f"(a first time column is allowed)")
+            if width is not None and len(values) != width:
+                raise ValueError(f"{len(values)} columns, the lines before have {width}")
+            width = len(values)
         except ValueError as e:
+            if header and not any(_is_number(f) for f in s.replace(",", " ").split()):
+                continue  # column names, as the offline reader allows
+
             if on_bad_line == "stop":
                 out.flush()
                 raise ValueError(f"<stdin>: line {lineno}: {e}") from None

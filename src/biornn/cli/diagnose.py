@@ -102,6 +102,22 @@ def _summary_rows(label: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _not_with(args: argparse.Namespace, defaults: dict[str, object], what: str) -> None:
+    """Refuse options left at other values than their defaults where they do nothing (``what``)."""
+    for name, default in defaults.items():
+        if getattr(args, name) != default:
+            raise ValueError(f"--{name.replace('_', '-')} {what}")
+
+
+def _check_fits(need: int, what: str) -> None:
+    """Refuse before any work when ``need`` bytes would not fit in the memory available."""
+    from ..bench import _available_bytes
+
+    avail = _available_bytes()
+    if avail is not None and need > 0.8 * avail:
+        raise ValueError(f"{what} needs about {need / 2**30:.1f} GiB; {avail / 2**30:.1f} GiB is available")
+
+
 def run_gradients(args: argparse.Namespace) -> int:
     import torch
 
@@ -112,8 +128,21 @@ def run_gradients(args: argparse.Namespace) -> int:
         _positive(f"--{name}", getattr(args, name))
     if args.jacobian_batch < 0:
         raise ValueError("--jacobian-batch must be >= 0")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: torch's choice), got {args.threads}")
+    from .checks import finite, seed, threads
+
+    threads(args.threads, zero_ok=True)
+    finite("--forget-bias", args.forget_bias)
+    seed("--seed", args.seed)
+    if args.run:  # the run's own network and test data: the fresh networks' options would do nothing
+        _not_with(args, {"length": 200, "hidden": 64, "layers": 1, "init": None, "scale": 1.0, "forget_bias": None},
+                  "applies to fresh --cell networks, not to a RUN (its own network and test sequences)")
+    else:
+        from ..bench import estimate_bytes
+
+        # the training-step estimate, every layer, and the Jacobians d h_T / d h_t kept per step
+        need = (estimate_bytes(args.batch, args.length, 2, args.hidden) * args.layers
+                + 4 * args.length * args.hidden * args.hidden * max(args.jacobian_batch, 1))
+        _check_fits(need, f"--length {args.length} --hidden {args.hidden} --batch {args.batch}")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = _out_dir(args.out)
@@ -198,10 +227,15 @@ def run_states(args: argparse.Namespace) -> int:
 
     out = _out_dir(args.out)
     _positive("--hidden", args.hidden)
+    from .checks import seed
+
+    seed("--seed", args.seed)
     torch.manual_seed(args.seed)
     if args.run:
         if args.input or args.cell:
             raise ValueError("give a RUN with INPUTs, or --cell with --input, not both")
+        _not_with(args, {"stream": 5000, "hidden": 32, "input_size": None},
+                  "applies to fresh --cell networks, not to a RUN")
         if not args.inputs:
             raise ValueError("give at least one INPUT for the RUN")
         import torch.nn.functional as F
@@ -235,6 +269,7 @@ def run_states(args: argparse.Namespace) -> int:
     if args.inputs:
         raise ValueError("INPUTs need a RUN")
     if args.input:
+        _not_with(args, {"stream": 5000}, "is the length of the generated stream; an --input file has its own")
         cells = args.cell or ["lstm"]
         x = read_numeric_input(args.input, args.input_size)  # (T, I)
         out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _rates(items: list[str]) -> dict[str, float]:
+    from ..cells import CELL_NAMES
+
     rates = {}
     for item in items:
         cell, sep, value = item.partition("=")
@@ -61,6 +63,8 @@ def _rates(items: list[str]) -> dict[str, float]:
             rate = -1.0
         if not sep or not 0 < rate <= 10:
             raise ValueError(f"--lr {item!r}: expected CELL=LR with 0 < LR <= 10")
+        if cell not in CELL_NAMES:  # a misspelt cell would silently keep its default rate
+            raise ValueError(f"--lr {item!r}: unknown cell {cell!r}; cells: {', '.join(CELL_NAMES)}")
         rates[cell] = rate
     return rates
 
@@ -71,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments import DEFAULT, QUICK, format_table, long_lag_grid
 
     base = QUICK if args.quick else DEFAULT
-    if args.threads < 1:
-        raise ValueError("--threads must be >= 1")
+    from .checks import threads
+
+    threads(args.threads)
     if args.jobs < 1:
         raise ValueError("--jobs must be >= 1")
     torch.set_num_threads(args.threads)
@@ -80,10 +85,19 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"--{name} must be positive, got {value}")
+    from .checks import finite, seed
+
+    for option, value in (("--clip", args.clip), ("--explode-scale", args.explode_scale),
+                          ("--forget-bias", args.forget_bias)):
+        finite(option, value)  # NaN passes every comparison below
+    seed("--seed", args.seed)
     if args.clip <= 0:
         raise ValueError("--clip must be positive")
+    if args.clipping == "off" and args.clip != 1.0:
+        raise ValueError("--clip sets the threshold of the clipped runs; --clipping off runs none")
     if args.explode_scale < 0:
         raise ValueError("--explode-scale must be >= 0")
+    _rates(args.lr)  # checked before the grid starts
     clipping = {"both": (False, True), "on": (True,), "off": (False,)}[args.clipping]
     lags = args.lags or base["lags"]
     result = long_lag_grid(

@@ -21,7 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=64, help="integrated-gradients steps (default 64)")
     p.add_argument("--top", type=int, default=3, help="classes whose probability is traced (default 3)")
     p.add_argument("--out", metavar="DIR", default="explain", help="output directory (default explain)")
+    p.add_argument("--max-work", type=int, default=CLI_MAX_WORK, metavar="W",
+                   help="refuse inputs whose explanation costs more than W symbol steps of the model, "
+                        "T x (steps + 1 + T) per input of T symbols (default %(default)s, about half a minute "
+                        "of one core for a names model; 'biornn serve' allows 100000 per request)")
     p.set_defaults(handler=run)
+
+
+#: the CLI's default work limit: ten times a served request's (biornn.serve.MAX_EXPLAIN_WORK)
+CLI_MAX_WORK = 1_000_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +50,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one INPUT or --file F")
     if args.steps <= 0 or args.top <= 0:
         raise ValueError("--steps and --top must be positive")
+    from ..serve import MAX_EXPLAIN_STEPS, explain_work
+
+    if args.steps > MAX_EXPLAIN_STEPS:
+        raise ValueError(f"--steps must be at most {MAX_EXPLAIN_STEPS}, got {args.steps}")
+    if args.max_work <= 0:
+        raise ValueError(f"--max-work must be positive, got {args.max_work}")
+    work = explain_work(inputs, args.steps)  # one symbol per character: what the model will run
+    if work > args.max_work:
+        longest = max(inputs, key=len)
+        raise ValueError(f"explaining these inputs costs {work:,} symbol steps of the model (the longest, "
+                         f"{len(longest)} characters, {explain_work([longest], args.steps):,}), more than "
+                         f"--max-work {args.max_work:,}; give fewer or shorter inputs, fewer --steps, or a "
+                         f"larger --max-work")
     rows = explain_run(args.run, inputs, target=args.target, steps=args.steps, top=args.top)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

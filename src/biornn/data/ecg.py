@@ -278,18 +278,39 @@ def read_wfdb(path: str | Path) -> np.ndarray:
     return x
 
 
-def read_signal(path: str | Path, n_leads: int) -> np.ndarray:
+def wfdb_fs(path: str | Path) -> float | None:
+    """The sampling frequency (Hz) a WFDB header's record line gives (``NAME N FS[/CF][(BASE)] ...``);
+    ``None`` when it gives none or cannot be read (:func:`read_wfdb` reports those)."""
+    hea = Path(path).with_suffix(".hea")
+    try:
+        for line in hea.read_text(encoding="latin-1").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                fields = line.split()
+                return float(fields[2].split("/")[0].split("(")[0]) if len(fields) > 2 else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def read_signal(path: str | Path, n_leads: int, fs: float | None = None) -> np.ndarray:
     """A signal file for a model of ``n_leads`` leads: (T, n_leads).
 
     A ``.hea`` (or ``.dat``) path is a WFDB record; anything else is text
     (whitespace or CSV) with ``n_leads`` columns, or ``n_leads + 1`` columns
-    whose first is time (as in the discord excerpts) and is dropped.
+    whose first is time (as in the discord excerpts) and is dropped.  ``fs``:
+    the rate (Hz) the model was trained at; a WFDB record sampled at another
+    rate (by more than 1 %) is refused, since the model's steps would mean
+    other times (text files carry no rate and are read as sampled at ``fs``).
     """
     path = Path(path)
     if path.suffix in (".hea", ".dat"):
         x = read_wfdb(path)
         if x.shape[1] != n_leads:
             raise ValueError(f"{path}: has {x.shape[1]} leads, the run was trained on {n_leads}")
+        rate = wfdb_fs(path)
+        if fs and rate and abs(rate - fs) > 0.01 * fs:
+            raise ValueError(f"{path}: sampled at {rate:g} Hz, the run was trained at {fs:g} Hz; resample the "
+                             f"record to {fs:g} Hz first")
         return x
     try:
         data = read_columns(path, columns=(n_leads, n_leads + 1))

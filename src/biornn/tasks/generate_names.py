@@ -42,7 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import TrainConfig
+from ..config import LIMITS, TrainConfig
 from ..data.batching import UNK, Vocabulary, pad_batch
 from ..data.names import read_names, split_names
 from ..data.registry import locate
@@ -543,6 +543,12 @@ def predict_rows(model: ConditionalGenerator, meta: dict, inputs: list[str], top
 # -- biornn generate -------------------------------------------------------------------
 
 
+#: the most samples per language one ``generate`` call draws (they are drawn as one batch)
+MAX_SAMPLES = 100_000
+#: the smallest sampling temperature above 0 (0 itself is greedy)
+MIN_TEMPERATURE = 1e-3
+
+
 def generate(run: str | Path, condition: str | None = None, n: int = 10, temperature: float | None = None,
              seed: int = 0, max_length: int | None = None) -> list[dict[str, Any]]:
     """Sample surnames from a ``generate-names`` run: ``n`` per language (``condition``: one language,
@@ -562,16 +568,20 @@ def generate(run: str | Path, condition: str | None = None, n: int = 10, tempera
     cfg = read_config(run / "config.json")
     if cfg.task != "generate-names":
         raise ValueError(f"{run}: a {cfg.task} run; 'biornn generate' samples from a generate-names run")
-    if n < 1:
-        raise ValueError(f"-n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"-n must be in 1..{MAX_SAMPLES} (samples per language, drawn in one batch), got {n}")
     temperature = cfg.temperature if temperature is None else temperature
     if not (temperature >= 0.0 and math.isfinite(temperature)):
         raise ValueError(f"--temperature must be a finite number >= 0, got {temperature}")
+    if temperature > LIMITS["temperature"] or 0.0 < temperature < MIN_TEMPERATURE:
+        # logits / T overflow below the floor; above the cap every character is as likely as any other
+        raise ValueError(f"--temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {LIMITS['temperature']:g}], "
+                         f"got {temperature:g}")
     max_length = sample_cap(cfg) if max_length is None else max_length
     if max_length < 1:
         raise ValueError(f"--max-length must be at least 1, got {max_length}")
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be in 0..{2**63 - 1}, got {seed}")
     _, _, model, meta = load_run(run)
     labels: list[str] = meta["labels"]
     if condition is None:

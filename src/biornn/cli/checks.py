@@ -1,0 +1,33 @@
+"""Argument checks the subcommands share: one ``ValueError`` line naming the option."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import LIMITS
+
+
+def threads(value: int | None, zero_ok: bool = False, option: str = "--threads") -> None:
+    """Refuse a thread count below 1 (below 0 with ``zero_ok``: torch's choice) or above the config's
+    limit (``threads`` in :data:`biornn.config.LIMITS`): OpenMP would try to start that many threads
+    and the process would die with no message."""
+    if value is None:
+        return
+    low = 0 if zero_ok else 1
+    if value < low:
+        raise ValueError(f"{option} must be >= {low}{' (0: torch' + chr(39) + 's choice)' if zero_ok else ''}, "
+                         f"got {value}")
+    if value > LIMITS["threads"]:
+        raise ValueError(f"{option} must be at most {int(LIMITS['threads'])}, got {value}")
+
+
+def finite(option: str, value: float | None) -> None:
+    """Refuse NaN and infinities (argparse's ``float`` reads 'nan' and 'inf' as numbers)."""
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{option} must be a finite number, got {value}")
+
+
+def seed(option: str, value: int | None) -> None:
+    """Refuse a seed torch cannot take (below 0 or above 2**63 - 1) with the option's name."""
+    if value is not None and not 0 <= value < 2**63:
+        raise ValueError(f"{option} must be in 0..{2**63 - 1}, got {value}")
