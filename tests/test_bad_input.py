@@ -1425,6 +1425,20 @@ def _(ctx):
     return ["data", "fetch", "imagenet", "--data-dir", str(ctx.tmp / "d")], ["'imagenet'", "unknown data set"]
 
 
+@case("data-fetch-mirror-url-without-host")
+def _(ctx):
+    # was exit 1, as if a download had failed
+    return (["data", "fetch", "splice", "--mirror", "http://", "--data-dir", str(ctx.tmp / "d")],
+            ["--mirror http://", "URL with a host"])
+
+
+@case("data-fetch-mirror-url-unparsable")
+def _(ctx):
+    # was 'biornn: error: Invalid IPv6 URL', naming neither the option nor the value
+    return (["data", "fetch", "splice", "--mirror", "http://[::1", "--data-dir", str(ctx.tmp / "d")],
+            ["--mirror http://[::1", "not a usable URL"])
+
+
 @case("data-fetch-mirror-missing")
 def _(ctx):
     return (["data", "fetch", "splice", "--mirror", str(ctx.tmp / "mirror"), "--data-dir", str(ctx.tmp / "d")],

@@ -115,10 +115,22 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from ..data.registry import DATASETS, NetworkError, fetch
+    from ..data.registry import _URL_SCHEMES, DATASETS, NetworkError, fetch
 
     if not 0 < args.timeout <= 86400:
         raise ValueError(f"--timeout must be in (0, 86400] seconds, got {args.timeout:g}")
+    if args.mirror and "://" in args.mirror and not args.mirror.startswith("file://"):
+        from urllib.parse import urlsplit
+
+        try:  # a URL that cannot name a server is a usage error (2), not a failed download (1)
+            parts = urlsplit(args.mirror)
+            host = parts.hostname
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError as e:
+            raise ValueError(f"--mirror {args.mirror}: not a usable URL ({e})") from None
+        if parts.scheme not in _URL_SCHEMES or not host:
+            raise ValueError(f"--mirror {args.mirror}: give a {'/'.join(_URL_SCHEMES)} URL with a host, or a "
+                             f"local directory")
     try:
         root = fetch(args.name, data_dir=args.data_dir, mirror=args.mirror, timeout=args.timeout,
                      log=lambda line: print(line, flush=True))

@@ -83,17 +83,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _stream(model, meta: dict, on_bad_line: str) -> int:
     from ..anomaly import StreamingDetector
     from ..data.ecg import parse_line
+    from ..tasks.userdata import _is_number
 
     L = meta["leads"]
     det = StreamingDetector(model, meta["scorer"], meta["norm_mean"], meta["norm_std"])
