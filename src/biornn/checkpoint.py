@@ -32,7 +32,13 @@ OWN_FILES = (*RUN_FILES, "checkpoint.pt", "log.csv", "steps.csv", "tracking.json
              "mlflow.db")
 
 
-def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: tuple = (), option: str = "--out") -> None:
+def same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    """Whether two paths name one existing file (links and relative spellings included)."""
+    return bool(a and b and Path(a).exists() and Path(b).exists() and os.path.samefile(a, b))
+
+
+def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: tuple = (),
+                       option: str = "--out") -> None:
     """``ValueError`` (one line) when the output file ``out`` would replace one of the run directory's
     own files (:data:`OWN_FILES`, also in a sub-run of ``record=all``) or one of the ``inputs`` being read."""
     target = Path(out).expanduser().absolute().resolve()
@@ -40,7 +46,7 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
     if target.name in OWN_FILES and (target.parent == home or target.parent.parent == home):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
     for f in inputs:
-        if f and target.exists() and Path(f).exists() and os.path.samefile(target, f):
+        if same_file(target, f):
             raise ValueError(f"{out}: {option} names the input file {f}; write elsewhere")
 
 

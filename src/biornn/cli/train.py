@@ -26,10 +26,11 @@ def check_user_file_keys(cfg) -> None:
             raise ValueError(f"config: {set_here[0]} applies to the tasks on the user's files "
                              f"({', '.join(TARGETS)}); task {cfg.task!r} reads its own data set")
         return
+    from ..checkpoint import same_file
+
     for key, option in (("val_file", "--val"), ("test_file", "--test")):
         other = getattr(cfg, key)
-        if other and cfg.train_file and Path(other).exists() and Path(cfg.train_file).exists() \
-                and Path(other).samefile(cfg.train_file):
+        if same_file(other, cfg.train_file):
             raise ValueError(f"{other}: {option} names the training file; held-out figures need another file "
                              f"(without {option}, part of the training file is held out)")
 
