@@ -200,7 +200,9 @@ def run(data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ensemble_run(data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "e"
-    cfg = resolve("names", overrides=[*TINY, "ensemble=2", "epochs=1", "embedding_dim=0", "cell=gru"])
+    # one-hot GRUs with the window layer over the characters (conv_channels): member_logits, explain and gradient flow read it
+    cfg = resolve("names", overrides=[*TINY, "ensemble=2", "epochs=1", "embedding_dim=0", "cell=gru",
+                                      "conv_channels=3", "conv_kernel=3"])
     train(cfg, out, data_dir=str(data_dir), progress=False, log=lambda s: None)
     return out
 
@@ -256,6 +258,16 @@ def test_diagnose_gradients_of_a_run(run, data_dir, tmp_path, capsys):
     assert len(m["dl_dh"]) == 2  # bidirectional: forward and reverse
     assert "weight_hh_l0" in " ".join(m["weight_grad_norms"]) and (out / "gradients.png").exists()
     assert "forget_gate" in m["saturation"][0]
+
+
+def test_diagnose_gradients_and_states_of_a_run_with_a_window_layer(ensemble_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "g"
+    assert main(["diagnose", "gradients", str(ensemble_run), "--data-dir", str(data_dir), "--out", str(out),
+                 "--batch", "8"]) == 0
+    res = json.loads((out / "gradients.json").read_text())
+    assert len(res["members"]) == 2 and all(len(m["dl_dh"]) == 2 for m in res["members"])
+    assert main(["diagnose", "states", str(ensemble_run), "Abcde", "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "states-0.png").exists()
 
 
 def test_diagnose_gradients_fresh_cells(tmp_path, capsys):

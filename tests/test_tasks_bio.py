@@ -267,6 +267,77 @@ def test_protein_ss_preparation_on_the_real_files():
     assert data.labels == ["helix", "strand", "coil"]
 
 
+def test_tagger_window_layer_sees_each_sequence_as_if_alone():
+    """conv_channels > 0: a padded batch gives every chain the logits it gets on its own (zeros past its end
+    in both), the recurrence reads F + C features, and the window layer gets gradients."""
+    from biornn.models import SequenceTagger
+
+    torch.manual_seed(0)
+    m = SequenceTagger(5, 3, hidden_size=6, conv_channels=4, conv_kernel=5).eval()
+    assert m.rnn.input_size == 9 and m.conv.weight.shape == (4, 5, 5)
+    chains = [torch.randn(L, 5) for L in (7, 3, 1)]
+    x = torch.zeros(3, 7, 5)
+    for i, c in enumerate(chains):
+        x[i, : len(c)] = c
+    x[1, 3:] = 9.0  # garbage in the padding must not reach a real step
+    lengths = torch.tensor([7, 3, 1])
+    out = m(x, lengths)
+    for i, c in enumerate(chains):
+        torch.testing.assert_close(out[i, : len(c)], m(c[None])[0], rtol=1e-5, atol=1e-6)
+    out[0].sum().backward()
+    assert m.conv.weight.grad is not None and m.conv.weight.grad.abs().sum() > 0
+    plain = SequenceTagger(5, 3, hidden_size=6)
+    assert plain.conv is None and plain.rnn.input_size == 5 and not any("conv" in k for k in plain.state_dict())
+    with pytest.raises(ValueError, match="conv_kernel odd"):
+        SequenceTagger(5, 3, conv_channels=2, conv_kernel=4)
+
+
+def test_protein_ss_cv_benchmark_tests_on_training_chains_only(protein_dir, tmp_path):
+    """benchmarks/protein_ss_cv.py: each fold's test part is a part of the training file (the test file is
+    never read), the folds cover every training chain once, and the pooled Q3 weighs folds by residues."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "protein_ss_cv.py"
+    spec = importlib.util.spec_from_file_location("protein_ss_cv", script)
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    cfg = resolve("protein-ss")
+    train_chains = {s for s, _ in protein_ss.read_ss(protein_dir / protein_ss.FILES["train"])}
+    seen = []
+    for k in range(3):
+        data = cv.cv_load(k, 3, 100)(cfg, str(protein_dir))
+        parts = {p: set(d.texts) for p, d in data.splits.items()}
+        assert parts["test"] <= train_chains and not parts["test"] & (parts["train"] | parts["val"])
+        assert parts["train"] | parts["val"] | parts["test"] == train_chains
+        seen += data.splits["test"].texts
+    assert sorted(seen) == sorted(s for s, _ in protein_ss.read_ss(protein_dir / protein_ss.FILES["train"]))
+    res = subprocess.run([sys.executable, str(script), "--quick", "--json", "--threads", "1", "--data-dir",
+                          str(protein_dir), "hidden_size=4", "conv_channels=2"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert [r["fold"] for r in out["rows"]] == [0, 1]
+    rows = out["rows"]
+    pooled = sum(r["q3"] * r["residues"] for r in rows) / sum(r["residues"] for r in rows)
+    assert out["summary"]["q3_pooled"] == pytest.approx(pooled)
+    bad = subprocess.run([sys.executable, str(script), "--quick", "conv_kernel=4"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "conv_kernel must be an odd number" in bad.stderr
+
+
+def test_conv_channels_is_one_line_where_it_cannot_apply(data_dir, protein_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY, "conv_channels=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "protein-ss" in err and "'splice'" in err, err
+    assert main(["train", "protein-ss", "--data-dir", str(protein_dir), "--out", str(out), *PS_TINY,
+                 "conv_channels=8", "conv_kernel=4"]) == 2
+    assert "conv_kernel must be an odd number" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _protein(rng: random.Random) -> tuple[str, str]:
     """A made-up chain whose state follows its residues: A/L/E helix, V/I strand, else coil."""
     seq = "".join(rng.choice("ALEVIGPSTKND") for _ in range(rng.randint(8, 20)))

@@ -53,7 +53,8 @@ LIMITS: dict[str, float] = {
     "seed": 2**32 - 1, "split_seed": 2**32 - 1, "threads": 1024, "clip_norm": 1e6, "clip_value": 1e6,
     "weight_decay": 10.0, "momentum": 1.0, "logit_adjustment": 10.0, "max_seconds": 1e9,
     "nonfinite_limit": 1_000_000, "horizon": 1000, "smooth": 100_000, "baseline_order": 10_000, "threshold_margin": 1000.0,
-    "max_length": 10_000_000, "folds": 1000, "beam": 100, "n_sequences": 10_000_000, "temperature": 100.0,
+    "max_length": 10_000_000, "folds": 1000,
+    "conv_channels": 16384, "conv_kernel": 1001, "beam": 100, "n_sequences": 10_000_000, "temperature": 100.0,
 }
 
 @dataclass
@@ -69,7 +70,13 @@ class TrainConfig:
         of :mod:`biornn.init`), ``forget_bias`` (``lstm`` only; ``None`` leaves it),
         ``pool`` (how a many-to-one classifier summarises its outputs:
         ``last``, ``max``, ``mean``, ``split``; ``""`` = the task's own choice,
-        :func:`biornn.models.pool_outputs`).
+        :func:`biornn.models.pool_outputs`), ``conv_channels`` and
+        ``conv_kernel`` (``names``, ``protein-ss``, ``tag``: C > 0 puts a
+        window layer before the recurrence, ``relu(conv1d(x))`` with C filters
+        ``conv_kernel`` steps wide, odd, centred, zeros past the ends, whose
+        outputs the recurrence reads beside each step's input -- for names
+        over the embedded characters; 0 = none,
+        :func:`biornn.models.window_features`).
     Loss
         ``loss`` (``ce`` cross-entropy or ``mse`` squared error against the
         one-hot target), ``reduction`` (``mean`` or ``sum`` over the steps and
@@ -195,6 +202,8 @@ class TrainConfig:
     threads: int = 0
     device: str = "cpu"
     pool: str = ""
+    conv_channels: int = 0
+    conv_kernel: int = 7
     record: str = ""
     horizon: int = 10
     holdout: float = 0.25
@@ -239,7 +248,7 @@ class TrainConfig:
         non_negative = ("embedding_dim", "weight_decay", "clip_norm", "clip_value", "truncate", "patience",
                         "max_seconds", "threads", "logit_adjustment", "momentum", "smooth", "max_length",
                         "nonfinite_limit",
-                        "n_sequences")
+                        "n_sequences", "conv_channels")
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
@@ -265,6 +274,9 @@ class TrainConfig:
             raise ValueError(f"config: folds must be at least 2, got {self.folds}")
         if not 0 <= self.fold <= self.folds:
             raise ValueError(f"config: fold must be between 0 (every fold) and folds = {self.folds}, got {self.fold}")
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"config: conv_kernel must be an odd number of steps (the window is centred), "
+                             f"got {self.conv_kernel}")
         if self.beam < 1:
             raise ValueError(f"config: beam must be at least 1, got {self.beam}")
         if not self.temperature > 0.0:

@@ -402,6 +402,7 @@ def member_logits(member: SequenceClassifier, onehot: Tensor, lengths: Tensor | 
     traces : list of dict (empty unless ``return_traces``)
     """
     inputs = onehot @ member.embedding.weight if member.embedding is not None else onehot  # (B, T, E or V)
+    inputs = member.features(inputs, lengths)  # with a window layer: (B, T, E + C)
     res = member.rnn(inputs, lengths=lengths, return_traces=return_traces, probes=probes)
     out, final = res[0], res[1]
     return member.readout(member.dropout(member.summary(out, lengths))), final, (res[2] if return_traces else [])
@@ -448,7 +449,8 @@ def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int =
         def loss(out: Tensor, final: tuple[Tensor, ...], member=member, lengths=lengths) -> Tensor:
             return F.cross_entropy(member.readout(member.dropout(member.summary(out, lengths))), y, reduction="none")
 
-        inputs = onehot @ member.embedding.weight if member.embedding is not None else onehot
+        inputs = member.features(onehot @ member.embedding.weight if member.embedding is not None else onehot,
+                                 lengths)
         r = gradient_flow(rnn, inputs, loss, lengths, params=dict(member.named_parameters()),
                           jacobian_batch=jacobian_batch)
         r.update(cell=cfg.cell, task=cfg.task)

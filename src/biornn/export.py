@@ -76,6 +76,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from . import checkpoint
 from .cells import Cell, ElmanCell, GRUCell, LSTM1997Cell, LSTMCell
@@ -344,15 +345,35 @@ class ExportMember(nn.Module):
         self.bidirectional = bool(rnn.bidirectional)
         self.pool = str(model.pool)
         self.readout = model.readout
+        conv = getattr(model, "conv", None)  # the window layer, if any (TorchScript: plain tensors and ints)
+        self.has_conv = conv is not None
+        self.conv_kernel = int(conv.kernel_size[0]) if conv is not None else 0
+        self.register_buffer("conv_weight", conv.weight.detach().clone() if conv is not None else torch.zeros(0))
+        self.register_buffer("conv_bias", conv.bias.detach().clone() if conv is not None else torch.zeros(0))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         h = self.embedding(x)  # (B, T, E)
         steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, T)
         real = (steps < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T, 1)
         h = torch.where(real, h, torch.zeros_like(h))  # as Recurrent: padding never enters the maths
+        if self.has_conv:
+            h = torch.cat([h, _window(self.conv_weight, self.conv_bias, self.conv_kernel, h)], dim=2)
         for layer in self.layers:
             h = layer(h, lengths)  # (B, T, D * O)
         return self.readout(_export_pool(h, real, lengths, self.pool, self.width, self.bidirectional))
+
+
+def _window(weight: Tensor, bias: Tensor, k: int, h: Tensor) -> Tensor:
+    """The window layer of :func:`biornn.models.window_features` (a ``Conv1d``'s ``weight`` (C, F, k) and
+    ``bias`` (C,)) on ``h`` (B, T, F), padding already zero: relu of one product per tap over shifted
+    slices, (B, T, C)."""
+    p = k // 2
+    T = h.size(1)
+    padded = F.pad(h, (0, 0, p, p))  # (B, T + 2p, F): zeros past both ends
+    out = bias
+    for j in range(k):  # tap j reads step t + j - p
+        out = out + padded[:, j : j + T] @ weight[:, :, j].t()
+    return torch.relu(out)
 
 
 class ExportModel(nn.Module):

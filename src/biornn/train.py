@@ -235,6 +235,10 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
         refitting = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "REFIT", False))
         raise ValueError(f"config: refit applies to the tasks with a validation part to add to the training "
                          f"part ({refitting}), not to task {cfg.task!r}")
+    if cfg.conv_channels and not getattr(task, "CONV", False):
+        convolving = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "CONV", False))
+        raise ValueError(f"config: conv_channels (a window layer before a per-step tagger's recurrence) applies "
+                         f"to {convolving}, not to task {cfg.task!r}")
     if distributed.active() and not getattr(task, "DISTRIBUTED", False):
         raise ValueError(f"task {cfg.task}: multi-process training (torchrun) is not supported; "
                          f"{getattr(task, 'NOT_DISTRIBUTED', 'train it in one process')}")

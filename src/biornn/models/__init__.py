@@ -83,6 +83,27 @@ def pool_outputs(out: Tensor, lengths: Tensor | None, pool: str, directions: int
     return (out * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
 
 
+def window_layer(n_in: int, channels: int, kernel: int, owner: str) -> nn.Conv1d | None:
+    """The optional window layer before a recurrence: ``channels`` filters ``kernel`` steps wide, centred
+    (``None`` when ``channels`` is 0); ``ValueError`` naming ``owner`` on a bad size."""
+    if channels < 0 or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"{owner}: conv_channels must be >= 0 and conv_kernel odd and >= 1; got {channels}, {kernel}")
+    return nn.Conv1d(n_in, channels, kernel, padding=kernel // 2) if channels else None
+
+
+def window_features(conv: nn.Conv1d | None, x: Tensor, lengths: Tensor | None) -> Tensor:
+    """What a recurrence with a window layer reads: ``x`` (B, T, F) itself without one, else
+    ``[x, relu(conv1d(x))]`` (B, T, F + C), the padding zeroed first so that a short sequence's
+    window sees zeros past its end, as the sequence alone would."""
+    if conv is None:
+        return x
+    if lengths is not None:
+        real = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, T)
+        x = x * real.unsqueeze(2).to(x.dtype)
+    c = torch.relu(conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T, C)
+    return torch.cat([x, c], dim=2)
+
+
 def build_recurrent(
     cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
     init: str | None, forget_bias: float | None, truncate: int | None = None, **cell_options: Any,
@@ -156,6 +177,9 @@ class SequenceClassifier(nn.Module):
         How the outputs (B, T, D * H) become one summary (:func:`pool_outputs`): ``last``, the
         textbook many-to-one read-out (the forward direction after the last character, the
         backward direction after the first); ``max`` or ``mean`` over every character's output.
+    conv_channels, conv_kernel : int
+        A window layer over the embedded (or one-hot) symbols before the recurrence, as in
+        :class:`SequenceTagger` (learned character n-grams, read beside each character); 0: none.
     """
 
     POOLS = ("last", "max", "mean")
@@ -174,6 +198,8 @@ class SequenceClassifier(nn.Module):
         forget_bias: float | None = None,
         truncate: int | None = None,
         pool: str = "last",
+        conv_channels: int = 0,
+        conv_kernel: int = 3,
         **cell_options: Any,
     ) -> None:
         super().__init__()
@@ -182,8 +208,9 @@ class SequenceClassifier(nn.Module):
         self.vocab_size, self.n_classes, self.pool = vocab_size, n_classes, pool
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if embedding_dim else None
         input_size = embedding_dim or vocab_size
-        self.rnn = build_recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, init,
-                                   forget_bias, truncate=truncate, **cell_options)
+        self.conv = window_layer(input_size, conv_channels, conv_kernel, "SequenceClassifier")
+        self.rnn = build_recurrent(cell, input_size + conv_channels, hidden_size, num_layers, bidirectional,
+                                   dropout, init, forget_bias, truncate=truncate, **cell_options)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)  # y = W_hy h + b_y
 
@@ -193,8 +220,13 @@ class SequenceClassifier(nn.Module):
             inputs = self.embedding(x)  # (B, T, E)
         else:
             inputs = F.one_hot(x, self.vocab_size).to(self.readout.weight.dtype)  # (B, T, V)
-        out, _ = self.rnn(inputs, lengths=lengths)
+        out, _ = self.rnn(self.features(inputs, lengths), lengths=lengths)
         return self.readout(self.dropout(self.summary(out, lengths)))
+
+    def features(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """What the recurrence reads from the embedded symbols (B, T, E): themselves, or with the
+        window layer ``[inputs, relu(conv1d(inputs))]`` (B, T, E + C), :func:`window_features`."""
+        return window_features(self.conv, inputs, lengths)
 
     def summary(self, out: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The recurrent outputs (B, T, D * H) as the read-out's input (B, D * H): :func:`pool_outputs`."""
@@ -328,6 +360,13 @@ class SequenceTagger(nn.Module):
         K, labels per step.
     cell, hidden_size, num_layers, bidirectional, dropout, init, forget_bias :
         As :class:`SequenceClassifier`; ``dropout`` also acts before the read-out.
+    conv_channels : int
+        C; 0 (the default): the recurrence reads the steps as they are.  Above 0, a
+        window layer first: ``relu(conv1d(x))`` with C filters of ``conv_kernel`` steps,
+        centred, over the sequence with zeros beyond its ends (a window network's hidden
+        layer, as in Qian & Sejnowski's), and the recurrence reads ``[x_t, c_t]``, F + C wide.
+    conv_kernel : int
+        The window's width in steps, odd.
     """
 
     def __init__(
@@ -341,16 +380,24 @@ class SequenceTagger(nn.Module):
         dropout: float = 0.0,
         init: str | None = None,
         forget_bias: float | None = None,
+        conv_channels: int = 0,
+        conv_kernel: int = 7,
         **cell_options: Any,
     ) -> None:
         super().__init__()
         self.n_features, self.n_classes = n_features, n_classes
-        self.rnn = build_recurrent(cell, n_features, hidden_size, num_layers, bidirectional, dropout, init,
-                                   forget_bias, **cell_options)
+        self.conv = window_layer(n_features, conv_channels, conv_kernel, "SequenceTagger")
+        self.rnn = build_recurrent(cell, n_features + conv_channels, hidden_size, num_layers, bidirectional,
+                                   dropout, init, forget_bias, **cell_options)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(self.rnn.output_size, n_classes)
 
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """What the recurrence reads: ``x`` (B, T, F) itself, or with the window layer,
+        ``[x, relu(conv1d(x))]`` (B, T, F + C): :func:`window_features`."""
+        return window_features(self.conv, x, lengths)
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` (B, T, F) float, ``lengths`` (B,) -> logits (B, T, K); steps past a length are padding."""
-        out, _ = self.rnn(x, lengths=lengths)  # (B, T, D * H)
+        out, _ = self.rnn(self.features(x, lengths), lengths=lengths)  # (B, T, D * H)
         return self.readout(self.dropout(out))

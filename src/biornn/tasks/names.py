@@ -49,6 +49,8 @@ DEFAULTS = {"label_smoothing": 0.1}
 KIND = "classification"
 #: trains under torchrun, each rank on its share of every global batch
 DISTRIBUTED = True
+#: a window layer over the embedded characters (``conv_channels``) is an option of this task's classifier
+CONV = True
 #: the columns log.csv gets after val_loss
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 #: what the per-epoch line shows beside the losses
@@ -121,6 +123,8 @@ def _classifier(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceCl
         forget_bias=cfg.forget_bias,
         truncate=cfg.truncate or None,
         pool=cfg.pool or "last",  # "" (runs from before the option): the last step's read-out
+        conv_channels=cfg.conv_channels,
+        conv_kernel=cfg.conv_kernel,
     )
 
 

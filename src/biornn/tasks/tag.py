@@ -48,6 +48,8 @@ KIND = "classification"
 DISTRIBUTED = False
 #: ``refit`` can train on the training and validation parts together (:func:`.common.with_val_in_train`)
 REFIT = True
+#: a window layer before the recurrence (``conv_channels``) is an option of this task's tagger
+CONV = True
 NOT_DISTRIBUTED = "the user's files train in one process"
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 LOG_SHOW = (("accuracy", "val acc"), ("balanced_accuracy", "val bal acc"))
@@ -61,7 +63,8 @@ def build_model(cfg: TrainConfig, n_features: int, n_classes: int) -> SequenceTa
     def one() -> SequenceTagger:
         return SequenceTagger(n_features, n_classes, cell=cfg.cell, hidden_size=cfg.hidden_size,
                               num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                              init=cfg.init, forget_bias=cfg.forget_bias)
+                              init=cfg.init, forget_bias=cfg.forget_bias, conv_channels=cfg.conv_channels,
+                              conv_kernel=cfg.conv_kernel)
 
     return Ensemble([one() for _ in range(cfg.ensemble)]) if cfg.ensemble > 1 else one()
 
