@@ -210,6 +210,28 @@ def test_oversized_body_is_413(client):
     assert client.post("/predict", json={"sequences": ["Li"]}).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/predict", "/explain"])
+def test_body_that_is_not_a_json_object_says_why(client, path):
+    # JSON sent as text/plain: the cause is the header, not the body's content
+    res = client.post(path, content=b'{"sequences": ["Li"]}', headers={"content-type": "text/plain"})
+    assert res.status_code == 422
+    assert res.json()["detail"] == ("body: send a JSON object with the header Content-Type: application/json "
+                                    "(the request's Content-Type: text/plain)")
+    res = client.post(path, content=b'["Li"]', headers={"content-type": "application/json"})
+    assert res.status_code == 422 and res.json()["detail"].endswith("is expected, got an array")
+    # a key given twice: json.loads would keep the last one without a word
+    res = client.post(path, content=b'{"sequences": ["Li"], "sequences": ["Nguyen"]}',
+                      headers={"content-type": "application/json; charset=utf-8"})
+    assert res.status_code == 422 and res.json()["detail"] == "body: the key 'sequences' appears more than once"
+    res = client.post(path, content=b'{"sequences": ["Li"], "top": 1}', headers={"content-type": "application/json"})
+    assert res.status_code == 200
+
+
+def test_healthz_answers_head(client):
+    res = client.head("/healthz")
+    assert res.status_code == 200 and res.content == b""
+
+
 def test_wrong_method_and_path(client):
     assert client.get("/predict").status_code == 405
     assert client.get("/explain").status_code == 405

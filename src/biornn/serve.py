@@ -574,6 +574,44 @@ def _error_line(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
+def _is_json(content_type: str | None) -> bool:
+    """``application/json`` or a ``+json`` type, parameters ignored."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _body_not_an_object(content_type: str | None, errors: list[dict[str, Any]]) -> str:
+    """Why a request body was not a JSON object: the wrong Content-Type, or JSON of another kind."""
+    if not _is_json(content_type):
+        shown = (content_type or "none").split(";")[0].strip() or "none"
+        return (f"body: send a JSON object with the header Content-Type: application/json "
+                f"(the request's Content-Type: {shown})")
+    got = next((e.get("input") for e in errors if list(e.get("loc", ())) == ["body"]), None)
+    kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false",
+            type(None): "null"}.get(type(got), "not an object")
+    return f"body: a JSON object such as {{\"sequences\": [...]}} is expected, got {kind}"
+
+
+def _duplicate_key(body: bytes) -> str | None:
+    """The first key that a JSON object in ``body`` names twice, or None (also for a body that is not JSON:
+    the request's own validation reports that)."""
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not twice:
+                twice.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return twice[0] if twice else None
+
+
 def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQUENCES, max_length: int = MAX_LENGTH,
                max_body_bytes: int = MAX_BODY_BYTES, max_explain: int = MAX_EXPLAIN,
                max_explain_work: int = MAX_EXPLAIN_WORK) -> Any:
@@ -594,7 +632,7 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         With ``app.state.served`` the loaded :class:`Served`.
     """
     require("fastapi", "serve")  # a missing extra: one line naming it
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -699,9 +737,20 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _json_safe(jsonable_encoder(exc.errors()))
-        return JSONResponse(status_code=422, content={"detail": _error_line(errors), "errors": errors})
+        detail = _error_line(errors)
+        if any(e.get("type") == "model_attributes_type" and list(e.get("loc", ())) == ["body"] for e in errors):
+            # the body was not read as a JSON object: say why, not only that
+            detail = _body_not_an_object(request.headers.get("content-type"), errors)
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
-    @app.get("/healthz", summary="liveness: ok once the model is loaded")
+    async def no_duplicate_keys(request: Request) -> None:
+        """422 for a JSON body that names a key twice (json.loads would keep the last one silently)."""
+        if _is_json(request.headers.get("content-type")):
+            twice = _duplicate_key(await request.body())
+            if twice is not None:
+                raise HTTPException(status_code=422, detail=f"body: the key {twice!r} appears more than once")
+
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="liveness: ok once the model is loaded")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -712,7 +761,7 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     @app.post("/predict", response_model=PredictResponse,
               summary="the top classes with probabilities for each input",
               responses={413: {"description": "body too large"}, 422: {"description": "bad input"}})
-    def predict(body: PredictRequest) -> dict[str, Any]:
+    def predict(body: PredictRequest, _: None = Depends(no_duplicate_keys)) -> dict[str, Any]:
         try:
             encoded = encode_request(served, body.sequences, body.unknown)
         except ValueError as e:
@@ -723,7 +772,7 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
     @app.post("/explain", response_model=ExplainResponse,
               summary="the top classes, the saliency of each input step, and the probability after each step",
               responses={413: {"description": "body too large"}, 422: {"description": "bad input"}})
-    def explain(body: ExplainRequest) -> dict[str, Any]:
+    def explain(body: ExplainRequest, _: None = Depends(no_duplicate_keys)) -> dict[str, Any]:
         try:
             encoded = encode_request(served, body.sequences, body.unknown)
             rows = explain_encoded(served, encoded, top=body.top, target=body.target, steps=body.steps)
