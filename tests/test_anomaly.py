@@ -414,6 +414,14 @@ def test_bad_detect_input(trained, tmp_path, capsys, monkeypatch):
     assert main(["detect", str(trained), str(nan), "--out", str(out)]) == 2
     capsys.readouterr()
     assert not out.exists()
+    # a semicolon-separated export: its first line is not taken for a header, and the message says what to change
+    semi = tmp_path / "semi.csv"
+    semi.write_text("0.1;0.2\n" * 20)
+    assert main(["detect", str(trained), str(semi)]) == 2
+    _one_line_error(capsys, str(semi), "line 1", "separated by ';'", "commas or white space")
+    semi.write_text("lead1;lead2\n" + "0,1;0,2\n" * 20)  # a spreadsheet's export with decimal commas
+    assert main(["detect", str(trained), str(semi)]) == 2
+    _one_line_error(capsys, str(semi), "line 1", "separated by ';'")
 
     # a non-numeric line on the stream: stop (exit 2, naming the line) or skip it
     monkeypatch.setattr(sys, "stdin", io.StringIO("0.1 0.2\n0.2 0.1\nhello 1\n0.3 0.3\n"))

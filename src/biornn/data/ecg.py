@@ -138,8 +138,8 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
         try:
             values = parse_line(s)
         except ValueError as e:
-            if not rows and lineno == _first_content_line(text):  # a CSV header
-                continue
+            if not rows and lineno == _first_content_line(text) and ";" not in s:  # a CSV header
+                continue  # (a ';' line is a semicolon-separated file, header or not: said at once)
             raise ValueError(f"{path}: line {lineno}: {e}") from None
         if width is None:
             width = len(values)
@@ -175,7 +175,9 @@ def parse_line(line: str) -> list[float]:
         try:
             v = float(f)
         except ValueError:
-            raise ValueError(f"{f[:20]!r} is not a number") from None
+            hint = ("; the fields are separated by ';': separate them with commas or white space (and write "
+                    "decimals with a point)" if ";" in f else "")
+            raise ValueError(f"{f[:20]!r} is not a number{hint}") from None
         if not math.isfinite(v):
             raise ValueError(f"a sample is {f} (not a finite number)")
         out.append(v)
