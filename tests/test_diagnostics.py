@@ -337,3 +337,16 @@ def test_gradient_plot_without_the_jacobian_panel_warns_nothing(tmp_path):
         warnings.simplefilter("error")
         plot_gradient_flow({"lstm": {"dl_dh": [1.0, 0.5, 0.1]}}, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_jacobian_batch_larger_than_the_batch_is_refused(tmp_path, capsys):
+    """The Jacobians are taken over the first sequences of the batch: asking for more was capped without a
+    word; the default follows a smaller --batch."""
+    out = tmp_path / "g"
+    assert main(["diagnose", "gradients", "--cell", "elman", "--length", "10", "--hidden", "4", "--batch", "4",
+                 "--jacobian-batch", "9", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--jacobian-batch 9 is more than --batch 4")
+    assert not out.exists()
+    assert main(["diagnose", "gradients", "--cell", "elman", "--length", "10", "--hidden", "4", "--batch", "4",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "gradients.json").read_text())["cells"]["elman"]["dh_final_dh"]

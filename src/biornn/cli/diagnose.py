@@ -42,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="multiply every recurrent matrix W_hh after init (default 1; >1 to make gradients explode)")
     g.add_argument("--forget-bias", type=float, help="forget-gate bias of 'lstm'/'lstm-peephole'")
     g.add_argument("--batch", type=int, default=32, help="sequences averaged over (default 32)")
-    g.add_argument("--jacobian-batch", type=int, default=8,
-                   help="sequences for dh_T/dh_t (one backward pass per hidden unit; 0 skips it; default 8)")
+    g.add_argument("--jacobian-batch", type=int, default=None,
+                   help="sequences for dh_T/dh_t, the first of the batch (one backward pass per hidden unit; "
+                        "0 skips it; default 8, or --batch if smaller)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     g.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
@@ -126,8 +127,13 @@ def run_gradients(args: argparse.Namespace) -> int:
 
     for name in ("length", "hidden", "batch", "layers"):
         _positive(f"--{name}", getattr(args, name))
+    if args.jacobian_batch is None:
+        args.jacobian_batch = min(8, args.batch)
     if args.jacobian_batch < 0:
         raise ValueError("--jacobian-batch must be >= 0")
+    if args.jacobian_batch > args.batch:  # it takes the first sequences of the batch: more than there are
+        raise ValueError(f"--jacobian-batch {args.jacobian_batch} is more than --batch {args.batch}: the "
+                         f"Jacobians are taken over the first sequences of the batch")
     from .checks import finite, seed, threads
 
     threads(args.threads, zero_ok=True)
