@@ -40,7 +40,7 @@ def _native_loops():
     try:
         native.build()
         NATIVE_BUILD.append((True, ""))
-    except native.NativeError as e:
+    except (native.NativeError, ValueError) as e:  # ValueError: an unusable cache directory
         NATIVE_BUILD.append((False, str(e)))
     yield
 

@@ -284,6 +284,15 @@ def test_build_without_a_compiler_is_one_line_and_keeps_the_build(compiled, monk
     assert native.library_path().read_bytes() == before
 
 
+def test_build_into_an_unusable_cache_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+    assert main(["native", "build"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the build there (Not a directory)" in err and "XDG_CACHE_HOME" in err
+
+
 @pytest.mark.slow
 def test_build_into_a_fresh_cache_leaves_only_the_library(compiled, monkeypatch, tmp_path):
     """A build (a child process compiles; this process already has the operators) lands

@@ -160,6 +160,8 @@ def build(verbose: bool = False, force: bool = False) -> Path:
     ------
     NativeError
         No C++ compiler or ninja, or the compilation failed (the compiler's first error).
+    ValueError
+        The build directory (under the user cache) cannot be created or written.
     """
     import subprocess
 
@@ -172,7 +174,13 @@ def build(verbose: bool = False, force: bool = False) -> Path:
         raise NativeError("no C++ compiler found (set CXX, or install g++ or clang++)")
     if shutil.which("ninja") is None and not (Path(sys.executable).parent / "ninja").exists():
         raise NativeError("ninja is needed to build (pip install ninja)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:  # an unusable cache directory is the user's setting to change: one line, exit 2
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{NAME}.probe.")
+        probe.close()
+    except OSError as e:
+        raise ValueError(f"{target.parent}: cannot write the build there ({e.strerror or e}); point XDG_CACHE_HOME "
+                         f"at a writable directory") from None
     flags = _flags(capability())
     linux = sys.platform.startswith("linux")
     attempts = [(flags + ["-fopenmp"], ["-lgomp"]), (flags, [])] if linux else [(flags, [])]
