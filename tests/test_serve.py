@@ -109,6 +109,9 @@ def test_unknown_characters_mapped_on_request(client, run_dir):
         (b'{"sequences": ["Li"], "top": "3"}', "top"),
         (b'{"sequences": ["Li"], "unknown": "guess"}', "unknown"),
         (b'{"sequences": ["Li"], "colour": "red"}', "colour"),
+        # nested hundreds deep (1.2 KB): echoing it back overflowed the recursion, a 500
+        (('{"sequences": ["Li"], "x": ' + "[" * 600 + "]" * 600 + "}").encode(), "x: Extra inputs"),
+        (('{"sequences": ' + "[" * 600 + '"a"' + "]" * 600 + "}").encode(), "sequences.0"),
     ],
 )
 def test_bad_input_is_4xx_with_a_message(client, body, needle):
@@ -227,9 +230,16 @@ def test_body_that_is_not_a_json_object_says_why(client, path):
     assert res.status_code == 200
 
 
-def test_healthz_answers_head(client):
-    res = client.head("/healthz")
-    assert res.status_code == 200 and res.content == b""
+def test_healthz_and_model_answer_head(client):
+    import warnings
+
+    for path in ("/healthz", "/model"):
+        res = client.head(path)
+        assert res.status_code == 200 and res.content == b""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warns of a duplicate operation id when HEAD is in the schema
+        schema = create_app(client.app.state.served).openapi()
+    assert set(schema["paths"]["/healthz"]) == {"get"}
 
 
 def test_wrong_method_and_path(client):
@@ -442,6 +452,8 @@ def test_numeric_explain(ecg_client):
         ('{"sequences": [["1", "2"]]}', "sequences.0"),
         ('{"sequences": [{"values": [1]}]}', "sequences.0"),
         ('{"sequences": [[1e300]]}', "beyond float32"),
+        # valid JSON that was a 500: an integer no float holds
+        ('{"sequences": [[' + "9" * 400 + ', 0.2]]}', "sequences[0]: a number too large for a float"),
     ],
 )
 def test_numeric_bad_input_is_422_with_one_line(ecg_client, body, needle):

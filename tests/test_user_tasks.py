@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -413,3 +414,18 @@ def test_no_training_file_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "classify", "--out", str(tmp_path / "run"), *TINY]) == 2
     assert "give the training file (--train FILE" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[" + "9" * 400 + ", 0.2]]", "input 1: a number too large for a float"),
+    ("9" * 400, "input 1: NaN or infinite values"),  # float("99...9") is inf
+    ("[" * 3000 + "]" * 3000, "input 1: arrays nested too deeply"),
+])
+def test_predict_inputs_that_python_parses_but_no_series_holds(text, message):
+    """Valid JSON (an integer of 400 digits, arrays 3000 deep) was an OverflowError / RecursionError
+    traceback from `biornn predict` and a 500 from serve."""
+    from biornn.tasks.userdata import parse_inputs
+
+    meta = {"alphabet": None, "n_features": 1, "normalize": None}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_inputs(meta, [text])

@@ -232,6 +232,8 @@ def encode_vectors(served: Served, sequences: list[Any]) -> list[Any]:
                 raise ValueError(f"{where}: an empty series")
             try:
                 arr = np.asarray(seq, dtype=np.float64)
+            except OverflowError:  # an integer of hundreds of digits: valid JSON, no float
+                raise ValueError(f"{where}: a number too large for a float (over 1.8e308)") from None
             except ValueError:  # ragged: steps of different widths
                 raise ValueError(f"{where}: steps of different widths; each step needs {F} values") from None
             if arr.ndim == 1 and F == 1:
@@ -541,7 +543,11 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
 
-def _json_safe(value: Any) -> Any:
+#: how deep an error response echoes a request's nested arrays and objects
+ECHO_DEPTH = 32
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
     """``value`` with what strict JSON cannot carry made printable, for echoing a request back in an error.
 
     Python's JSON parser accepts ``NaN``, ``Infinity`` and ``1e400`` (inf),
@@ -554,10 +560,12 @@ def _json_safe(value: Any) -> Any:
         return repr(value)  # 'nan', 'inf', '-inf'
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth >= ECHO_DEPTH:  # a deeply nested input is not echoed whole (and not recursed into)
+        return "..." if isinstance(value, (dict, list, tuple)) else value
     if isinstance(value, dict):
-        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+        return {_json_safe(k, depth + 1): _json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, depth + 1) for v in value]
     return value
 
 
@@ -736,7 +744,9 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _json_safe(jsonable_encoder(exc.errors()))
+        # the inputs echoed cut to ECHO_DEPTH first: a body nested hundreds deep overflowed the encoder's recursion
+        errors = _json_safe(jsonable_encoder([{**e, "input": _json_safe(e["input"])} if "input" in e else e
+                                              for e in exc.errors()]))
         detail = _error_line(errors)
         if any(e.get("type") == "model_attributes_type" and list(e.get("loc", ())) == ["body"] for e in errors):
             # the body was not read as a JSON object: say why, not only that
@@ -750,13 +760,17 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
             if twice is not None:
                 raise HTTPException(status_code=422, detail=f"body: the key {twice!r} appears more than once")
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="liveness: ok once the model is loaded")
+    @app.get("/healthz", summary="liveness: ok once the model is loaded")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/model", summary="the run's task, cell, classes and input spec")
     def model() -> dict[str, Any]:
         return model_info(served)
+
+    # HEAD for probes, as GET without the body (outside the schema: one operation per path there)
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/model", model, methods=["HEAD"], include_in_schema=False)
 
     @app.post("/predict", response_model=PredictResponse,
               summary="the top classes with probabilities for each input",

@@ -543,6 +543,11 @@ def parse_inputs(meta: dict[str, Any], inputs: list[str], max_length: int = 0) -
             try:
                 value = json.loads(raw) if raw.startswith("[") else [float(v) for v in re.split(r"[\s,]+", raw) if v]
                 arr = np.asarray(value, dtype=np.float64)
+            except RecursionError:
+                raise ValueError(f"{where}: arrays nested too deeply; a series is [x, ...] or [[x, ...], ...]") \
+                    from None
+            except OverflowError:
+                raise ValueError(f"{where}: a number too large for a float (over 1.8e308)") from None
             except (ValueError, TypeError):
                 raise ValueError(f"{where}: not a series of numbers (give a JSON array, or numbers separated by "
                                  f"commas) -- {raw[:40]!r}") from None
