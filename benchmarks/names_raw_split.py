@@ -38,6 +38,17 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides, as for 'biornn train names' (e.g. ensemble=5)")
     args = ap.parse_args()
+    from biornn.cli.checks import run_script
+
+    raise SystemExit(run_script(lambda: _run(args), "names_raw_split.py"))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from biornn.cli import checks
+
+    checks.seed("--seed", args.seed)
+    checks.threads(args.threads)
+    checks.benchmark_config("names", args.overrides, {"seed": "--seed", "threads": "--threads"})
     torch.set_num_threads(args.threads)
     root = locate("names", args.data_dir)
     rows = []
@@ -67,8 +78,8 @@ def main() -> None:
             idx = order[s : s + cfg.batch_size]
             x, lengths = pad_batch([x_tr[i] for i in idx])
             y = torch.from_numpy(y_tr[idx])
-            loss = torch.stack([F.cross_entropy(o, y, label_smoothing=cfg.label_smoothing)
-                                for o in model.member_logits(x, lengths)]).mean()
+            outputs = model.member_logits(x, lengths) if hasattr(model, "member_logits") else [model(x, lengths)]
+            loss = torch.stack([F.cross_entropy(o, y, label_smoothing=cfg.label_smoothing) for o in outputs]).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -92,6 +103,7 @@ def main() -> None:
         m = classification_metrics(y_te, base.predict([n for n, _ in test]), langs)
         label = "n-gram LR" + (", balanced" if weight else "")
         print(f"{label:52} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {s:8.0f}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -111,12 +111,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--seeds: comma-separated integers, got {args.seeds!r}")
     if args.folds < 2:
         ap.error(f"--folds must be at least 2, got {args.folds}")
-    from biornn.config import resolve
+    from biornn.cli.checks import run_script
 
-    try:
-        resolve("protein-ss", overrides=args.overrides).validate()
-    except ValueError as e:
-        ap.error(str(e))
+    return run_script(lambda: _run(args, seeds), "protein_ss_cv.py")
+
+
+def _run(args: argparse.Namespace, seeds: list[int]) -> int:
+    from biornn.cli import checks
+
+    for s in seeds:
+        checks.seed("--seeds", s)
+    checks.seed("--fold-seed", args.fold_seed)
+    checks.threads(args.threads)
+    checks.benchmark_config("protein-ss", args.overrides, {"seed": "--seeds", "threads": "--threads",
+                                                           "folds": "--folds", "fold": "--folds"})
     folds = range(2 if args.quick else args.folds)
     rows = []
     for seed in seeds:

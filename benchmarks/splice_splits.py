@@ -72,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.splits < 1:
         ap.error("--splits must be at least 1")
+    from biornn.cli.checks import run_script
+
+    return run_script(lambda: _run(args), "splice_splits.py")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from biornn.cli import checks
+
+    checks.seed("--seed", args.seed)
+    checks.threads(args.threads)
+    checks.benchmark_config("splice", args.overrides, {"split_seed": "--splits", "seed": "--seed",
+                                                       "threads": "--threads"})
     n = 2 if args.quick else args.splits
     rows = []
     for split_seed in range(n):

@@ -407,3 +407,53 @@ def test_protein_ss_bad_data_exits_2_and_writes_nothing(protein_dir, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err and "protein-secondary-structure.test" in err, err
     assert not out.exists()
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script", ["splice_splits.py", "protein_ss_cv.py", "names_raw_split.py"])
+@pytest.mark.parametrize("args, message", [
+    (["nosuchkey=1"], "config: unknown key 'nosuchkey'"),
+    (["hidden_size=x"], "hidden_size must be int"),
+    (["task=names"], "this script trains"),
+    (["seed=3"], "the script sets seed itself"),
+    (["threads=1"], "the script sets threads itself; use --threads"),
+    (["--threads", "-1"], "--threads must be >= 1"),
+    (["noequals"], "expected KEY=VALUE"),
+])
+def test_benchmark_scripts_refuse_bad_arguments_in_one_line(script, args, message, tmp_path):
+    """Before any training: one line naming the problem, exit 2 (they were tracebacks, exit 1)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env={**os.environ, "BIORNN_DATA": str(tmp_path / "none")})
+    assert res.returncode == 2, res.stderr[-2000:]
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith(script), err
+
+
+def test_names_raw_split_benchmark_runs_one_model_too(tmp_path):
+    """`ensemble=1` (a plain classifier, no member_logits) crashed; a missing data set is one line."""
+    import subprocess
+    import sys
+
+    from conftest import NAMES_LANGS
+
+    names = tmp_path / "data" / "names"
+    names.mkdir(parents=True)
+    rng = random.Random(0)
+    for k, lang in enumerate(NAMES_LANGS):
+        rows = {"".join(rng.choice("abcdefgh") for _ in range(4)).title() + "xyz"[k % 3] for _ in range(6)}
+        (names / f"{lang}.txt").write_text("\n".join(sorted(rows)) + "\n", encoding="utf-8")
+    (names / "LICENSE").write_text("made up for tests\n")
+    cmd = [sys.executable, str(BENCHMARKS / "names_raw_split.py"), "--threads", "1", "--data-dir",
+           str(tmp_path / "data"), "epochs=1", "hidden_size=4", "embedding_dim=4", "ensemble=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "logit adjustment tau=0.5 (default)" in res.stdout and "n-gram LR, balanced" in res.stdout
+    cmd[cmd.index("--data-dir") + 1] = str(tmp_path / "nothing")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if k != "BIORNN_DATA"})
+    assert res.returncode == 2 and "data set 'names' not found" in res.stderr.strip().splitlines()[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..config import LIMITS
 
@@ -31,3 +32,33 @@ def seed(option: str, value: int | None) -> None:
     """Refuse a seed torch cannot take (below 0 or above 2**63 - 1) with the option's name."""
     if value is not None and not 0 <= value < 2**63:
         raise ValueError(f"{option} must be in 0..{2**63 - 1}, got {value}")
+
+
+def benchmark_config(task: str, overrides: list[str], owned: dict[str, str], fixed: tuple[str, ...] = ()) -> Any:
+    """The config a benchmark script trains ``task`` with (its own ``fixed`` settings, then the user's
+    ``overrides``), checked before any run: ``ValueError`` (one line) on an override that is not
+    ``key=value``, an unknown key, a bad value, another ``task``, or a key the script sets itself
+    (``owned``: key -> the option that sets it, e.g. ``{"seed": "--seed"}``)."""
+    from ..config import resolve
+
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE")
+        if key == "task":
+            raise ValueError(f"override {item!r}: this script trains {task}")
+        if key in owned:
+            raise ValueError(f"override {item!r}: the script sets {key} itself; use {owned[key]}")
+    return resolve(task, overrides=[*fixed, *overrides]).validate()
+
+
+def run_script(main_body, prog: str) -> int:
+    """Run a benchmark script's body; a ``ValueError`` (bad data, a config the run refuses) becomes one line
+    ``PROG: error: ...`` on stderr and exit 2, as the CLI does."""
+    import sys
+
+    try:
+        return main_body()
+    except ValueError as e:
+        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
