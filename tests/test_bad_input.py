@@ -311,6 +311,38 @@ def _(ctx):
     return _train(ctx, "classify", "--train", str(tr), "--test", str(te)), [str(te), "'7'", "not in the training"]
 
 
+@case("csv-train-is-a-fifo")
+def _(ctx):
+    fifo = ctx.tmp / "pipe.csv"
+    os.mkfifo(fifo)  # no writer: reading it waited for ever
+    return _train(ctx, "classify", "--train", str(fifo)), [str(fifo), "not a regular file"]
+
+
+@case("csv-train-is-a-device")
+def _(ctx):
+    return _train(ctx, "classify", "--train", "/dev/zero", "--format", "csv"), ["/dev/zero", "not a regular file"]
+
+
+@case("csv-train-symlink-loop")
+def _(ctx):
+    (ctx.tmp / "a.csv").symlink_to(ctx.tmp / "b.csv")
+    (ctx.tmp / "b.csv").symlink_to(ctx.tmp / "a.csv")
+    return _train(ctx, "classify", "--train", str(ctx.tmp / "a.csv")), ["a.csv", "symbolic links"]
+
+
+@case("csv-train-through-a-file")
+def _(ctx):
+    f = ctx.write("f.csv", "label,sequence\n")
+    return _train(ctx, "classify", "--train", str(f / "x.csv")), [str(f / "x.csv"), "Not a directory"]
+
+
+@case("config-toml-is-a-fifo")
+def _(ctx):
+    fifo = ctx.tmp / "c.toml"
+    os.mkfifo(fifo)
+    return ["train", "classify", "--config", str(fifo)], [str(fifo), "not a regular file"]
+
+
 @case("csv-nan-forecast")
 def _(ctx):
     f = ctx.write("s.csv", "a,b\n" + "1,2\n" * 30 + "3,nan\n")
@@ -1222,6 +1254,14 @@ def _(ctx):
 @case("bench-long-thin-shape-too-big")
 def _(ctx):
     return ["bench", "--quick", "--shapes", "1x99999999x1x1"], ["1x99999999x1x1", "GiB is available"]
+
+
+@case("export-out-symlink-loop")
+def _(ctx):
+    (ctx.tmp / "a.pt").symlink_to(ctx.tmp / "b.pt")
+    (ctx.tmp / "b.pt").symlink_to(ctx.tmp / "a.pt")
+    return (["export", str(ctx.runs.names), "--format", "torchscript", "--out", str(ctx.tmp / "a.pt")],
+            ["a.pt", "Symlink loop"])
 
 
 @case("export-unknown-format")

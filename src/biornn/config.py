@@ -383,7 +383,10 @@ def apply(cfg: TrainConfig, values: dict[str, Any], source: str = "config") -> T
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a flat TOML config file; ``ValueError`` naming the file on any problem."""
+    from .data.readers import check_regular
+
     p = Path(path)
+    check_regular(p)
     try:
         with open(p, "rb") as fh:
             data = tomllib.load(fh)

@@ -194,15 +194,10 @@ def read_numeric_input(path: str | Path, input_size: int | None) -> "Any":
     """A CSV (or whitespace-separated) file of T rows x I numbers -> Tensor (T, I)."""
     import torch
 
+    from ..data.readers import read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    text = read_text_file(path)
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):

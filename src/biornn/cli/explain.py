@@ -38,13 +38,10 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = list(args.inputs)
     if args.file:
+        from ..data.readers import read_text_file
+
         path = Path(args.file)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such file") from None
-        except (UnicodeDecodeError, IsADirectoryError, PermissionError):
-            raise ValueError(f"{path}: not a readable UTF-8 text file") from None
+        text = read_text_file(path, allow_pipe=True)  # a byte-order mark is not part of a name; a device is refused
         inputs += [line.strip() for line in text.splitlines() if line.strip()]
     if not inputs:
         raise ValueError("give at least one INPUT or --file F")

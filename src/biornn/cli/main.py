@@ -7,11 +7,13 @@ input, with one clear line on stderr (DESIGN principle 11).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Sequence
 
 from .. import __version__
+from ..errors import first_line
 from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, generate,
                native, predict, serve, train)
 
@@ -39,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.add_parser(sub)
     return parser
+
+
+#: OSErrors that say a path the user gave is unusable (a usage error, exit 2), not that the machine failed
+PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EACCES,
+                         errno.EPERM, errno.EROFS})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,10 +84,15 @@ def _main(argv: Sequence[str] | None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except OSError as e:  # e.g. stdout on a full disk
+    except OSError as e:  # e.g. stdout on a full disk; a path the user gave that names nothing usable
         where = f"{e.filename}: " if e.filename else ""
         print(f"biornn: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
+        return 2 if e.errno in PATH_ERRNOS else 1
+    except RuntimeError as e:
+        if "Symlink loop" not in str(e):  # pathlib's resolve() on a symbolic-link loop: a path the user gave
+            raise
+        print(f"biornn: error: {first_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("biornn: interrupted", file=sys.stderr)
         return 130

@@ -26,15 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = list(args.inputs)
     if args.file:
+        from ..data.readers import read_text_file
+
         path = Path(args.file)
-        try:
-            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of a name
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such file") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not UTF-8 text") from None
-        except (IsADirectoryError, PermissionError) as e:
-            raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+        text = read_text_file(path, allow_pipe=True)  # a byte-order mark is not part of a name; a device is refused
         from_file = [line.strip() for line in text.splitlines() if line.strip()]
         if not from_file:
             raise ValueError(f"{path}: no inputs (an empty file, or blank lines only)")

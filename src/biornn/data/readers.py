@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +34,27 @@ __all__ = ["FastaRecord", "Table", "read_fasta", "read_labels", "read_npz", "rea
 MAX_LINE_CHARS = 10_000_000
 
 
-def read_text_file(path: str | Path) -> str:
+def check_regular(path: str | Path, allow_pipe: bool = False) -> None:
+    """``ValueError`` naming ``path`` if it is a device or socket, or a pipe unless ``allow_pipe``: a device
+    may never end (``/dev/zero``), and a pipe with no writer waits for ever; data files are also read
+    twice (their fingerprint), which a pipe cannot give.  A missing path or a directory is left to the
+    reader's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or (allow_pipe and stat.S_ISFIFO(mode)):
+        return
+    raise ValueError(f"{path}: not a regular file (a {'device or socket' if allow_pipe else 'pipe, socket or device'});"
+                     f" give a file")
+
+
+def read_text_file(path: str | Path, allow_pipe: bool = False) -> str:
     """A file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if it is missing,
-    not UTF-8 or not readable (a directory, no permission)."""
+    not UTF-8 or not readable (a directory, no permission, a device; a pipe unless ``allow_pipe``, for
+    inputs read once, such as ``predict --file /dev/stdin``)."""
     p = Path(path)
+    check_regular(p, allow_pipe)
     try:
         return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -411,6 +430,7 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
         1..T, NaN or infinite values within the lengths.
     """
     p = Path(path)
+    check_regular(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

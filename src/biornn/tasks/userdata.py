@@ -99,6 +99,9 @@ def file_format(path: str | Path, fmt: str = "") -> str:
                          f"(fasta, ucr, csv, tsv, npz)")
     found = EXTENSIONS[ext]
     if found in ("csv", "tsv"):
+        from ..data.readers import check_regular
+
+        check_regular(p)  # its first line is read below: a pipe with no writer would wait for ever
         try:
             with open(p, encoding="utf-8-sig") as fh:
                 first = next((line for line in fh if line.strip()), "")
