@@ -343,6 +343,19 @@ def _(ctx):
     return ["train", "classify", "--config", str(fifo)], [str(fifo), "not a regular file"]
 
 
+@case("csv-label-column-is-the-sequence-column")
+def _(ctx):
+    f = ctx.write("seqs.csv", GOOD_TSV.replace("\t", ","))
+    return (_train(ctx, "classify", "--train", str(f), "label_column=sequence"),
+            [str(f), "label_column 'sequence' is also the sequence column"])
+
+
+@case("npz-a-text-file")
+def _(ctx):
+    f = ctx.write("data.npz", "label,sequence\na,ACGT\n")  # np.load took it for a pickle and said so
+    return _train(ctx, "classify", "--train", str(f)), [str(f), "not a NumPy .npz archive (not a zip file"]
+
+
 @case("csv-nan-forecast")
 def _(ctx):
     f = ctx.write("s.csv", "a,b\n" + "1,2\n" * 30 + "3,nan\n")

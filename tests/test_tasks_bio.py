@@ -335,6 +335,12 @@ def test_conv_channels_is_one_line_where_it_cannot_apply(data_dir, protein_dir, 
     assert main(["train", "protein-ss", "--data-dir", str(protein_dir), "--out", str(out), *PS_TINY,
                  "conv_channels=8", "conv_kernel=4"]) == 2
     assert "conv_kernel must be an odd number" in capsys.readouterr().err
+    # a kernel without channels sizes nothing: said, not ignored (any task)
+    for task, data in (("protein-ss", protein_dir), ("splice", data_dir)):
+        assert main(["train", task, "--data-dir", str(data), "--out", str(out), *(PS_TINY if task == "protein-ss"
+                     else TINY), "conv_kernel=5"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "conv_kernel=5 sizes the window layer, which conv_channels=0" in err
     assert not out.exists()
 
 

@@ -237,8 +237,11 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
                          f"part ({refitting}), not to task {cfg.task!r}")
     if cfg.conv_channels and not getattr(task, "CONV", False):
         convolving = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "CONV", False))
-        raise ValueError(f"config: conv_channels (a window layer before a per-step tagger's recurrence) applies "
-                         f"to {convolving}, not to task {cfg.task!r}")
+        raise ValueError(f"config: conv_channels (a window layer before the recurrence) applies to {convolving}, "
+                         f"not to task {cfg.task!r}")
+    if not cfg.conv_channels and cfg.conv_kernel != TrainConfig.conv_kernel:
+        raise ValueError(f"config: conv_kernel={cfg.conv_kernel} sizes the window layer, which conv_channels=0 "
+                         f"leaves out; set conv_channels too, or drop conv_kernel")
     if distributed.active() and not getattr(task, "DISTRIBUTED", False):
         raise ValueError(f"task {cfg.task}: multi-process training (torchrun) is not supported; "
                          f"{getattr(task, 'NOT_DISTRIBUTED', 'train it in one process')}")

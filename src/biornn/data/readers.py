@@ -432,6 +432,13 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     p = Path(path)
     check_regular(p)
     try:
+        with open(p, "rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        magic = b"PK\x03\x04"  # np.load below names the problem
+    if magic and magic[:2] != b"PK":  # np.load would take any other file for a pickle and say so
+        raise ValueError(f"{p}: not a NumPy .npz archive (not a zip file; it starts with {magic!r})")
+    try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:

@@ -234,6 +234,10 @@ def _read_csv(p: Path, cfg: TrainConfig, target: str, delimiter: str) -> Records
     except StopIteration:
         raise ValueError(f"{p}: no header line") from None
     seq_col = cfg.sequence_column or ("sequence" if "sequence" in header else "")
+    if seq_col and seq_col == cfg.label_column:  # the default column named sequence, given as the labels
+        raise ValueError(f"{p}: label_column {cfg.label_column!r} is also the sequence column (a column named "
+                         f"'sequence' holds the sequences unless sequence_column names another); set "
+                         f"sequence_column to the column of sequences")
     id_col = "id" if "id" in header and "id" not in (seq_col, cfg.label_column) else None
     if target == "none":
         if seq_col:
