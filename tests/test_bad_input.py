@@ -633,7 +633,7 @@ def _(ctx):
 def _(ctx):
     f = ctx.write("notadir", "x")
     return (["train", "names", "--data-dir", str(f), "--out", str(ctx.tmp / "run"), *TRAIN_TINY],
-            [str(f), "not found"])
+            [str(f), "(--data-dir): not a directory"])
 
 
 def _wfdb_record(ctx: Ctx, name: str = "rec", n: int = 600, n_sig: int = 2, fmt: str = "16",

@@ -155,6 +155,7 @@ def test_locate_skips_an_incomplete_directory(monkeypatch, tmp_path, fake):
 
 def test_locate_says_where_it_looked_in_one_line(monkeypatch, tmp_path, fake):
     a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
     _write(b, {"fake/a.txt": b"alpha\n"})
     monkeypatch.setenv("BIORNN_DATA", str(b))
     with pytest.raises(DataError) as e:
@@ -165,6 +166,16 @@ def test_locate_says_where_it_looked_in_one_line(monkeypatch, tmp_path, fake):
     assert f"{a} (--data-dir)" in msg and f"{b} (BIORNN_DATA, 1 of 2 files)" in msg
     assert f"{tmp_path / 'xdg-cache' / 'biornn'} (cache)" in msg
     assert "biornn data fetch fake" in msg and "--data-dir" in msg
+
+
+def test_a_data_dir_that_does_not_exist_does_not_fall_through(monkeypatch, tmp_path, fake):
+    """A typo in --data-dir trained silently on $BIORNN_DATA's copy; an existing directory without the set
+    still falls through (the lookup order)."""
+    monkeypatch.setenv("BIORNN_DATA", str(fake))  # a complete mirror
+    with pytest.raises(DataError, match=r"typo \(--data-dir\): no such directory$"):
+        locate("fake", tmp_path / "typo")
+    (tmp_path / "empty").mkdir()
+    assert locate("fake", tmp_path / "empty") == fake
 
 
 def test_unknown_data_set_lists_the_known_ones():

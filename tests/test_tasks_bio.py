@@ -441,7 +441,7 @@ def test_benchmark_scripts_refuse_bad_arguments_in_one_line(script, args, messag
 
 
 def test_names_raw_split_benchmark_runs_one_model_too(tmp_path):
-    """`ensemble=1` (a plain classifier, no member_logits) crashed; a missing data set is one line."""
+    """`ensemble=1` (a plain classifier, no member_logits) crashed; a missing data directory is one line."""
     import subprocess
     import sys
 
@@ -462,4 +462,4 @@ def test_names_raw_split_benchmark_runs_one_model_too(tmp_path):
     cmd[cmd.index("--data-dir") + 1] = str(tmp_path / "nothing")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                          env={k: v for k, v in os.environ.items() if k != "BIORNN_DATA"})
-    assert res.returncode == 2 and "data set 'names' not found" in res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and "nothing (--data-dir): no such directory" in res.stderr.strip().splitlines()[-1]

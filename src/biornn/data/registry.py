@@ -266,6 +266,10 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> Path:
         lists every place looked in).
     """
     ds = _dataset_named(name)
+    if data_dir is not None and str(data_dir) != "" and not Path(data_dir).expanduser().is_dir():
+        # a typo in the option must not fall through, silently, to $BIORNN_DATA or the cache
+        what = "not a directory" if Path(data_dir).expanduser().exists() else "no such directory"
+        raise DataError(f"{data_dir} (--data-dir): {what}")
     looked = []
     for root, why in search_path(data_dir):
         n = _present(root, ds)
