@@ -258,7 +258,13 @@ def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, caps
     cfg["hidden_size"] += 1  # the saved tensors no longer fit the model the config builds
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["predict", str(run), "Nguyen"]) == 2
-    _one_line_error(capsys, "model.safetensors", "weights do not fit the config")
+    _one_line_error(capsys, "model.safetensors", "weights do not fit the config", "in the file", "for the config",
+                    "more tensor(s) differ")
+    cfg["hidden_size"] -= 1
+    cfg["conv_channels"] = 2  # a window layer the weights do not have: which tensor, said
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["predict", str(run), "Nguyen"]) == 2
+    _one_line_error(capsys, "the config's model has conv.weight, the file has not")
 
 
 def test_predict_bad_inputs(trained, capsys):

@@ -107,7 +107,23 @@ def stratified_group_split(labels, groups, fractions: dict[str, float], seed: in
 
 def load_model_state(model: torch.nn.Module, tensors: dict, path) -> None:
     """Load a run's ``tensors`` into ``model`` strictly; ``ValueError`` naming ``path`` if they do not
-    fit the config (the first line of torch's message)."""
+    fit the config: which tensor is missing, extra, or of another shape (the first such)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in tensors]
+    extra = [k for k in tensors if k not in want]
+    shape = [k for k in want if k in tensors and tuple(tensors[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shape:
+        if missing:  # a part the config adds or drops says more than the shapes that follow from it
+            what = f"the config's model has {missing[0]}, the file has not"
+        elif extra:
+            what = f"the file has {extra[0]}, the config's model has not"
+        else:
+            k = shape[0]
+            what = f"{k} is {tuple(tensors[k].shape)} in the file, {tuple(want[k].shape)} for the config"
+        more = len(missing) + len(extra) + len(shape) - 1
+        raise ValueError(f"{path}: weights do not fit the config ({what}"
+                         f"{f'; {more} more tensor(s) differ' if more else ''}); config.json was edited, or "
+                         f"is another run's") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
