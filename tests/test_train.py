@@ -265,6 +265,10 @@ def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, caps
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["predict", str(run), "Nguyen"]) == 2
     _one_line_error(capsys, "the config's model has conv.weight, the file has not")
+    cfg["conv_kernel"] = 4  # a value out of range in an edited config.json: the file is named, as for a type
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["predict", str(run), "Nguyen"]) == 2
+    _one_line_error(capsys, str(run / "config.json") + ": conv_kernel must be an odd number")
 
 
 def test_predict_bad_inputs(trained, capsys):

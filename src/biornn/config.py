@@ -455,7 +455,11 @@ def from_json(text: str, source: str = "config.json") -> TrainConfig:
         raise ValueError(f"{source}: not valid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source}: not a JSON object")
-    return apply(TrainConfig(), data, source=source).validate()
+    cfg = apply(TrainConfig(), data, source=source)
+    try:
+        return cfg.validate()
+    except ValueError as e:  # a value out of range: name the file it came from, as a wrong type does
+        raise ValueError(f"{source}: {str(e).removeprefix('config: ')}") from None
 
 
 def read_config(path: Path) -> TrainConfig:
