@@ -65,6 +65,9 @@ def test_fasta_labels_from_header_and_from_file(tmp_path):
     labels.write_text("# id label\nr1\tIE\nr2\tIE\nr3\tN\n")
     assert read_labels(labels)["r3"] == "N"
     assert [r.label for r in read_fasta(fa, labels=labels, require_labels=True)] == ["IE", "IE", "N"]
+    # a label with spaces is quoted (unquoted, 'class A' and 'class B' were both read as 'class')
+    fa.write_text('>r1 label="class A" x\nACGT\n>r2 label=B\nAC\n')
+    assert [r.label for r in read_fasta(fa, alphabet=DNA)] == ["class A", "B"]
 
 
 @pytest.mark.parametrize("text, match", [
@@ -74,6 +77,8 @@ def test_fasta_labels_from_header_and_from_file(tmp_path):
     (">r1 label=N\nAC\n>r1\nGT\n", "record 'r1' \\(line 3\\): id given twice"),
     (">r1 label=N\nACGT\n>r2 label=N\nACXT\n", "record 'r2' \\(line 3\\): character 'X' at position 3 is not in the DNA"),
     (">r1\nACGT\n", "record 'r1' \\(line 1\\): no label in its header"),
+    (">r1 label=A label=C\nACGT\n", "record 'r1' \\(line 1\\): the header gives label= 2 times"),
+    ('>r1 label=""\nACGT\n', "record 'r1' \\(line 1\\): an empty label"),
 ])
 def test_fasta_bad_input(tmp_path, text, match):
     fa = tmp_path / "bad.fa"

@@ -98,7 +98,8 @@ class FastaRecord:
     label: str | None = None
 
 
-_LABEL = re.compile(r"(?:^|\s)label=(\S+)")
+#: ``label=X`` in a FASTA header, or ``label="two words"`` (a label with spaces must be quoted)
+_LABEL = re.compile(r'(?:^|\s)label=(?:"([^"]*)"|(\S+))')
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
@@ -178,8 +179,12 @@ def read_fasta(path: str | Path, alphabet: Alphabet | None = None, labels: str |
             raise ValueError(f"{where}: sequence of {len(seq)} residues is longer than the maximum {max_length}")
         if alphabet is not None:
             alphabet.indices(seq, where)
-        m = _LABEL.search(desc)
-        label = m.group(1) if m else None
+        found = _LABEL.findall(desc)
+        if len(found) > 1:
+            raise ValueError(f"{where}: the header gives label= {len(found)} times; give one")
+        label = (found[0][0] or found[0][1]) if found else None
+        if found and not label:
+            raise ValueError(f"{where}: an empty label (label=\"\")")
         if label_map is not None:
             label = label_map.get(ident, None)
         if require_labels and label is None:
