@@ -429,3 +429,21 @@ def test_predict_inputs_that_python_parses_but_no_series_holds(text, message):
     meta = {"alphabet": None, "n_features": 1, "normalize": None}
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_inputs(meta, [text])
+
+
+def test_a_stray_character_that_makes_dna_text_is_noted(tmp_path, capsys):
+    """One gap among DNA letters turned the guessed alphabet into case-sensitive text without a word."""
+    from biornn.tasks.userdata import near_alphabet
+
+    assert near_alphabet(["ACGT" * 30, "AC-T"]) == ("dna", {"-"})
+    assert near_alphabet(["ACGT", "hello world"]) is None
+    assert near_alphabet(["ACGT" * 30]) is None  # nothing odd: the guess is DNA itself
+    rng = random.Random(0)
+    rows = [f"{'ab'[i % 2]},{''.join(rng.choice('ACGT') for _ in range(20))}" for i in range(40)]
+    rows[5] = "a,ACGT-ACGTACGTACGTAC"
+    f = tmp_path / "gap.csv"
+    f.write_text("label,sequence\n" + "\n".join(rows) + "\n")
+    assert main(["train", "classify", "--train", str(f), "--out", str(tmp_path / "run"), "epochs=1",
+                 "hidden_size=4", "threads=1"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {f}: the alphabet was guessed as text" in err and "'-', rare among DNA letters" in err

@@ -59,6 +59,7 @@ import csv
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,21 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
     return alphabets.text_alphabet(texts)
 
 
+def near_alphabet(texts: list[str]) -> tuple[str, set[str]] | None:
+    """``(name, odd characters)`` when all but at most 1 % of the characters are of one biological alphabet
+    (dna, rna, protein; either case) -- a file that a few stray characters made "text" -- else None."""
+    from collections import Counter
+
+    counts = Counter("".join(texts))
+    total = sum(counts.values())
+    for name, allowed in (("dna", set("ACGTNacgtn")), ("rna", set("ACGUNacgun")),
+                          ("protein", {c for c in map(chr, range(65, 91))} | {c for c in map(chr, range(97, 123))})):
+        odd = {c for c in counts if c not in allowed}
+        if odd and sum(counts[c] for c in odd) <= 0.01 * total:
+            return name, odd
+    return None
+
+
 def class_order(labels: set[str]) -> list[str]:
     """Class names in a stable order: numerically if every label is a number, else as text."""
     if all(_is_number(x) for x in labels):
@@ -463,6 +479,14 @@ def load(cfg: TrainConfig, task: str) -> UserData:
     symbols = kinds["train"]
     # the alphabet and the classes come from the training file; every other file is checked against them
     alphabet = infer_alphabet(cfg.alphabet, train.texts) if symbols else None  # type: ignore[arg-type]
+    if symbols and not cfg.alphabet and alphabet is not None and alphabet.name == "text":
+        near = near_alphabet(train.texts)  # type: ignore[arg-type]
+        if near is not None:  # a stray character turned a DNA file into text: say so, once, on stderr
+            name, odd = near
+            shown = ", ".join(repr(c) for c in sorted(odd)[:5])
+            print(f"note: {train.path}: the alphabet was guessed as text (every character a symbol, case kept) "
+                  f"because of {shown}, rare among {name.upper()} letters; alphabet={name} refuses them, "
+                  f"alphabet=text keeps this guess", file=sys.stderr)
     if not symbols:
         F = train.values[0].shape[1]  # type: ignore[index]
         for r in read.values():
