@@ -335,6 +335,9 @@ def test_conv_channels_is_one_line_where_it_cannot_apply(data_dir, protein_dir, 
     assert main(["train", "protein-ss", "--data-dir", str(protein_dir), "--out", str(out), *PS_TINY,
                  "conv_channels=8", "conv_kernel=4"]) == 2
     assert "conv_kernel must be an odd number" in capsys.readouterr().err
+    assert main(["train", "protein-ss", "--data-dir", str(protein_dir), "--out", str(out), *PS_TINY,
+                 "conv_channels=16384", "conv_kernel=1001"]) == 2
+    assert "conv_channels x conv_kernel = 16,400,384 weights per input feature" in capsys.readouterr().err
     # a kernel without channels sizes nothing: said, not ignored (any task)
     for task, data in (("protein-ss", protein_dir), ("splice", data_dir)):
         assert main(["train", task, "--data-dir", str(data), "--out", str(out), *(PS_TINY if task == "protein-ss"

@@ -274,6 +274,9 @@ class TrainConfig:
             raise ValueError(f"config: folds must be at least 2, got {self.folds}")
         if not 0 <= self.fold <= self.folds:
             raise ValueError(f"config: fold must be between 0 (every fold) and folds = {self.folds}, got {self.fold}")
+        if self.conv_channels * self.conv_kernel > 1 << 20:  # each within its limit, together gigabytes
+            raise ValueError(f"config: conv_channels x conv_kernel = {self.conv_channels * self.conv_kernel:,} "
+                             f"weights per input feature; at most {1 << 20:,}")
         if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
             raise ValueError(f"config: conv_kernel must be an odd number of steps (the window is centred), "
                              f"got {self.conv_kernel}")
