@@ -293,7 +293,7 @@ class TrainConfig:
             raise ValueError(f"config: forget_bias applies to lstm and lstm-peephole, not {self.cell!r}")
         for key, limit in LIMITS.items():
             if getattr(self, key) > limit:
-                raise ValueError(f"config: {key} must be at most {limit:g}, got {getattr(self, key):g}")
+                raise ValueError(f"config: {key} must be at most {_number(limit)}, got {_number(getattr(self, key))}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -301,6 +301,13 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False)
+
+
+def _number(value: float) -> str:
+    """A limit or a value as written: integers in full (4294967295, not 4.29497e+09), other floats ``:g``."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e18):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def _hints() -> dict[str, Any]:
