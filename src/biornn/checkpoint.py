@@ -41,8 +41,11 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
                        option: str = "--out") -> None:
     """``ValueError`` (one line) when the output file ``out`` would replace one of the run directory's
     own files (:data:`OWN_FILES`, also in a sub-run of ``record=all``) or one of the ``inputs`` being read."""
-    target = Path(out).expanduser().absolute().resolve()
-    home = Path(run).expanduser().absolute().resolve()
+    try:
+        target = Path(out).expanduser().absolute().resolve()
+        home = Path(run).expanduser().absolute().resolve()
+    except RuntimeError as e:  # pathlib: "Symlink loop from ..." (a path the user gave)
+        raise ValueError(f"{out}: {e}") from None
     if target.name in OWN_FILES and (target.parent == home or target.parent.parent == home):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
     for f in inputs:

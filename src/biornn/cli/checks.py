@@ -34,11 +34,10 @@ def seed(option: str, value: int | None) -> None:
         raise ValueError(f"{option} must be in 0..{2**63 - 1}, got {value}")
 
 
-def benchmark_config(task: str, overrides: list[str], owned: dict[str, str], fixed: tuple[str, ...] = ()) -> Any:
-    """The config a benchmark script trains ``task`` with (its own ``fixed`` settings, then the user's
-    ``overrides``), checked before any run: ``ValueError`` (one line) on an override that is not
-    ``key=value``, an unknown key, a bad value, another ``task``, or a key the script sets itself
-    (``owned``: key -> the option that sets it, e.g. ``{"seed": "--seed"}``)."""
+def benchmark_config(task: str, overrides: list[str], owned: dict[str, str]) -> Any:
+    """The config a benchmark script trains ``task`` with, checked before any run: ``ValueError`` (one
+    line) on an override that is not ``key=value``, an unknown key, a bad value, another ``task``, or a
+    key the script sets itself (``owned``: key -> the option that sets it, e.g. ``{"seed": "--seed"}``)."""
     from ..config import resolve
 
     for item in overrides:
@@ -49,7 +48,7 @@ def benchmark_config(task: str, overrides: list[str], owned: dict[str, str], fix
             raise ValueError(f"override {item!r}: this script trains {task}")
         if key in owned:
             raise ValueError(f"override {item!r}: the script sets {key} itself; use {owned[key]}")
-    return resolve(task, overrides=[*fixed, *overrides]).validate()
+    return resolve(task, overrides=overrides).validate()
 
 
 def run_script(main_body, prog: str) -> int:

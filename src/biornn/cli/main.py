@@ -13,7 +13,6 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..errors import first_line
 from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, generate,
                native, predict, serve, train)
 
@@ -88,11 +87,6 @@ def _main(argv: Sequence[str] | None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"biornn: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2 if e.errno in PATH_ERRNOS else 1
-    except RuntimeError as e:
-        if "Symlink loop" not in str(e):  # pathlib's resolve() on a symbolic-link loop: a path the user gave
-            raise
-        print(f"biornn: error: {first_line(e)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("biornn: interrupted", file=sys.stderr)
         return 130

@@ -199,7 +199,7 @@ class SequenceClassifier(nn.Module):
         truncate: int | None = None,
         pool: str = "last",
         conv_channels: int = 0,
-        conv_kernel: int = 3,
+        conv_kernel: int = 7,
         **cell_options: Any,
     ) -> None:
         super().__init__()

@@ -293,12 +293,12 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
 def near_alphabet(texts: list[str]) -> tuple[str, set[str]] | None:
     """``(name, odd characters)`` when all but at most 1 % of the characters are of one biological alphabet
     (dna, rna, protein; either case) -- a file that a few stray characters made "text" -- else None."""
+    import string
     from collections import Counter
 
     counts = Counter("".join(texts))
     total = sum(counts.values())
-    for name, allowed in (("dna", set("ACGTNacgtn")), ("rna", set("ACGUNacgun")),
-                          ("protein", {c for c in map(chr, range(65, 91))} | {c for c in map(chr, range(97, 123))})):
+    for name, allowed in (("dna", set("ACGTNacgtn")), ("rna", set("ACGUNacgun")), ("protein", set(string.ascii_letters))):
         odd = {c for c in counts if c not in allowed}
         if odd and sum(counts[c] for c in odd) <= 0.01 * total:
             return name, odd
