@@ -135,31 +135,47 @@ def supports(cell: Cell) -> bool:
 
 
 class _Expand1997(torch.autograd.Function):
-    """A 1997 cell's parameter (rows i, z, o) laid out as a forget-gate LSTM's (rows i, f, g, o), as
-    one autograd node: its backward slices the gradient back (summing a block's S copies of its
-    gate rows, scaling the cell-input rows) instead of replaying some thirty small operations."""
+    """A 1997 cell's parameters (rows i, z, o) laid out as a forget-gate LSTM's (rows i, f, g, o),
+    all four tensors as one autograd node: its backward slices the gradients back (summing a
+    block's S copies of its gate rows, scaling the cell-input rows) instead of replaying some
+    thirty small operations -- and one node instead of four, which matters at short sequences
+    (names, 12 steps), where the Python autograd.Function's own cost is not small."""
 
     @staticmethod
-    def forward(ctx, w, nb, S, z_scale, forget):
+    def forward(ctx, nb, S, z_scale, forgets, *ws):
         H = nb * S
-        w_i, w_z, w_o = w[:nb], w[nb : nb + H], w[nb + H :]
-        if S > 1:  # one gate row per block -> one per memory cell
-            w_i, w_o = w_i.repeat_interleave(S, dim=0), w_o.repeat_interleave(S, dim=0)
-        w_f = torch.full((H, *w.shape[1:]), forget, dtype=w.dtype, device=w.device)
         ctx.nb, ctx.S, ctx.z_scale = nb, S, z_scale
-        return torch.cat([w_i, w_f, w_z * z_scale if z_scale != 1.0 else w_z, w_o], dim=0)
+        out = []
+        for w, forget in zip(ws, forgets):
+            w_f = torch.full((H, *w.shape[1:]), forget, dtype=w.dtype, device=w.device)
+            if S == 1 and z_scale == 1.0:  # i, z, o -> i, f, z, o: one copy
+                out.append(torch.cat([w[:H], w_f, w[H:]]))
+                continue
+            w_i, w_z, w_o = w[:nb], w[nb : nb + H], w[nb + H :]
+            if S > 1:  # one gate row per block -> one per memory cell
+                w_i, w_o = w_i.repeat_interleave(S, dim=0), w_o.repeat_interleave(S, dim=0)
+            out.append(torch.cat([w_i, w_f, w_z * z_scale if z_scale != 1.0 else w_z, w_o], dim=0))
+        return tuple(out)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, *gs):
         nb, S, z_scale = ctx.nb, ctx.S, ctx.z_scale
         H = nb * S
-        g_i, _, g_z, g_o = g.split(H, dim=0)
-        if S > 1:
-            g_i = g_i.reshape(nb, S, *g.shape[1:]).sum(1)
-            g_o = g_o.reshape(nb, S, *g.shape[1:]).sum(1)
-        if z_scale != 1.0:
-            g_z = g_z * z_scale
-        return torch.cat([g_i, g_z, g_o], dim=0), None, None, None, None
+        grads = []
+        for g, need in zip(gs, ctx.needs_input_grad[4:]):
+            if not need:
+                grads.append(None)
+            elif S == 1 and z_scale == 1.0:
+                grads.append(torch.cat([g[:H], g[2 * H :]]))
+            else:
+                g_i, _, g_z, g_o = g.split(H, dim=0)
+                if S > 1:
+                    g_i = g_i.reshape(nb, S, *g.shape[1:]).sum(1)
+                    g_o = g_o.reshape(nb, S, *g.shape[1:]).sum(1)
+                if z_scale != 1.0:
+                    g_z = g_z * z_scale
+                grads.append(torch.cat([g_i, g_z, g_o], dim=0))
+        return (None, None, None, None, *grads)
 
 
 def _lstm1997_weights(cell: LSTM1997Cell) -> tuple[list[Tensor], float]:
@@ -169,19 +185,12 @@ def _lstm1997_weights(cell: LSTM1997Cell) -> tuple[list[Tensor], float]:
     sl = cell.gate_slices()
     assert (sl["i"], sl["g"], sl["o"]) == (slice(0, nb), slice(nb, nb + H), slice(nb + H, 2 * nb + H)), sl
     z_scale = 0.5 if cell.g_name == "scaled-sigmoid" else 1.0
-
-    def expand(w: Tensor | None, forget: float, like: Tensor) -> Tensor:
-        if w is None:  # bias=False: the fused LSTM still needs the forget bias
-            w = like.new_zeros(like.shape[0])
-        return _Expand1997.apply(w, nb, S, z_scale, forget)
-
-    weights = [
-        expand(cell.weight_ih, 0.0, cell.weight_ih),
-        expand(cell.weight_hh, 0.0, cell.weight_hh),
-        expand(cell.bias_ih, FORGET_OPEN, cell.weight_ih),
-        expand(cell.bias_hh, 0.0, cell.weight_ih),
-    ]
-    return weights, z_scale
+    w_ih = cell.weight_ih
+    # bias=False: the fused LSTM still needs the forget bias
+    b_ih = cell.bias_ih if cell.bias_ih is not None else w_ih.new_zeros(w_ih.shape[0])
+    b_hh = cell.bias_hh if cell.bias_hh is not None else w_ih.new_zeros(w_ih.shape[0])
+    weights = _Expand1997.apply(nb, S, z_scale, (0.0, 0.0, FORGET_OPEN, 0.0), w_ih, cell.weight_hh, b_ih, b_hh)
+    return list(weights), z_scale
 
 
 def scan(
@@ -280,7 +289,8 @@ def _fused_scan(
             kernel = torch._VF.rnn_tanh if cell.nonlinearity == "tanh" else torch._VF.rnn_relu
     is_lstm = kernel is torch._VF.lstm
     if is_lstm:
-        hx: Tensor | tuple[Tensor, Tensor] = (state.h.unsqueeze(0), (state.c * c_scale).unsqueeze(0))
+        c0 = state.c * c_scale if c_scale != 1.0 else state.c
+        hx: Tensor | tuple[Tensor, Tensor] = (state.h.unsqueeze(0), c0.unsqueeze(0))
     else:
         hx = state.h.unsqueeze(0)
     # train=True only matters to cuDNN (it keeps what backward needs); dropout is 0
@@ -316,7 +326,8 @@ def _fused_scan(
         )
     if is_lstm:
         h, c = hx
-        return out, cell.state_type(h.squeeze(0), c.squeeze(0) / c_scale)
+        c = c.squeeze(0)
+        return out, cell.state_type(h.squeeze(0), c / c_scale if c_scale != 1.0 else c)
     return out, cell.state_type(hx.squeeze(0))
 
 
