@@ -197,6 +197,23 @@ def test_toml_task_file(data_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["cell"] == "gru"
 
 
+def test_config_file_names_the_task(data_dir, tmp_path, capsys):
+    """--config FILE.toml without a TASK trains the task the file sets."""
+    toml = tmp_path / "exp.toml"
+    toml.write_text('task = "names"\ncell = "gru"\nhidden_size = 8\nembedding_dim = 0\nepochs = 1\n')
+    assert main(["train", "--config", str(toml), "--data-dir", str(data_dir), "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["task"], cfg["cell"]) == ("names", "gru")
+    capsys.readouterr()
+    bare = tmp_path / "bare.toml"
+    bare.write_text("epochs = 1\n")
+    assert main(["train", "--config", str(bare), "--out", str(tmp_path / "r2")]) == 2
+    _one_line_error(capsys, str(bare), "sets no task", "task = NAME")
+    assert not (tmp_path / "r2").exists()
+    assert main(["train", "--out", str(tmp_path / "r3")]) == 2
+    _one_line_error(capsys, "give a TASK", "--config")
+
+
 # -- bad input: one line, exit 2, nothing half-written ------------------------------
 
 def _one_line_error(capsys, *needles):

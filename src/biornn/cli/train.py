@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "names, classify and tag, forecast.png for forecast or detection.png for ecg-anomaly). Each task has its "
         "own defaults (ecg-anomaly: a 2-layer LSTM predicting the next 10 samples, truncated BPTT over "
         "100-sample windows). "
-        f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME. "
+        f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME "
+        "(or give that file as --config and no TASK). "
         "classify (one label per record), tag (one label per step) and forecast (the next steps of a series) "
         "train on your own files: --train FILE [--val FILE] [--test FILE] (FASTA, UCR, CSV/TSV or NPZ, from "
         "the extension or --format); without --val (--test) 20% of the training file is held out for it. "
@@ -101,18 +102,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out, cfg, resume = Path(args.resume), None, True
     else:
-        if not args.task:
-            raise ValueError("give a TASK to train (or --resume RUN); see 'biornn train --help'")
+        if not args.task and not args.config:
+            raise ValueError("give a TASK to train (or --config FILE.toml that sets task = NAME, or --resume RUN); "
+                             "see 'biornn train --help'")
         task, config_file = args.task, args.config
-        if task.endswith(".toml"):
-            if config_file:
+        if not task or task.endswith(".toml"):  # the task named in the TOML file
+            if task and config_file:
                 raise ValueError("give the TOML file either as TASK or as --config, not both")
-            config_file = task
-            data = load_toml(task)
+            config_file = config_file or task
+            data = load_toml(config_file)
             if "task" not in data:
-                raise ValueError(f"{task}: a TOML task file must set task = NAME")
+                raise ValueError(f"{config_file}: sets no task; set task = NAME in it, or give the TASK "
+                                 f"(biornn train TASK --config {config_file})")
             if not isinstance(data["task"], str):
-                raise ValueError(f"{task}: task must be a task name (a string), got {data['task']!r}")
+                raise ValueError(f"{config_file}: task must be a task name (a string), got {data['task']!r}")
             task = data["task"]
         elif config_file:
             named = load_toml(config_file).get("task", task)
