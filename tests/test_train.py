@@ -379,6 +379,33 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_nothing(data_dir, tmp_path, 
     assert not out.exists()  # no dead run directory to trip over
 
 
+@pytest.mark.parametrize("stop", [["epochs=2"], ["epochs=3", "max_seconds=0.001"]], ids=["completed", "time-limit"])
+def test_resume_after_a_kill_in_the_finish(data_dir, tmp_path, monkeypatch, stop):
+    """Killed after its last epoch (during the baseline or the test metrics), a run resumes into its
+    finish -- no further epoch -- and ends as the uninterrupted run did."""
+    from biornn.tasks import names as names_task
+
+    cfg = resolve("names", overrides=TINY + stop)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg, full, data_dir=str(data_dir), progress=False, log=lambda s: None)
+    real = names_task.finish
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(names_task, "finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, part, data_dir=str(data_dir), progress=False, log=lambda s: None)
+    monkeypatch.setattr(names_task, "finish", real)
+    assert (part / "checkpoint.pt").is_file() and not (part / "metrics.json").exists()
+    assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 0
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (full, part))
+    assert (ma["test"], ma["epochs"], ma["best_epoch"]) == (mb["test"], mb["epochs"], mb["best_epoch"])
+    wa, wb = (load_file(str(r / "model.safetensors")) for r in (full, part))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 2  # now finished
+
+
 def test_resume_refuses_finished_runs_and_other_data(data_dir, tmp_path, capsys):
     run = tmp_path / "done"
     _train(data_dir, run)

@@ -507,7 +507,11 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             tracker = open_trackers(track, out, cfg, track_uri, resume)
 
         epochs_run, stop_reason = 0, f"completed {cfg.epochs} epochs"
-        for epoch in range(epoch0 + 1, cfg.epochs + 1):
+        first = epoch0 + 1
+        if state is not None and state.get("stopped"):  # killed after its last epoch: only the finish is left
+            stop_reason, first = state["stopped"], cfg.epochs + 1
+            log(f"{out}: training had ended ({stop_reason}); finishing the run")
+        for epoch in range(first, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             bar = _progress(task.steps_per_epoch(cfg, data), f"epoch {epoch}/{cfg.epochs}", show)
@@ -537,6 +541,15 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     checkpoint.save_weights(out / "model.safetensors", model, meta)
             else:
                 bad_epochs += 1
+            # decided before the checkpoint, which records it: a run killed after this epoch resumes
+            # into its finish (the baseline, the test metrics), not into another epoch
+            stop = None
+            if cfg.patience and bad_epochs >= cfg.patience:
+                stop = f"early stop after epoch {epoch}"
+            elif cfg.max_seconds and seconds >= cfg.max_seconds:
+                stop = f"time limit after epoch {epoch}"
+            elif epoch == cfg.epochs:
+                stop = f"completed {cfg.epochs} epochs"
             shown = "  ".join(f"{label} {vm[key]:.3f}" for key, label in task.LOG_SHOW)
             log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
                 f"{shown}  {'*' if improved else ' '}  {seconds:.0f}s")
@@ -551,19 +564,18 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
                     "steps": steps, "best_state": best_state, "rng": torch.get_rng_state(), "data": data.meta(),
-                    "finished": None, **({"rng_ranks": rngs} if several else {}),
+                    "stopped": stop, "finished": None, **({"rng_ranks": rngs} if several else {}),
                     **({"rng_cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 })
                 if tracker is not None:
                     tracker.log_epoch(row)
             epochs_run += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                stop_reason = f"early stop after epoch {epoch}"
-                log(f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs")
-                break
-            if cfg.max_seconds and seconds >= cfg.max_seconds:
-                stop_reason = f"time limit after epoch {epoch}"
-                log(f"time limit: {seconds:.0f}s >= max_seconds {cfg.max_seconds:g}")
+            if stop is not None:
+                stop_reason = stop
+                if stop.startswith("early stop"):
+                    log(f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs")
+                elif stop.startswith("time limit"):
+                    log(f"time limit: {seconds:.0f}s >= max_seconds {cfg.max_seconds:g}")
                 break
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs and epoch < cfg.epochs:
                 if tracker is not None:
@@ -633,9 +645,8 @@ def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log
             stop_reason: str, tracker, refitted: dict[str, Any] | None = None) -> dict[str, Any]:
     """After the last epoch (rank 0): mark the checkpoint finished, measure the best weights (or the
     refitted model's, ``refitted``: what :func:`_refit` reports) with ``task.finish``, write
-    metrics.json and the plots."""
-    checkpoint.save_state(out / "checkpoint.pt", {
-        **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
+    metrics.json and the plots.  The checkpoint is marked finished last: a run killed before that
+    resumes into this finish again."""
     model.load_state_dict(best_state)
     model.eval()
     task_metrics, weights_meta = task.finish(cfg, model, data, out, log)
@@ -660,6 +671,8 @@ def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log
         plot_curves(history, out / "curves.png", cfg.monitor,
                     [(f, f.removeprefix("val_")) for f in task.LOG_FIELDS], unit_range=False)
     checkpoint.write_json(out / "metrics.json", metrics)
+    checkpoint.save_state(out / "checkpoint.pt", {
+        **checkpoint.load_state(out / "checkpoint.pt"), "finished": stop_reason})
     if tracker is not None:
         tracker.log_finish(metrics, [p for p in sorted(out.glob("*.png"))])
     return metrics
