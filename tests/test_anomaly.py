@@ -433,12 +433,29 @@ def test_bad_detect_input(trained, tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1 + 3
     assert "line 3 skipped" in captured.err and "line 5 skipped" in captured.err
+    # skipping is for the stream: a file is refused whole (its samples would shift), not silently read
+    assert main(["detect", str(trained), str(semi), "--on-bad-line", "skip"]) == 2
+    _one_line_error(capsys, "--on-bad-line skip", "--stream")
 
     # a run trained on two leads refuses a three-lead (+ time) file
     wide = tmp_path / "wide.txt"
     wide.write_text("0 1 2 3 4\n" * 20)
     assert main(["detect", str(trained), str(wide)]) == 2
     _one_line_error(capsys, "5 columns", "2 leads")
+
+
+def test_sampling_rate_from_a_rounded_time_column(tmp_path):
+    """Times given to 3 decimals at 360 Hz (steps of 0.002 and 0.003 s, as in the MIT-BIH excerpts)
+    are 360 Hz, not 1 / median step = 333 Hz; a series with a gap keeps the median step."""
+    from biornn.data.ecg import read_discord
+
+    t = np.round(180 + np.arange(2000) / 360, 3)
+    p = tmp_path / "x.txt"
+    p.write_text("".join(f"{v:.3f}\t0.1\t-0.2\n" for v in t))
+    assert read_discord(p)[1] == 360.0
+    gap = np.concatenate([np.arange(100), np.arange(150, 300)]) / 250
+    p.write_text("".join(f"{v:.3f}\t0.1\t-0.2\n" for v in gap))
+    assert read_discord(p)[1] == pytest.approx(250.0)
 
 
 def test_read_labels_checks_ranges(tmp_path):

@@ -118,7 +118,7 @@ def test_promoters_cross_validation_end_to_end(data_dir, tmp_path, capsys):
     assert metrics["runs"] == ["fold-01", "fold-02", "fold-03"]
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["runs"]
-    assert [r["record"] for r in rows] == metrics["runs"] and sum(r["n_test"] for r in rows) == 30
+    assert [r["fold"] for r in rows] == metrics["runs"] and sum(r["n_test"] for r in rows) == 30
     # the summary's test, baseline and feed-forward figures are the means over the folds
     for group, prefix in (("test", ""), ("baseline", "baseline_"), ("feedforward", "feedforward_")):
         assert metrics[group]["accuracy"] == pytest.approx(np.mean([r[f"{prefix}accuracy"] for r in rows]), abs=1e-6)

@@ -197,6 +197,28 @@ def test_toml_task_file(data_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["cell"] == "gru"
 
 
+def test_threads_limits_the_baselines_pools_too():
+    """threads=N also holds the BLAS and OpenMP pools of NumPy, SciPy and scikit-learn (the baselines),
+    loaded before or after it is set (a fresh process: the setting is process-wide)."""
+    import subprocess
+    import sys
+
+    code = ("from biornn.train import _set_threads; _set_threads(1); import sklearn.linear_model; "
+            "from threadpoolctl import threadpool_info; import torch; "
+            "print(sorted({i['num_threads'] for i in threadpool_info()}), torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[1]", "1"], out.stdout
+
+
+def test_class_weighting_with_logit_adjustment_is_noted(data_dir, tmp_path, capsys):
+    """Both corrections for the imbalance at once is allowed, and said on stderr; either alone is quiet."""
+    _train(data_dir, tmp_path / "both", "epochs=1", "class_weighting=balanced")
+    assert "favoured twice" in capsys.readouterr().err
+    _train(data_dir, tmp_path / "one", "epochs=1", "class_weighting=balanced", "logit_adjustment=0")
+    assert "favoured twice" not in capsys.readouterr().err
+
+
 def test_config_file_names_the_task(data_dir, tmp_path, capsys):
     """--config FILE.toml without a TASK trains the task the file sets."""
     toml = tmp_path / "exp.toml"

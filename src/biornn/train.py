@@ -255,6 +255,21 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     return _train_one(cfg, task, out, data_dir, resume, progress, log, stop_after_epochs, track, track_uri)
 
 
+def _set_threads(n: int) -> None:
+    """``threads``: torch's intra-op threads and, for the baselines (scikit-learn, NumPy), the BLAS and
+    OpenMP pools the process has loaded -- for the rest of the process, as torch.set_num_threads."""
+    torch.set_num_threads(n)
+    try:
+        # a pool is limited only once its library is loaded: SciPy's BLAS and scikit-learn's OpenMP now,
+        # not when the baseline first needs them
+        import scipy.linalg  # noqa: F401
+        import sklearn.utils._openmp_helpers  # noqa: F401
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # (scikit-learn brings all three) the baselines keep the libraries' defaults
+        return
+    threadpool_limits(limits=n)
+
+
 def _load_resume_state(out: Path) -> dict[str, Any]:
     checkpoint_path = out / "checkpoint.pt"
     state = checkpoint.load_state(checkpoint_path)
@@ -449,7 +464,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
     several = distributed.active()
     state = distributed.on_main(lambda: _load_resume_state(out)) if resume else None
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        _set_threads(cfg.threads)
     data = distributed.on_all(lambda: task.load(cfg, data_dir))
     if several and len(set(distributed.gather(data.fingerprint))) > 1:
         raise ValueError(f"task {cfg.task}: the processes read different data; give every machine the same "
@@ -720,14 +735,15 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
             shutil.rmtree(out, ignore_errors=True)
         raise
     rows = [task.summary_row(name, m) for name, m in results.items()]
-    numeric = [k for k in rows[0] if k != "record" and isinstance(rows[0][k], (int, float))]
+    by = next(iter(rows[0]))  # the first column names the run: "record" (ecg-anomaly), "fold" (promoters)
+    numeric = [k for k in rows[0] if k != by and isinstance(rows[0][k], (int, float))]
     mean = {k: round(float(np.mean([r[k] for r in rows])), 6) for k in numeric}
     summary = {"task": cfg.task, "cell": cfg.cell, "runs": rows, "mean": mean}
     checkpoint.write_json(out / "summary.json", summary)
     checkpoint.write_text(out / "summary.md", _markdown_table(rows, mean))
     # the baseline's columns (and any other comparison the task names) are baseline_KEY, GROUP_KEY
     groups = getattr(task, "SUMMARY_GROUPS", ("baseline",))
-    first = results[rows[0]["record"]]
+    first = results[rows[0][by]]
 
     def grouped(k: str) -> bool:
         return any(k.startswith(f"{g}_") for g in groups)

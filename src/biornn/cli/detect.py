@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Score a signal with a run trained by 'biornn train ecg-anomaly'. SIGNAL is a text file "
         "(whitespace or CSV, one sample per line: one column per lead, or a first time column and then the "
         "leads) or a WFDB record (.hea, needs the wfdb package). Writes CSV 'sample,score,flag': the smoothed "
-        "Mahalanobis score of the prediction errors (nan until the detector has predicted a sample k times) "
+        "Mahalanobis score of the prediction errors (a sample's own score needs all k predictions of it, so the "
+        "first k samples have none; the smoothing averages the scores in its window, and is nan only where "
+        "the window holds none) "
         "and 1 where it exceeds the run's threshold (set on training data, without test labels). "
         "With --stream, samples are read from standard input one line per sample and each score line is "
         "written as soon as it is final (smoothing window / 2 samples later); the recurrent state is "
@@ -23,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("signal", metavar="SIGNAL", nargs="?", help="a signal file (not with --stream)")
     p.add_argument("--stream", action="store_true", help="read samples from standard input, one line each")
     p.add_argument("--on-bad-line", choices=("stop", "skip"), default="stop",
-                   help="--stream: on a line that is not L (or L+1) finite numbers, stop with exit 2 "
-                   "(default) or skip it with a warning on stderr")
+                   help="--stream only: on a line that is not L (or L+1) finite numbers, stop with exit 2 "
+                   "(default) or skip it with a warning on stderr (a SIGNAL file with such a line is refused: "
+                   "samples left out would shift every later one in time)")
     p.add_argument("--out", metavar="FILE", help="write the CSV here (atomically) instead of standard output")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: one signal is one sequential recurrence, which more "
@@ -56,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         return _stream(model, meta, args.on_bad_line)
     if not args.signal:
         raise ValueError("give a SIGNAL file, or --stream to read standard input")
+    if args.on_bad_line != "stop":
+        raise ValueError("--on-bad-line skip applies to --stream; a SIGNAL file with a bad line is refused, "
+                         "naming the line (mend or remove it)")
     from ..checkpoint import refuse_overwriting
     from ..data.ecg import read_signal
 

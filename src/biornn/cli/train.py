@@ -133,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         if cfg.record and cfg.task not in RECORD_TASKS:
             raise ValueError(f"config: record applies to {' and '.join(RECORD_TASKS)}, not to task {cfg.task!r}")
         check_user_file_keys(cfg)
+        if cfg.class_weighting != "none" and cfg.logit_adjustment:
+            print(f"biornn: note: class_weighting={cfg.class_weighting} and logit_adjustment="
+                  f"{cfg.logit_adjustment:g} both correct for the class imbalance, so rare classes are favoured "
+                  f"twice; for the class-weighted loss alone add logit_adjustment=0", file=sys.stderr)
         # the record's own name (record= may be a path): the default run directory stays under runs/
         name = f"{cfg.task}-{Path(cfg.record).name}" if cfg.record else cfg.task
         out = Path(args.out) if args.out else Path("runs") / f"{name}-{cfg.cell}-s{cfg.seed}"

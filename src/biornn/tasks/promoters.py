@@ -195,7 +195,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
 
 def summary_row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """One fold's line of the cross-validation table."""
-    row: dict[str, Any] = {"record": name, **{k: metrics["test"][k] for k in METRIC_KEYS}}
+    row: dict[str, Any] = {"fold": name, **{k: metrics["test"][k] for k in METRIC_KEYS}}
     for group in SUMMARY_GROUPS:
         row.update({f"{group}_{k}": metrics[group][k] for k in METRIC_KEYS})
     row.update({"n_test": metrics["n"]["test"], "train_seconds": metrics["train_seconds"],
