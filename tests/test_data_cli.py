@@ -75,6 +75,9 @@ def test_list_shows_every_data_set_and_where(mirror, capsys):
     assert "CC0-1.0" in fake and fake.endswith("A fake data set")
     names = next(line for line in lines if line.startswith("names "))
     assert "19 files" in names and "not found" in names and "MIT" in names
+    assert "mirror-only" not in names  # every file has its public copy
+    splice = next(line for line in lines if line.startswith("splice "))
+    assert "1 file (all mirror-only)" in splice  # a format conversion: fetched from a mirror only
 
 
 def test_list_json(mirror, capsys):
@@ -85,6 +88,7 @@ def test_list_json(mirror, capsys):
     assert rows["fake"]["where"] == str(mirror) and rows["fake"]["found_via"] == "--data-dir"
     assert rows["names"]["where"] is None and rows["names"]["bytes"] is None
     assert rows["names"]["licence"] == "MIT" and rows["names"]["source"]
+    assert rows["names"]["mirror_only"] == [] and rows["splice"]["mirror_only"] == ["dna/splice.csv"]
 
 
 def test_verify_exit_codes(mirror, capsys):

@@ -97,13 +97,19 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append({"name": name, "title": ds.title, "licence": ds.licence, "files": len(ds.files),
                      "bytes": size, "where": None if root is None else str(root),
                      "found_via": None if root is None else reasons[str(root)],
-                     "source": ds.source, "note": ds.note})
+                     "source": ds.source, "note": ds.note,
+                     "mirror_only": [f.path for f in ds.files if f.url is None]})
     if args.json:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
         return 0
     where = [f"{r['where']} ({r['found_via']})" if r["where"] else "not found" for r in rows]
-    cols = [[r["name"] for r in rows], [f"{r['files']} file{'s' * (r['files'] != 1)}" for r in rows],
+    def files(r: dict) -> str:
+        n, m = r["files"], len(r["mirror_only"])
+        # a file with no byte-identical public copy is fetched from a mirror only
+        return f"{n} file{'s' * (n != 1)}" + (f" ({'all' if m == n else m} mirror-only)" if m else "")
+
+    cols = [[r["name"] for r in rows], [files(r) for r in rows],
             ["-" if r["bytes"] is None else _size(r["bytes"]) for r in rows], where,
             [r["licence"] for r in rows], [r["title"] for r in rows]]
     widths = [max(map(len, c)) for c in cols[:-1]]
