@@ -10,6 +10,7 @@ both ways, interleaved in one run, and prints medians and their ratio.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -51,4 +52,9 @@ def main(repeats: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per loop (default 5)")
+    args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats must be at least 1, got {args.repeats}")
+    main(args.repeats)

@@ -14,6 +14,7 @@ medians in microseconds and the ratio oneDNN / BLAS (below 1: oneDNN faster).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -46,6 +47,13 @@ def _compare(shape: str, name: str, macs: int, blas, onednn, atol: float) -> Non
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     lp = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if lp is None or not torch.backends.mkldnn.is_available():
         print("products: this torch has no oneDNN matmul operator", file=sys.stderr)

@@ -4,6 +4,9 @@ No timing assertions: timings belong to the benchmark, not to the tests."""
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,13 @@ def test_bad_input_exits_2_with_one_line(args, message, capsys):
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=[p.name for p in BENCHMARKS])
+def test_every_benchmark_script_answers_help_without_running(script):
+    """--help prints the usage and runs nothing (a script without argparse ran its whole benchmark)."""
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("usage:"), (out.stdout[:200], out.stderr[-300:])

@@ -119,7 +119,8 @@ def test_classify_tsv_end_to_end_from_relative_paths(tmp_path, monkeypatch, caps
     # the recorded file changed: evaluate refuses to measure other data
     _tsv(work / "test.tsv", 20, 2)
     assert main(["evaluate", str(run)]) == 2
-    assert "fingerprint differs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fingerprint differs" in err and "its files (train_file" in err and "data directory" not in err
 
 
 def _ucr(path: Path, n: int, seed: int, T: int = 24) -> Path:

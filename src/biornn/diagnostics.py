@@ -431,8 +431,9 @@ def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int =
     cfg, task, model, meta = load_symbol_run(run, "diagnose gradients")
     data = task.load(cfg, data_dir)
     if data.fingerprint != meta["data_fingerprint"]:
-        raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
-                         "(fingerprint differs)")
+        from .evaluate import other_data
+
+        raise ValueError(f"{run}: {other_data(cfg)} (fingerprint differs)")
     split = data.splits["test"]
     if not split.texts:
         raise ValueError(f"{run}: the test split is empty")

@@ -26,6 +26,13 @@ def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[s
     return cfg, task, model, meta
 
 
+def other_data(cfg) -> str:
+    """What changed when a run's data fingerprint differs: its own files, or the data directory."""
+    if getattr(cfg, "train_file", ""):
+        return "its files (train_file, val_file, test_file in config.json) now hold other data than it was trained on"
+    return "the data directory holds other data than the run was trained on"
+
+
 def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]:
     """The run's test metrics, recomputed from the data directory with the saved weights.
 
@@ -42,8 +49,7 @@ def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]
     cfg, task, model, meta = load_run(run)
     data = task.load(cfg, data_dir)
     if data.fingerprint != meta["data_fingerprint"]:
-        raise ValueError(f"{run}: the data directory holds other data than the run was trained on "
-                         f"(fingerprint differs); evaluate with the data it used")
+        raise ValueError(f"{run}: {other_data(cfg)} (fingerprint differs); evaluate with the data it used")
     if hasattr(task, "evaluate_saved"):  # a task that measures its saved model itself
         with torch.no_grad():
             return {"task": cfg.task, "cell": cfg.cell, **task.evaluate_saved(cfg, model, meta, data)}

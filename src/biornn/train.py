@@ -248,7 +248,8 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     runs = task.subruns(cfg, data_dir)
     if runs is not None:
         if track:
-            raise ValueError(f"--track: not supported for a run of several runs ({cfg.task} record=all)")
+            raise ValueError(f"--track: not supported for a run of several runs (task {cfg.task}: {len(runs)} "
+                             f"runs into one directory); track the runs one at a time")
         if not resume:  # bad data fails before any run starts, with its one line and nothing written
             task.load(runs[0][1], data_dir)
         return train_each(cfg, runs, out, data_dir, resume, progress, log, stop_after_epochs)

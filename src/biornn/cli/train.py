@@ -48,8 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model on a task and write a run directory",
         description="Train a recurrent model by backpropagation through time and write a run directory "
-        "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, curves.png, and confusion.png for "
-        "names, classify and tag, forecast.png for forecast or detection.png for ecg-anomaly). Each task has its "
+        "(config.json, model.safetensors, metrics.json, log.csv, steps.csv, checkpoint.pt, curves.png, and the "
+        "task's own plots: confusion.png for names, splice, protein-ss, classify and tag, with "
+        "confusion_baseline.png beside it for all but names; forecast.png for forecast, detection.png for "
+        "ecg-anomaly, detections.png for mitdb-qrs, accuracy_by_length.png for translate, "
+        "bits_per_language.png for generate-names). Each task has its "
         "own defaults (ecg-anomaly: a 2-layer LSTM predicting the next 10 samples, truncated BPTT over "
         "100-sample windows). "
         f"Built-in tasks: {', '.join(TASKS)}; TASK may also be a TOML config file that sets task = NAME "
