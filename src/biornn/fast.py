@@ -226,10 +226,16 @@ def scan(
     """
     if how is None:
         how = method(cell, lengths, truncate, x.shape[1], x.device)
-        if how == "native" and (x.dtype not in (torch.float32, torch.float64) or _autocast_cpu()):
+        if how == "native" and x.dtype not in (torch.float32, torch.float64):
             how = "bptt"  # the compiled loops take float32 and float64 as they are
     elif how == "native" and not (_native_maths(cell) and _native.available() and x.device.type == "cpu"):
         raise ValueError(f"{type(cell).__name__}: the compiled loops cannot serve this cell and call")
+    if how in ("bptt", "native") and _autocast(x.device.type):
+        # the hand-written BPTT runs in the parameters' precision under autocast: autocast would
+        # turn some of its products (not the in-place ones) into bfloat16 and mix the two dtypes,
+        # and the compiled loops in float32 are faster than the Python loops in bfloat16 anyway
+        with torch.autocast(x.device.type, enabled=False):
+            return scan(cell, x, state, lengths, truncate, how)
     if how == "fused":
         if not _fused_maths(cell) or (truncate and lengths is not None):
             raise ValueError(f"{type(cell).__name__}: no fused kernel for this cell and call")
@@ -239,12 +245,13 @@ def scan(
     raise ValueError(f"{type(cell).__name__}: no fast path {how!r}")
 
 
-def _autocast_cpu() -> bool:
-    """Whether CPU autocast is on (its lower-precision products would reach the compiled loops)."""
+def _autocast(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (its lower-precision products would reach the
+    hand-written BPTT)."""
     try:
-        return torch.is_autocast_enabled("cpu")
+        return torch.is_autocast_enabled(device_type)
     except TypeError:  # an older torch
-        return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def _fused_scan(

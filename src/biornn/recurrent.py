@@ -442,7 +442,12 @@ class Recurrent(nn.Module):
             ``name`` in the state fields (``h``, ``c``, ``o``) and the cell's
             ``gate_names``; zero past each sequence's end.
         """
-        check_input(x, self.input_size, (2, 3), next(self.parameters()).dtype)
+        dtype = next(self.parameters()).dtype
+        if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != dtype and fast._autocast(x.device.type):
+            # under autocast a layer before may hand over its lower-precision output: read it in the
+            # parameters' dtype (the fused kernels go to autocast's dtype themselves)
+            x = x.to(dtype)
+        check_input(x, self.input_size, (2, 3), dtype)
         check_flag("return_traces", return_traces)
         unbatched = x.dim() == 2
         if unbatched:
