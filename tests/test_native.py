@@ -205,16 +205,30 @@ def test_under_autocast_the_hand_written_bptt_runs_in_float32(name, loops, compi
     lengths = [40, 33, 40, 12]
     route = rnn.path(lengths, steps=40)
     out0, _ = rnn(x, lengths=lengths)
-    for given in (x, x.bfloat16()):
+    for given, inside in ((x, False), (x, True), (x.bfloat16(), False)):
         xa = given.clone().requires_grad_()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out, state = rnn(xa, lengths=lengths)
-        out.float().sum().backward()
+            if inside:  # backward() within the autocast block: the hand-written backward too
+                out.float().sum().backward()
+        if not inside:
+            out.float().sum().backward()
         assert xa.grad is not None and all(p.grad is not None for p in rnn.parameters())
         rnn.zero_grad()
         if route != "fused" and given.dtype == torch.float32:
             assert out.dtype == torch.float32
             torch.testing.assert_close(out, out0, rtol=0, atol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the state fed back (bfloat16 from a fused kernel)
+            out2, _ = rnn(x[:, :5], state)
+        assert out2.shape == (4, 5, 16)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_a_meta_device_module_runs_every_route(name):
+    """Shape inference on the meta device: autocast's state is asked of the device type, which autocast
+    does not know for meta (never on there), on every route."""
+    out, _ = Recurrent(name, 3, 4).to("meta")(torch.randn(2, 5, 3, device="meta"))
+    assert out.shape == (2, 5, 4) and out.device.type == "meta"
 
 
 def test_the_operators_refuse_inconsistent_batch_sizes(compiled):

@@ -443,13 +443,23 @@ def test_resume_refuses_finished_runs_and_other_data(data_dir, tmp_path, capsys)
     for f in (data_dir / "names").iterdir():
         (other / "names" / f.name).write_text(f.read_text() + ("Qqq\n" if f.suffix == ".txt" else ""))
     assert main(["train", "--resume", str(part), "--data-dir", str(other)]) == 2
-    _one_line_error(capsys, "other data")
+    _one_line_error(capsys, "other data", "differs in")
     assert main(["evaluate", str(run), "--data-dir", str(other)]) == 2
     _one_line_error(capsys, "other data")
 
     torch.save({"model": {}}, part / "checkpoint.pt")
     assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 2
     _one_line_error(capsys, "checkpoint.pt", "not a biornn training checkpoint")
+
+
+def test_meta_difference_names_what_changed():
+    """A resume refused for other data says what differs: short values in full (the sampling rate an
+    older release read from a rounded time column), long ones (a vocabulary) by name."""
+    from biornn.train import _meta_difference
+
+    then = {"fs": 333.333, "vocab": list("abc"), "leads": 2}
+    now = {"fs": 360.0, "vocab": list("abcd"), "leads": 2}
+    assert _meta_difference(then, now) == "differs in fs: 333.333 then, 360.0 now; vocab"
 
 
 @pytest.mark.parametrize("item,key", [("seed=99999999999999", "seed"), ("threads=100000", "threads"),

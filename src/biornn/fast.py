@@ -49,6 +49,8 @@ Traces (``return_traces=True``) always use the step loop: it is what records the
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -251,7 +253,26 @@ def _autocast(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # an older torch
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+    except RuntimeError:  # a device type autocast does not know (meta, lazy): never on there
+        return False
+
+
+def _without_autocast(backward):
+    """A hand-written backward run with autocast off, as its forward ran (:func:`scan`): a
+    ``backward()`` called inside an autocast block would otherwise mix bfloat16 and float32."""
+
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        device = next((g.device.type for g in grads if g is not None), "cpu")
+        if not _autocast(device):
+            return backward(ctx, *grads)
+        with torch.autocast(device, enabled=False):
+            return backward(ctx, *grads)
+
+    return run
 
 
 def _fused_scan(
@@ -558,6 +579,7 @@ class _ElmanBPTT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_without_autocast
     def backward(ctx, dHs):
         x, h0, w_ih, w_hh, Hs = ctx.saved_tensors
         T, B, _ = Hs.shape
@@ -641,6 +663,7 @@ class _LSTMBPTT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_without_autocast
     def backward(ctx, dHs, dCs):
         x, h0, c0, w_ih, w_hh, w_ci, w_cf, w_co, A, Cs, TC, Hs = ctx.saved_tensors
         T, B, H = Hs.shape
@@ -756,6 +779,7 @@ class _LSTM1997BPTT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_without_autocast
     def backward(ctx, dHs, dCs):
         x, h0, c0, w_ih, w_hh, A, Cs, HC, Hs = ctx.saved_tensors
         T, B, H = Hs.shape
@@ -860,6 +884,7 @@ class _GRUBPTT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_without_autocast
     def backward(ctx, dHs):
         x, h0, w_ih, w_hh, A, GH, Hs = ctx.saved_tensors
         T, B, H = Hs.shape
@@ -964,6 +989,7 @@ class _FullyRecurrentBPTT(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_without_autocast
     def backward(ctx, dSs, dOs):
         x, s0, o0, w_ih, w_hh, w_oh, w_ho, S, O = ctx.saved_tensors
         T, B, H = S.shape

@@ -64,6 +64,18 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _to_dtype(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` (a tensor, a state tuple or NamedTuple of them, or anything else) with its floating
+    tensors in ``dtype``; what is not a floating tensor stays as it is, for the checks to judge."""
+    if isinstance(value, Tensor):
+        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_to_dtype(v, dtype) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_dtype(v, dtype) for v in value)
+    return value
+
+
 class Recurrent(nn.Module):
     r"""A stack of recurrent layers of one cell type, unrolled over time.
 
@@ -443,10 +455,11 @@ class Recurrent(nn.Module):
             ``gate_names``; zero past each sequence's end.
         """
         dtype = next(self.parameters()).dtype
-        if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != dtype and fast._autocast(x.device.type):
-            # under autocast a layer before may hand over its lower-precision output: read it in the
-            # parameters' dtype (the fused kernels go to autocast's dtype themselves)
-            x = x.to(dtype)
+        if isinstance(x, Tensor) and fast._autocast(x.device.type):
+            # under autocast a layer before may hand over its lower-precision output, and a fused
+            # kernel returns its state in autocast's dtype: read both in the parameters' dtype (the
+            # fused kernels go to autocast's dtype themselves)
+            x, state = _to_dtype(x, dtype), _to_dtype(state, dtype)
         check_input(x, self.input_size, (2, 3), dtype)
         check_flag("return_traces", return_traces)
         unbatched = x.dim() == 2

@@ -285,6 +285,21 @@ def _load_resume_state(out: Path) -> dict[str, Any]:
     return state
 
 
+def _meta_difference(then: Any, now: dict[str, Any]) -> str:
+    """What differs between the data a checkpoint recorded and the data read now, for one error line:
+    the keys, with both values where they are short (a sampling rate), else just the key (a vocabulary)."""
+    if not isinstance(then, dict):
+        return "the checkpoint's record of its data is unreadable"
+    parts = []
+    for key in sorted(set(then) | set(now)):
+        a, b = then.get(key), now.get(key)
+        if a == b:
+            continue
+        short = all(isinstance(v, (int, float, str, type(None))) and len(repr(v)) <= 24 for v in (a, b))
+        parts.append(f"{key}: {a!r} then, {b!r} now" if short else key)
+    return "differs in " + "; ".join(parts[:4]) + (" ..." if len(parts) > 4 else "")
+
+
 def _make_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> bool:
     """Create ``out`` (and its config.json unless resuming); return whether it was created."""
     created = not out.exists()
@@ -490,8 +505,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
         best_state = None
         if state is not None:
             if state["data"] != data.meta():
-                raise ValueError(f"{out / 'checkpoint.pt'}: the run was trained on other data (vocabulary, "
-                                 f"labels or normalisation differ); resume with the data directory it used")
+                raise ValueError(f"{out / 'checkpoint.pt'}: the run was trained on other data "
+                                 f"({_meta_difference(state['data'], data.meta())}); resume with the data it used")
             try:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
