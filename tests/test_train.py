@@ -401,7 +401,9 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_nothing(data_dir, tmp_path, 
     assert not out.exists()  # no dead run directory to trip over
 
 
-@pytest.mark.parametrize("stop", [["epochs=2"], ["epochs=3", "max_seconds=0.001"]], ids=["completed", "time-limit"])
+@pytest.mark.parametrize("stop", [["epochs=2"], ["epochs=3", "max_seconds=0.001"],
+                                  ["epochs=4", "patience=1", "lr=1e-12"]],
+                         ids=["completed", "time-limit", "early-stop"])
 def test_resume_after_a_kill_in_the_finish(data_dir, tmp_path, monkeypatch, stop):
     """Killed after its last epoch (during the baseline or the test metrics), a run resumes into its
     finish -- no further epoch -- and ends as the uninterrupted run did."""
@@ -423,6 +425,8 @@ def test_resume_after_a_kill_in_the_finish(data_dir, tmp_path, monkeypatch, stop
     assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 0
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (full, part))
     assert (ma["test"], ma["epochs"], ma["best_epoch"]) == (mb["test"], mb["epochs"], mb["best_epoch"])
+    if "patience=1" in stop:
+        assert mb["epochs"] < 4  # stopped early, and the resume did not train on
     wa, wb = (load_file(str(r / "model.safetensors")) for r in (full, part))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 2  # now finished

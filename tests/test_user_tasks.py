@@ -137,6 +137,36 @@ def _ucr(path: Path, n: int, seed: int, T: int = 24) -> Path:
     return path
 
 
+def test_a_refit_run_killed_in_its_finish_resumes_into_it(tmp_path, monkeypatch):
+    """refit=true: killed after the refit's weights were written but before metrics.json, the run
+    resumes into the refit again (deterministic) and the finish, ending as the uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from biornn.tasks import classify
+
+    _tsv(tmp_path / "train.tsv", 60, 0)
+    _tsv(tmp_path / "test.tsv", 20, 1)
+    cfg = resolve("classify", overrides=[*TINY, "refit=true", f"train_file={tmp_path / 'train.tsv'}",
+                                         f"test_file={tmp_path / 'test.tsv'}"])
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg, full, progress=False, log=lambda s: None)
+    real = classify.finish
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify, "finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, part, progress=False, log=lambda s: None)
+    monkeypatch.setattr(classify, "finish", real)
+    assert not (part / "metrics.json").exists()
+    assert main(["train", "--resume", str(part)]) == 0
+    ma, mb = _metrics(full), _metrics(part)
+    assert ma["refit"]["epochs"] == mb["refit"]["epochs"] and ma["test"] == mb["test"]
+    wa, wb = (load_file(str(r / "model.safetensors")) for r in (full, part))
+    assert all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)
+
+
 def test_classify_ucr_table(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "classify", "--train", str(_ucr(tmp_path / "A_TRAIN.txt", 40, 0)),
