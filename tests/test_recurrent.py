@@ -3,6 +3,7 @@ padding, truncation, traces and argument checks."""
 
 import copy
 import itertools
+import re
 
 import pytest
 import torch
@@ -560,3 +561,79 @@ def test_calls_do_not_mutate_shared_cells():
     after, _ = rnn(x)
     torch.testing.assert_close(before, after, rtol=0, atol=0)
     assert rnn._cells[0][0].weight_hh is not shallow._parameters["weight_hh_l0"]
+
+
+# -- from an API walk-through (session 9) -----------------------------------------------
+
+
+def _own_cell(kind):
+    """A cell of one's own, its weights held as ``kind`` says."""
+    from biornn.cells import ElmanCell
+    from biornn.cells.base import Cell
+
+    class Mine(ElmanCell):
+        def __init__(self, input_size, hidden_size):
+            super().__init__(input_size, hidden_size)
+            if kind == "submodule":
+                self.extra = nn.Linear(hidden_size, hidden_size)
+            elif kind == "buffer":
+                self.register_buffer("mask", torch.ones(hidden_size))
+
+    class Empty(Cell):
+        state_type = ElmanCell.state_type
+
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+
+    return Empty if kind == "none" else Mine
+
+
+@pytest.mark.parametrize("kind,needle", [("submodule", "submodule ('extra')"), ("buffer", "buffer ('mask')"),
+                                         ("none", "no parameters")])
+def test_a_cell_of_ones_own_must_hold_its_weights_as_parameters(kind, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        Recurrent(_own_cell(kind), 3, 4)
+    assert [n for n, _ in Recurrent(_own_cell("plain"), 3, 4).named_parameters()][:2] == ["weight_ih_l0",
+                                                                                          "weight_hh_l0"]
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+@pytest.mark.parametrize("T", [1, 12, 40])
+def test_an_empty_batch_gives_empty_outputs_on_every_route(name, T):
+    rnn = Recurrent(name, 3, 4, bidirectional=True)
+    x = torch.randn(0, T, 3, requires_grad=True)
+    out, state = rnn(x)
+    assert out.shape == (0, T, 8) and all(f.shape == (2, 0, n) for f, n in zip(state, rnn.cells[0][0].state_sizes()))
+    out.sum().backward()
+
+
+def test_an_input_on_another_device_is_refused_naming_both():
+    with pytest.raises(ValueError, match="input is on meta but the parameters are on cpu"):
+        Recurrent("gru", 3, 4)(torch.randn(2, 5, 3, device="meta"))
+
+
+def test_path_says_bptt_where_half_precision_leaves_the_compiled_loops():
+    assert Recurrent("gru", 3, 4).half().path(steps=5) == "bptt"
+    assert Recurrent("gru", 3, 4).path(steps=5) in ("native", "bptt")
+
+
+def test_reset_parameters_as_at_construction():
+    rnn = Recurrent("irnn", 2, 6, num_layers=2)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.fill_(0.5)
+    rnn.reset_parameters()
+    assert torch.equal(rnn.weight_hh_l0, torch.eye(6)) and torch.equal(rnn.weight_hh_l1, torch.eye(6))
+    assert not (rnn.weight_ih_l0 == 0.5).any()  # the cell's own default drew them afresh
+    assert all(hasattr(m, "reset_parameters") for m in (rnn,))
+
+
+def test_initialize_changes_nothing_when_it_refuses():
+    from biornn.init import initialize
+
+    rnn = Recurrent("irnn", 1, 10, num_layers=2)
+    before = {k: v.clone() for k, v in rnn.state_dict().items()}
+    with pytest.raises(ValueError, match="forget_bias"):
+        initialize(rnn, "default", forget_bias=1.0)
+    assert all(torch.equal(before[k], v) for k, v in rnn.state_dict().items())

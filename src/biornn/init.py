@@ -225,6 +225,17 @@ def initialize(
     for layer in chosen:
         if not 0 <= layer < n:
             raise ValueError(f"layers: no layer {layer} in a {n}-layer network")
-        for cell in cells[layer]:
-            init_cell(cell, **SCHEMES[names[layer]], scale=scale, gain=gain, forget_bias=forget_bias)
+    # all or nothing: a scheme refused for a later cell (a forget bias for a cell without a forget
+    # gate) must not leave the earlier ones re-initialised
+    params = [q for layer in chosen for cell in cells[layer] for q in cell.parameters()]
+    saved = [q.detach().clone() for q in params]
+    try:
+        for layer in chosen:
+            for cell in cells[layer]:
+                init_cell(cell, **SCHEMES[names[layer]], scale=scale, gain=gain, forget_bias=forget_bias)
+    except BaseException:
+        with torch.no_grad():
+            for q, v in zip(params, saved):
+                q.copy_(v)
+        raise
     return rnn

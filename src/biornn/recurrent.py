@@ -64,6 +64,22 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _check_own_cell(cell: Cell) -> None:
+    """A cell's weights must be its own direct parameters, as the built-in cells' are: Recurrent
+    registers those under torch.nn's names, and only those (a submodule's weights or a buffer would
+    be left out of parameters(), state_dict() and .to())."""
+    name = type(cell).__name__
+    held = [n for n, m in cell.named_children() if any(True for _ in m.parameters()) or any(True for _ in m.buffers())]
+    if held:
+        raise ValueError(f"cell {name}: holds its weights in a submodule ({held[0]!r}); a cell's weights must be "
+                         f"its own nn.Parameter attributes (e.g. self.weight_ih = nn.Parameter(...))")
+    if cell._buffers:
+        raise ValueError(f"cell {name}: has a buffer ({next(iter(cell._buffers))!r}); a cell may hold only "
+                         f"nn.Parameter attributes (a fixed tensor: a Parameter with requires_grad=False)")
+    if not any(p is not None for p in cell._parameters.values()):
+        raise ValueError(f"cell {name}: has no parameters; a cell's weights are its own nn.Parameter attributes")
+
+
 def _to_dtype(value: Any, dtype: torch.dtype) -> Any:
     """``value`` (a tensor, a state tuple or NamedTuple of them, or anything else) with its floating
     tensors in ``dtype``; what is not a floating tensor stays as it is, for the checks to judge."""
@@ -178,6 +194,7 @@ class Recurrent(nn.Module):
             cells.append(row)
             layer_input = row[0].output_size * D
         self.output_size = layer_input
+        _check_own_cell(cells[0][0])
         # The cells are kept in a plain list, not as submodules: their
         # parameters are registered here under torch.nn's names instead, and
         # every call runs on views of the cells bound to them (see _bound).
@@ -185,10 +202,24 @@ class Recurrent(nn.Module):
         for name in self._torch_names():
             layer, direction, pname = name
             self.register_parameter(self._param_name(*name), getattr(cells[layer][direction], pname))
-        if init is not None or default_init is not None:
+        self._init_scheme = init if init is not None else default_init
+        if self._init_scheme is not None:
             from .init import initialize
 
-            initialize(self, init if init is not None else default_init)
+            initialize(self, self._init_scheme)
+
+    def reset_parameters(self) -> None:
+        """Initialise every weight afresh, as at construction: each cell's own default (PyTorch's
+        uniform), then the ``init`` scheme given to the constructor or the cell's default (``irnn``'s
+        identity), as ``torch.nn.LSTM.reset_parameters`` does for its module."""
+        for row in self.cells:
+            for cell in row:
+                cell.reset_parameters()
+        scheme = getattr(self, "_init_scheme", None)  # (a module pickled by an older biornn has none)
+        if scheme is not None:
+            from .init import initialize
+
+            initialize(self, scheme)
 
     # -- parameters under torch.nn's names ---------------------------------
     def _torch_names(self) -> list[tuple[int, int, str]]:
@@ -404,11 +435,14 @@ class Recurrent(nn.Module):
         truncate = self.truncate if truncate is None else truncate
         if not self.fast or return_traces:
             return "loop"
-        device = next(self.parameters()).device
-        methods = {fast.method(c, lengths, truncate, steps, device) for row in self._cells for c in row}
+        first = next(self.parameters())
+        methods = {fast.method(c, lengths, truncate, steps, first.device) for row in self._cells for c in row}
         if None in methods:
             return "loop"
-        return methods.pop() if len(methods) == 1 else "bptt"
+        how = methods.pop() if len(methods) == 1 else "bptt"
+        if how == "native" and first.dtype not in (torch.float32, torch.float64):
+            return "bptt"  # as fast.scan does: the compiled loops take float32 and float64
+        return how
 
     def forward(
         self,
@@ -454,7 +488,11 @@ class Recurrent(nn.Module):
             ``name`` in the state fields (``h``, ``c``, ``o``) and the cell's
             ``gate_names``; zero past each sequence's end.
         """
-        dtype = next(self.parameters()).dtype
+        first = next(self.parameters())
+        dtype = first.dtype
+        if isinstance(x, Tensor) and x.device != first.device:
+            raise ValueError(f"input is on {x.device} but the parameters are on {first.device}; move one of them "
+                             f"(e.g. x.to({str(first.device)!r}))")
         if isinstance(x, Tensor) and fast._autocast(x.device.type):
             # under autocast a layer before may hand over its lower-precision output, and a fused
             # kernel returns its state in autocast's dtype: read both in the parameters' dtype (the
@@ -474,7 +512,8 @@ class Recurrent(nn.Module):
             _positive_int("truncate", truncate)
         truncate = self.truncate if truncate is None else truncate
         # decided on the lengths as given, so that uses_fast_path(lengths) tells the truth
-        use_fast = self.uses_fast_path(lengths, return_traces, truncate) and probes is None
+        # (an empty batch: the step loop, whose every operation takes zero rows)
+        use_fast = self.uses_fast_path(lengths, return_traces, truncate) and probes is None and B > 0
         D = 2 if self.bidirectional else 1
         if probes is not None:
             probes = self._check_probes(probes, x, unbatched, D)

@@ -121,7 +121,10 @@ class Cell(nn.Module):
     Subclasses set ``state_type`` (a ``NamedTuple`` whose first field is ``h``),
     ``gate_names`` (the names of the activations :meth:`step` reports, in the
     order they are computed) and ``output_size`` (the width of what the cell
-    emits to the layer above), and implement :meth:`step`.
+    emits to the layer above), and implement :meth:`step`.  A cell's weights are its own
+    ``nn.Parameter`` attributes (as ``weight_ih``, ``weight_hh``): :class:`biornn.Recurrent`
+    registers exactly those under torch.nn's names, and refuses a cell that keeps weights in a
+    submodule or a buffer, which would be left out of ``parameters()`` and ``state_dict()``.
     """
 
     state_type: type = NamedTuple
