@@ -456,6 +456,20 @@ def test_resume_refuses_finished_runs_and_other_data(data_dir, tmp_path, capsys)
     _one_line_error(capsys, "checkpoint.pt", "not a biornn training checkpoint")
 
 
+@pytest.mark.parametrize("x,needle", [
+    (torch.tensor([[1, 9]]), "0..8"), (torch.tensor([[-1, 2]]), "got -1..2"),
+    (torch.tensor([1, 2]), "2-D (B, T)"), (torch.tensor([[1.0, 2.0]]), "integers"),
+])
+def test_a_classifier_refuses_symbols_it_cannot_read(x, needle):
+    """Out of the vocabulary, 1-D or floating symbols: one ValueError naming the problem (an IndexError
+    deep in the embedding before)."""
+    from biornn.models import SequenceClassifier
+
+    for dim in (0, 4):  # one-hot and embedded
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            SequenceClassifier(9, 3, hidden_size=5, embedding_dim=dim)(x)
+
+
 def test_meta_difference_names_what_changed():
     """A resume refused for other data says what differs: short values in full (the sampling rate an
     older release read from a rounded time column), long ones (a vocabulary) by name."""

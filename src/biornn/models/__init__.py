@@ -129,6 +129,22 @@ def build_recurrent(
     return rnn
 
 
+def check_symbols(x: Any, vocab_size: int) -> None:
+    """Refuse symbols a model over ``vocab_size`` symbols cannot read, naming the problem
+    (``ValueError``): not a 2-D (B, T) integer tensor, or a symbol outside 0 .. vocab_size - 1
+    (0 is the padding)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"symbols must be a tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"symbols must be 2-D (B, T), got shape {tuple(x.shape)}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"symbols must be integers (indices into the vocabulary), got dtype {x.dtype}")
+    if x.numel() and x.device.type != "meta":
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"symbols must lie in 0..{vocab_size - 1} (the vocabulary; 0 pads), got {lo}..{hi}")
+
+
 class Ensemble(nn.Module):
     """Members trained side by side on the same batches; predicts the mean of their
     class probabilities.
@@ -216,6 +232,7 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` (B, T) int64 symbols, ``lengths`` (B,) -> logits (B, K)."""
+        check_symbols(x, self.vocab_size)
         if self.embedding is not None:
             inputs = self.embedding(x)  # (B, T, E)
         else:
