@@ -354,6 +354,7 @@ BAD = [
     pytest.param({"lengths": np.array([3, 5])}, "lengths", id="lengths-wrong-shape"),
     pytest.param({"lengths": np.array([3.0, 5.0, 1.0])}, "lengths", id="lengths-float"),
     pytest.param({"x": np.zeros((B, T))}, r"^x must be", id="x-2d"),
+    pytest.param({"x": np.zeros((B, T, I), dtype=complex)}, r"^x must be real", id="x-complex"),
     pytest.param({"state": (np.zeros((B, H)),)}, "state", id="state-one-field-for-lstm"),
     pytest.param({"state": (np.zeros((B, H)), np.zeros((B, H + 1)))}, "state", id="state-wrong-size"),
     pytest.param({"target": np.zeros((B, T, K))}, "target", id="ce-target-float"),
@@ -473,3 +474,15 @@ def test_fully_recurrent_bias_ho_follows_the_bias_option():
     with pytest.raises(ValueError, match=r"missing 'bias_ho'"):
         ref.forward("fully-recurrent", _without(params, "bias_ho"), x)
     ref.forward("fully-recurrent", _without(only_bias_ho, "bias_ho"), x, bias=False)
+
+
+def test_random_params_take_a_seed_and_backward_checks_d_final():
+    p = ref.random_params("lstm", 3, 4, 0)
+    assert all(np.array_equal(v, ref.random_params("lstm", 3, 4, np.random.default_rng(0))[k]) for k, v in p.items())
+    with pytest.raises(ValueError, match="rng must be"):
+        ref.random_params("lstm", 3, 4, "zero")
+    outputs, _, cache = ref.forward("lstm", p, np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match=r"d_final: .*\(2, 4\)"):
+        ref.backward(cache, np.zeros_like(outputs), d_final=(np.zeros((3, 4)), np.zeros((2, 4))))
+    with pytest.raises(ValueError, match="d_final must be a tuple of 2"):
+        ref.backward(cache, np.zeros_like(outputs), d_final=(np.zeros((2, 4)),))

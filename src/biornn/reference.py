@@ -335,8 +335,8 @@ def random_params(
         One of :data:`CELL_NAMES`.
     input_size, hidden_size : int
         I and H.
-    rng : numpy.random.Generator
-        The source of randomness.
+    rng : numpy.random.Generator or int
+        The source of randomness, or a seed for one.
     scale : float
         Standard deviation of every entry.
     readout_size : int, optional
@@ -345,6 +345,10 @@ def random_params(
         The cell's options.
     """
     shapes = param_shapes(cell, input_size, hidden_size, **options)
+    if _is_int(rng):  # a seed
+        rng = np.random.default_rng(rng)
+    elif not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator or an integer seed, got {type(rng).__name__}")
     params = {k: scale * rng.standard_normal(s) for k, s in shapes.items()}
     if readout_size is not None:
         kind, opt = _resolve(cell, options)
@@ -682,6 +686,8 @@ def _check_x(x: Array) -> Array:
     x = np.asarray(x)
     if x.ndim != 3 or 0 in x.shape or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"x must be a non-empty numeric array of shape (B, T, I), got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"x must be real, got dtype {x.dtype}")
     return x.astype(np.float64)
 
 
@@ -848,8 +854,12 @@ def backward(cache: dict, d_outputs: Array, d_final: State | None = None) -> dic
     # at t = T-1 it is what lies beyond the sequence: d_final, or 0.
     if d_final is None:
         d_state = tuple(np.zeros_like(s) for s in cache["initial"])
-    else:
-        d_state = tuple(np.asarray(d, dtype=np.float64) for d in d_final)
+    else:  # checked as an initial state is: one (B, size) array per state field
+        sizes = tuple(np.shape(s)[1] for s in cache["initial"])
+        try:
+            d_state = _check_state(d_final, kind, sizes, B)
+        except ValueError as e:
+            raise ValueError(f"d_final: {e}".replace("state must", "d_final must")) from None
     for t in range(T - 1, -1, -1):
         m = mask[:, t : t + 1]  # (B, 1)
         # delta_t = (output term: what the output at t receives) + (recurrent term from t+1)
