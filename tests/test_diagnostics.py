@@ -350,3 +350,17 @@ def test_jacobian_batch_larger_than_the_batch_is_refused(tmp_path, capsys):
     assert main(["diagnose", "gradients", "--cell", "elman", "--length", "10", "--hidden", "4", "--batch", "4",
                  "--out", str(out)]) == 0
     assert json.loads((out / "gradients.json").read_text())["cells"]["elman"]["dh_final_dh"]
+
+
+def test_integrated_gradients_names_what_is_wrong():
+    from biornn.diagnostics import integrated_gradients
+
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match=r"one score per input, \(N,\) = \(65,\)"):
+        integrated_gradients(lambda z: z.sum(), x)  # one number for the whole path
+    with pytest.raises(ValueError, match="x must be a floating"):
+        integrated_gradients(lambda z: z.sum((1, 2)), torch.ones(5, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="baseline must be"):
+        integrated_gradients(lambda z: z.sum((1, 2)), x, baseline=torch.zeros(4, 3))
+    _, ig, fx, f0 = integrated_gradients(lambda z: z.sum((1, 2)), x)
+    assert abs(float(ig.sum()) - (fx - f0)) < 1e-4

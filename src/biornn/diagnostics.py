@@ -551,11 +551,19 @@ def integrated_gradients(score: Callable[[Tensor], Tensor], x: Tensor, baseline:
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a floating (T, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
     if baseline is None:
         baseline = torch.zeros_like(x)
+    if not isinstance(baseline, Tensor) or baseline.shape != x.shape:
+        raise ValueError(f"baseline must be a tensor shaped like x {tuple(x.shape)}, "
+                         f"got {getattr(baseline, 'shape', type(baseline).__name__)}")
     alphas = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype)  # (S+1,)
     path = (baseline + alphas.view(-1, 1, 1) * (x - baseline)).detach().requires_grad_(True)  # (S+1, T, F)
     scores = score(path)  # (S+1,)
+    if not isinstance(scores, Tensor) or scores.shape != (steps + 1,):
+        raise ValueError(f"score must map the (N, T, F) path to one score per input, (N,) = ({steps + 1},); "
+                         f"got {getattr(scores, 'shape', type(scores).__name__)}")
     (grads,) = torch.autograd.grad(scores.sum(), path)  # each path point's own gradient
     weights = torch.full((steps + 1,), 1.0 / steps, dtype=x.dtype)
     weights[0] = weights[-1] = 0.5 / steps  # trapezoid
