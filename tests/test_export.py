@@ -322,3 +322,22 @@ def test_torchscript_export_of_a_splice_run(tmp_path):
         assert abs(float(row.max()) - ref["top"][0]["probability"]) <= 1e-4
     with pytest.raises(ValueError, match="59 residues; the model reads exactly 60"):
         encode_vectors_for_export(["A" * 59], enc)
+
+
+def test_export_model_names_a_wrong_adjust_or_vocabulary(tmp_path, capfd):
+    """A logit adjustment of another length, or a vocab_size other than the model's, is refused naming
+    it (both were reported as 'cannot export with a dynamic length'); a stacked LSTM's fallback to the
+    scan route leaves no onnxruntime log lines on stderr."""
+    from biornn.export import export_model
+    from biornn.models import SequenceClassifier
+
+    pytest.importorskip("onnxruntime")
+    m = SequenceClassifier(12, 3, "lstm", 8, embedding_dim=4, num_layers=2).eval()
+    with pytest.raises(ValueError, match=r"adjust must be a \(3,\) tensor"):
+        export_model(m, torch.zeros(5), "onnx", tmp_path / "a.onnx", vocab_size=12)
+    with pytest.raises(ValueError, match="vocab_size=20, but the model reads 12 symbols"):
+        export_model(m, None, "onnx", tmp_path / "b.onnx", vocab_size=20)
+    assert not list(tmp_path.iterdir())
+    capfd.readouterr()
+    assert export_model(m, torch.zeros(3), "onnx", tmp_path / "c.onnx", vocab_size=12)["routes"] == ["scan", "scan"]
+    assert "onnxruntime" not in capfd.readouterr().err

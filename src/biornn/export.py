@@ -524,7 +524,12 @@ def _runner(path: Path, fmt: str) -> Callable[[Tensor, Tensor], np.ndarray]:
     """A function running the written file: (symbols or vectors, lengths) -> logits (B, K) as NumPy."""
     if fmt == "onnx":
         ort = require("onnxruntime", "export")
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # errors come back as exceptions, which the check turns into its own message (or, for a
+        # stacked LSTM that torch exported with a fixed length, into the scan route): not also as
+        # onnxruntime's log lines on stderr
+        options.log_severity_level = 4
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda x, lengths: session.run(["logits"], dict(zip(_input_names(x), (x.numpy(), lengths.numpy()))))[0]
     loaded = torch.jit.load(str(path))
 
@@ -670,7 +675,18 @@ def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | 
         logits = model(x, lengths)
         return logits - adjust if adjust is not None else logits
 
+    members = getattr(model, "members", None)
+    first = members[0] if members else model
+    own = getattr(first, "vocab_size", None)
+    if not n_features and own is not None and vocab_size != own:
+        raise ValueError(f"{name}: vocab_size={vocab_size}, but the model reads {own} symbols")
     x, lengths = example_inputs(vocab_size, *EXAMPLE_SHAPE, n_features=n_features, full_length=full_length)
+    if adjust is not None:
+        with torch.no_grad():
+            K = model(x, lengths).shape[-1]
+        if not isinstance(adjust, Tensor) or tuple(adjust.shape) != (K,):
+            raise ValueError(f"{name}: adjust must be a ({K},) tensor, one value per class; "
+                             f"got {getattr(adjust, 'shape', type(adjust).__name__)}")
     # a split model reads steps T // 2 - 1 and T // 2: no check at one step
     shapes = tuple(sh for sh in CHECK_SHAPES if sh[1] >= 2) if full_length else CHECK_SHAPES
     try:
