@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import io
 import json
 import math
@@ -261,13 +262,16 @@ def _set_threads(n: int) -> None:
     OpenMP pools the process has loaded -- for the rest of the process, as torch.set_num_threads."""
     torch.set_num_threads(n)
     try:
-        # a pool is limited only once its library is loaded: SciPy's BLAS and scikit-learn's OpenMP now,
-        # not when the baseline first needs them
-        import scipy.linalg  # noqa: F401
-        import sklearn.utils._openmp_helpers  # noqa: F401
         from threadpoolctl import threadpool_limits
-    except ImportError:  # (scikit-learn brings all three) the baselines keep the libraries' defaults
+    except ImportError:  # (scikit-learn brings it) the baselines keep the libraries' defaults
         return
+    # a pool is limited only once its library is loaded: SciPy's BLAS and scikit-learn's OpenMP now,
+    # not when the baseline first needs them (each on its own: a module missing leaves the others)
+    for module in ("scipy.linalg", "sklearn.utils._openmp_helpers"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
     threadpool_limits(limits=n)
 
 
