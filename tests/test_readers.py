@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,30 @@ def test_npz_per_step_labels_and_no_labels(tmp_path):
     np.savez(k, X=np.ones((1, 3)), y=np.array([[0.0, np.nan, 1.0]]))
     with pytest.raises(ValueError, match="record 0, step 1: y is NaN or infinite"):
         read_npz(k, y="step")
+
+
+def test_gzip_compressed_files_read_as_their_contents(tmp_path):
+    """reads.fa.gz, a.tsv.gz, a UCR .txt.gz: the same records as the plain files (told by the first
+    bytes, the format by the extension under .gz); a damaged archive is one line naming the file."""
+    import gzip
+
+    from biornn.data.readers import read_fasta, read_text_file
+    from biornn.tasks.userdata import file_format
+
+    fasta = ">a label=x\r\nACGT\nAC\n>b label=y\nTTTT\n"
+    plain, packed = tmp_path / "r.fa", tmp_path / "r.fa.gz"
+    plain.write_text(fasta)
+    packed.write_bytes(gzip.compress(fasta.encode()))
+    assert file_format(packed) == "fasta"
+    assert [(r.id, r.sequence, r.label) for r in read_fasta(packed)] == [(r.id, r.sequence, r.label)
+                                                                         for r in read_fasta(plain)]
+    ucr = tmp_path / "u.tsv.gz"
+    ucr.write_bytes(gzip.compress(b"1\t0.5\t0.25\n2\t0.1\t0.2\n"))
+    assert file_format(ucr) == "ucr"
+    assert read_text_file(tmp_path / "r.fa.gz") == fasta.replace("\r\n", "\n")
+    cut = tmp_path / "cut.fa.gz"
+    cut.write_bytes(gzip.compress(fasta.encode() * 50)[:40])
+    with pytest.raises(ValueError, match=re.escape(f"{cut}: a damaged gzip file")):
+        read_text_file(cut)
+    with pytest.raises(ValueError, match=re.escape("cannot tell the format from the extension '(none)' under .gz")):
+        file_format(tmp_path / "x.gz")

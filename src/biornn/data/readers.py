@@ -14,10 +14,13 @@ header (``>id label=X``) or from a labels file (``id label`` per line).
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import math
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,20 +52,43 @@ def check_regular(path: str | Path, allow_pipe: bool = False) -> None:
                      f" give a file")
 
 
+#: the most text a gzip-compressed file may unpack to (bytes): far above any data set here, and a
+#: bound on what a malformed or malicious archive can make the reader hold
+GZIP_MAX_BYTES = 4 << 30
+
+
 def read_text_file(path: str | Path, allow_pipe: bool = False) -> str:
-    """A file's text (UTF-8, a byte-order mark dropped); ``ValueError`` naming the file if it is missing,
-    not UTF-8 or not readable (a directory, no permission, a device; a pipe unless ``allow_pipe``, for
-    inputs read once, such as ``predict --file /dev/stdin``)."""
+    """A file's text (UTF-8, a byte-order mark dropped, line ends as ``\n``), gzip-compressed or not
+    (``reads.fa.gz``: told by its first bytes); ``ValueError`` naming the file if it is missing, not
+    UTF-8, a damaged gzip file or not readable (a directory, no permission, a device; a pipe unless
+    ``allow_pipe``, for inputs read once, such as ``predict --file /dev/stdin``)."""
     p = Path(path)
     check_regular(p, allow_pipe)
     try:
-        return p.read_text(encoding="utf-8-sig")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{p}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{p}: not UTF-8 text") from None
     except (IsADirectoryError, PermissionError) as e:
         raise ValueError(f"{p}: cannot read ({e.strerror})") from None
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(p, data)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not UTF-8 text{' (after gunzip)' if p.suffix.lower() == '.gz' else ''}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
+
+
+def _gunzip(p: Path, data: bytes) -> bytes:
+    """The content of a gzip file (every member), at most :data:`GZIP_MAX_BYTES`."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            out = fh.read(GZIP_MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; EOFError: cut short
+        raise ValueError(f"{p}: a damaged gzip file ({e or 'it ends too early'})") from None
+    if len(out) > GZIP_MAX_BYTES:
+        raise ValueError(f"{p}: unpacks to more than {GZIP_MAX_BYTES >> 30} GiB; unpack it and give the file")
+    return out
 
 
 def _read_text(path: str | Path) -> tuple[Path, str]:

@@ -56,10 +56,12 @@ than ``max_length``, a file whose features differ from the training file's.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +96,11 @@ def file_format(path: str | Path, fmt: str = "") -> str:
     if fmt:
         return fmt
     p = Path(path)
-    ext = p.suffix.lower()
+    gz = p.suffix.lower() == ".gz"  # reads.fa.gz: the format of reads.fa, read through gunzip
+    ext = Path(p.stem).suffix.lower() if gz else p.suffix.lower()
     if ext not in EXTENSIONS:
-        raise ValueError(f"{p}: cannot tell the format from the extension {ext or '(none)'!r}; give --format "
+        shown = repr(ext or "(none)") + (" under .gz" if gz else "")
+        raise ValueError(f"{p}: cannot tell the format from the extension {shown}; give --format "
                          f"(fasta, ucr, csv, tsv, npz)")
     found = EXTENSIONS[ext]
     if found in ("csv", "tsv"):
@@ -104,9 +108,9 @@ def file_format(path: str | Path, fmt: str = "") -> str:
 
         check_regular(p)  # its first line is read below: a pipe with no writer would wait for ever
         try:
-            with open(p, encoding="utf-8-sig") as fh:
+            with (gzip.open(p, "rt", encoding="utf-8-sig") if gz else open(p, encoding="utf-8-sig")) as fh:
                 first = next((line for line in fh if line.strip()), "")
-        except (OSError, UnicodeDecodeError):
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error):
             return found  # the reader names the problem
         fields = [x for x in re.split(r"[\s,]+", first.strip()) if x]
         if fields and all(_is_number(x) for x in fields):
