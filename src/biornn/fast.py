@@ -123,12 +123,23 @@ def method(
     # weight assembly): faster from a few dozen steps on; below, the fused kernel's single
     # call wins (biornn bench: names, T = 12)
     lstm1997_compiled = compiled and type(cell) is LSTM1997Cell and (steps is None or steps >= LSTM1997_MIN_STEPS)
+    # torch.compile cannot trace the LSTM kernel's backward (aten.mkldnn_rnn_layer, torch 2.13): a
+    # compiled training step takes the hand-written BPTT, which it runs as an autograd.Function
+    compiling_lstm = type(cell) in (LSTMCell, LSTM1997Cell) and _compiling_with_grad()
     if (_fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step
-            and not lstm1997_compiled):
+            and not lstm1997_compiled and not compiling_lstm):
         return "fused"
     if type(cell) in _BPTT_CELLS:
         return "native" if compiled else "bptt"
     return None
+
+
+def _compiling_with_grad() -> bool:
+    """Whether torch.compile is tracing a call that records gradients."""
+    try:
+        return torch.compiler.is_compiling() and torch.is_grad_enabled()
+    except AttributeError:  # an older torch
+        return False
 
 
 def supports(cell: Cell) -> bool:
