@@ -14,7 +14,8 @@ from biornn import bench, native
 from biornn.cli.main import main
 
 RESULT_FIELDS = {"shape", "B", "T", "I", "H", "impl", "path", "train_ms", "infer_ms", "train_gflops",
-                 "infer_gflops", "vs_lstm", "vs_twin", "twin", "warmup_s", "peak_mib"}
+                 "infer_gflops", "vs_lstm", "vs_twin", "twin", "warmup_s", "peak_mib", "autocast_train_ms",
+                 "autocast_vs_lstm"}
 
 
 def test_quick_json_has_every_field(capsys):
@@ -40,6 +41,18 @@ def test_quick_json_has_every_field(capsys):
     assert by["lstm-peephole"]["twin"] is None and by["lstm-peephole"]["vs_twin"] is None
     assert [s["impl"] for s in report["streaming"]] == impls
     assert all(s["us_per_step"] > 0 for s in report["streaming"])
+
+
+def test_autocast_times_every_implementation_in_the_same_run(capsys):
+    assert main(["bench", "--quick", "--json", "--autocast", "--cells", "lstm-peephole,lstm"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for r in report["results"]:
+        assert r["autocast_train_ms"] > 0 and r["autocast_vs_lstm"] > 0, r["impl"]
+    assert main(["bench", "--quick", "--cells", "gru"]) == 0  # without it: the fields stay empty
+    assert "autocast" not in capsys.readouterr().out
+    assert main(["bench", "--quick", "--autocast", "--cells", "gru"]) == 0
+    out = capsys.readouterr().out
+    assert "torch.autocast('cpu', dtype=torch.bfloat16)" in out and "gru" in out
 
 
 def test_table_names_every_implementation(capsys):

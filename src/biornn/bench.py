@@ -89,6 +89,10 @@ class Result:
     twin: str | None
     warmup_s: float
     peak_mib: float | None
+    #: with ``autocast``: the training step under ``torch.autocast("cpu", dtype=torch.bfloat16)``, and
+    #: its ratio to nn.LSTM's float32 step in the same run
+    autocast_train_ms: float | None = None
+    autocast_vs_lstm: float | None = None
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, int, int, int]]:
@@ -201,6 +205,14 @@ def _train_step(module: nn.Module, x: torch.Tensor) -> None:
     x.grad = None
 
 
+def _train_step_autocast(module: nn.Module, x: torch.Tensor) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(x)[0]
+    out.float().sum().backward()
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+
+
 def _infer(module: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         module(x)
@@ -241,6 +253,7 @@ def run(
     stream_steps: int = 200,
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
+    autocast: bool = False,
 ) -> dict[str, Any]:
     """Measure; return the report (what ``--json`` prints).
 
@@ -255,6 +268,8 @@ def run(
         Timed repeats of each implementation (after one warm-up call).
     stream_steps : int
         Steps of the streaming measurement (0 to skip it).
+    autocast : bool
+        Also time every training step under CPU autocast (bfloat16), interleaved with the others.
     """
     cells = list(CELL_NAMES) if cells is None else cells
     for c in cells:
@@ -282,9 +297,13 @@ def run(
         # a millisecond, where one call's timing is mostly the machine's jitter)
         n_train = {i: _calls(_timed(lambda: _train_step(modules[i], x))) for i in impls}
         n_infer = {i: _calls(_timed(lambda: _infer(modules[i], x))) for i in impls}
+        mixed: dict[str, list[float]] = {i: [] for i in impls}
+        n_mixed = {i: _calls(_timed(lambda: _train_step_autocast(modules[i], x))) for i in impls} if autocast else {}
         for _ in range(repeats):  # interleaved: drift hits every implementation alike
             for impl in impls:
                 train[impl].append(_timed_mean(lambda: _train_step(modules[impl], x), n_train[impl]))
+            for impl in n_mixed:
+                mixed[impl].append(_timed_mean(lambda: _train_step_autocast(modules[impl], x), n_mixed[impl]))
             for impl in impls:
                 infer[impl].append(_timed_mean(lambda: _infer(modules[impl], x), n_infer[impl]))
         med_train = {i: statistics.median(v) for i, v in train.items()}
@@ -300,6 +319,9 @@ def run(
                 vs_lstm=round(med_train[impl] / med_train["nn.LSTM"], 3),
                 vs_twin=round(med_train[impl] / med_train[twin], 3) if twin else None, twin=twin,
                 warmup_s=_sig(warm[impl]), peak_mib=None,
+                **({"autocast_train_ms": _sig(statistics.median(mixed[impl]) * 1e3),
+                    "autocast_vs_lstm": round(statistics.median(mixed[impl]) / med_train["nn.LSTM"], 3)}
+                   if autocast else {}),
             ))
         del modules, x
     streaming = _streaming(impls, stream_steps, repeats, seed) if stream_steps else []
@@ -381,6 +403,12 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{r['shape']:<10} {r['impl']:<15} {r['path']:<6} {r['train_ms']:>9.2f} "
                      f"{r['train_gflops']:>8.1f} {r['vs_lstm']:>9.2f} {twin:>7} {r['infer_ms']:>9.2f} "
                      f"{r['warmup_s']:>9.3f} {mem:>9}")
+    if any(r.get("autocast_train_ms") is not None for r in report["results"]):
+        lines += ["", "training step under torch.autocast('cpu', dtype=torch.bfloat16), same run",
+                  f"{'shape':<10} {'impl':<15} {'train ms':>9} {'x nn.LSTM':>9}  (nn.LSTM in float32)"]
+        for r in report["results"]:
+            lines.append(f"{r['shape']:<10} {r['impl']:<15} {r['autocast_train_ms']:>9.2f} "
+                         f"{r['autocast_vs_lstm']:>9.2f}")
     if report["streaming"]:
         s0 = report["streaming"][0]
         lines += ["", f"streaming: one step at a time, batch 1, I={s0['I']}, H={s0['H']}",

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a short run: a tiny shape (4x16x3x8), 2 repeats, 20 streaming steps")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--autocast", action="store_true",
+                   help="also time every training step under torch.autocast('cpu', dtype=torch.bfloat16), "
+                   "interleaved with the float32 ones, as a ratio to nn.LSTM in float32")
     p.set_defaults(handler=run)
 
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if sys.stderr.isatty() else (lambda s: None)
-    report = bench.run(cells, shapes, repeats=repeats, stream_steps=20 if args.quick else 200, log=log)
+    report = bench.run(cells, shapes, repeats=repeats, stream_steps=20 if args.quick else 200, log=log,
+                       autocast=args.autocast)
     print(json.dumps(report) if args.json else bench.format_table(report))
     return 0
