@@ -578,11 +578,13 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 bad_epochs += 1
             # decided before the checkpoint, which records it: a run killed after this epoch resumes
             # into its finish (the baseline, the test metrics), not into another epoch
-            stop = None
+            stop, why = None, None
             if cfg.patience and bad_epochs >= cfg.patience:
                 stop = f"early stop after epoch {epoch}"
+                why = f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs"
             elif cfg.max_seconds and seconds >= cfg.max_seconds:
                 stop = f"time limit after epoch {epoch}"
+                why = f"time limit: {seconds:.0f}s >= max_seconds {cfg.max_seconds:g}"
             elif epoch == cfg.epochs:
                 stop = f"completed {cfg.epochs} epochs"
             shown = "  ".join(f"{label} {vm[key]:.3f}" for key, label in task.LOG_SHOW)
@@ -607,10 +609,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             epochs_run += 1
             if stop is not None:
                 stop_reason = stop
-                if stop.startswith("early stop"):
-                    log(f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs")
-                elif stop.startswith("time limit"):
-                    log(f"time limit: {seconds:.0f}s >= max_seconds {cfg.max_seconds:g}")
+                if why:
+                    log(why)
                 break
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs and epoch < cfg.epochs:
                 if tracker is not None:

@@ -13,8 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "detect", help="score a signal with an ecg-anomaly run: per-sample scores and flags",
         description="Score a signal with a run trained by 'biornn train ecg-anomaly'. SIGNAL is a text file "
         "(whitespace or CSV, one sample per line: one column per lead, or a first time column and then the "
-        "leads) or a WFDB record (.hea with its .dat, formats 212 and 16, read by biornn itself). Writes CSV 'sample,score,flag': the smoothed "
-        "Mahalanobis score of the prediction errors (a sample's own score needs all k predictions of it, so the "
+        "leads) or a WFDB record (.hea with its .dat, formats 212 and 16, read by biornn itself). Writes CSV "
+        "'sample,score,flag': the smoothed Mahalanobis score of the prediction errors (a sample's own score needs all k predictions of it, so the "
         "first k samples have none; the smoothing averages the scores in its window, and is nan only where "
         "the window holds none) "
         "and 1 where it exceeds the run's threshold (set on training data, without test labels). "
