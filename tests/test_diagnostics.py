@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from biornn import Recurrent
+from biornn.cells import CELL_NAMES, FullyRecurrentCell
 from biornn.cli.main import main
 from biornn.config import resolve
 from biornn.data.registry import DATASETS
@@ -30,47 +31,108 @@ from biornn.evaluate import load_run
 from biornn.train import train
 
 
-def _direct_dl_dh(rnn: Recurrent, x: Tensor, loss_fn, lengths=None):
-    """dL_b/dh_{b,t} by unrolling the cell by hand and asking autograd for every h_t (one layer)."""
-    cell = rnn.cells[0][0]
+def _hand_step(cell, x_t: Tensor, state, leaf: Tensor):
+    """One step of ``cell`` with ``leaf`` (B, H) added to the hidden state before anything reads it.
+
+    Written out by hand for the fully recurrent net, whose output units o_t read s_t within the
+    step; the other cells derive nothing from h within a step, so their own ``step`` serves."""
+    if isinstance(cell, FullyRecurrentCell):
+        a = (x_t @ cell.weight_ih.T + cell.bias_ih + state.h @ cell.weight_hh.T + cell.bias_hh
+             + state.o @ cell.weight_oh.T)
+        s = cell.f_h(a) + leaf
+        return type(state)(s, cell.f_o(s @ cell.weight_ho.T + cell.bias_ho))
+    new, _ = cell.step(x_t, state)
+    return new._replace(h=new.h + leaf)
+
+
+def _direct_dl_dh(rnn: Recurrent, x: Tensor, loss_fn, lengths=None) -> list[Tensor]:
+    """dL_b/dh_{b,t} per direction of a one-layer net, by an independent oracle: every sequence is
+    unrolled by hand on its own real steps only (no padding, no masking), each direction in its own
+    time order, with a zero leaf requiring grad added to every h_t before any use; autograd of the
+    sequence's own loss with respect to the leaves.  Returns one (B, T, H) tensor per direction
+    (zero past each sequence's end)."""
     B, T = x.shape[:2]
-    state = cell.initial_state(B, x.dtype)
-    hs, outs = [], []
-    for t in range(T):
-        new, _ = cell.step(x[:, t], state)
-        if lengths is not None:
-            m = (t < lengths).unsqueeze(1)
-            new = type(new)(*(torch.where(m, n, s) for n, s in zip(new, state)))
-        hs.append(new.h)
-        out = cell.output(new)
-        outs.append(out if lengths is None else torch.where((t < lengths).unsqueeze(1), out, 0.0))
-        state = new
-    out = torch.stack(outs, 1)
-    final = type(state)(*(s.unsqueeze(0) for s in state))
-    grads = torch.autograd.grad(loss_fn(out, final).sum(), hs)
-    return torch.stack(grads, 1)  # (B, T, H)
+    D = 2 if rnn.bidirectional else 1
+    cells = rnn.cells[0]
+    H = rnn.hidden_size
+    out_grads = [torch.zeros(B, T, H, dtype=x.dtype) for _ in range(D)]
+    for b in range(B):
+        L = T if lengths is None else int(lengths[b])
+        outs, finals, leaves = [], [], []
+        for d in range(D):
+            xs = x[b : b + 1, :L]
+            if d == 1:
+                xs = xs.flip(1)
+            cell = cells[d]
+            state = cell.initial_state(1, x.dtype)
+            steps, mine = [], []
+            for t in range(L):
+                leaf = torch.zeros(1, H, dtype=x.dtype, requires_grad=True)
+                mine.append(leaf)
+                state = _hand_step(cell, xs[:, t], state, leaf)
+                steps.append(cell.output(state))
+            out = torch.stack(steps, 1)  # (1, L, O)
+            outs.append(out.flip(1) if d == 1 else out)
+            finals.append(state)
+            leaves.append(mine)
+        out = torch.cat(outs, 2)
+        out = torch.cat([out, torch.zeros(1, T - L, out.shape[2], dtype=x.dtype)], 1)  # (1, T, D*O)
+        final = type(finals[0])(*(torch.stack(f) for f in zip(*finals)))  # each (D, 1, size)
+        (loss,) = loss_fn(out, final)
+        grads = torch.autograd.grad(loss, [leaf for mine in leaves for leaf in mine])
+        for d in range(D):
+            g = torch.cat(grads[d * L : (d + 1) * L])  # (L, H), in the direction's own order
+            out_grads[d][b, :L] = g.flip(0) if d == 1 else g
+    return out_grads
 
 
 Tensor = torch.Tensor
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm1997", "lstm", "gru", "fully-recurrent"])
-def test_dl_dh_equals_direct_autograd(cell):
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_dl_dh_equals_an_independent_oracle(cell, with_lengths, bidirectional):
+    """The probes give the total derivative dL/dh_t through every later use of h_t, for every cell.
+    (The fully recurrent net's probe used to be added after its output units had read s_t: it missed
+    s_t -> o_t -> loss and s_t -> o_t -> s_{t+1}, and dL/dh at the last step read 0.)"""
     torch.manual_seed(1)
-    rnn = Recurrent(cell, 3, 5).double()
-    x = torch.randn(4, 9, 3, dtype=torch.double)
-    lengths = torch.tensor([9, 7, 4, 1])
+    rnn = Recurrent(cell, 3, 5, bidirectional=bidirectional).double()
+    B, T = 4, 9
+    x = torch.randn(B, T, 3, dtype=torch.double)
+    lengths = torch.tensor([9, 7, 4, 1]) if with_lengths else None
     w = torch.randn(rnn.output_size, dtype=torch.double)
 
-    def loss(out, final):  # a loss on every step's output and on the final state
-        return (out @ w).pow(2).sum(1) + final[0][0].sum(1)
+    def loss(out, final):  # a loss on every step's output and on the final hidden state
+        return (out @ w).pow(2).sum(1) + final[0].sum((0, 2))
 
+    expected = _direct_dl_dh(rnn, x, loss, lengths)
+    D = 2 if bidirectional else 1
+    probes = [torch.zeros(B, T, 5, dtype=torch.double, requires_grad=True) for _ in range(D)]
+    out, final = rnn(x, lengths=lengths, probes=probes)
+    got = torch.autograd.grad(loss(out, final).sum(), probes)
+    for d in range(D):
+        assert torch.allclose(got[d], expected[d], rtol=1e-10, atol=1e-12), (cell, d)
+        assert expected[d][:, -1 if d == 0 else 0].abs().sum() > 0  # not trivially zero at the loss's end
     r = gradient_flow(rnn, x, loss, lengths, jacobian_batch=0)
-    direct = _direct_dl_dh(rnn, x, loss, lengths).norm(dim=2)  # (B, T)
-    mask = torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)
-    expected = (direct * mask).sum(0) / mask.sum(0)
-    assert torch.allclose(torch.tensor(r["dl_dh"][0], dtype=torch.double), expected, rtol=1e-10, atol=1e-12)
-    assert r["dl_dh"][0][0] > 0  # the test could fail: the gradient is not trivially zero
+    mask = torch.ones(B, T, dtype=torch.bool) if lengths is None else torch.arange(T) < lengths.unsqueeze(1)
+    for d in range(D):
+        mean = (expected[d].norm(dim=2) * mask).sum(0) / mask.sum(0)
+        assert torch.allclose(torch.tensor(r["dl_dh"][d], dtype=torch.double), mean, rtol=1e-10, atol=1e-12)
+
+
+def test_fully_recurrent_probe_sees_the_output_units():
+    """A loss on the last output alone: dL/ds_{T-1} = V^T (f_o' * dL/do) is not zero (it read 0.0), and
+    dh_T/dh_t flows along s_t -> o_t -> s_{t+1} (the only path left with W_hh = 0)."""
+    torch.manual_seed(0)
+    rnn = Recurrent("fully-recurrent", 2, 4).double()
+    x = torch.randn(3, 6, 2, dtype=torch.double)
+    r = gradient_flow(rnn, x, lambda out, final: out[:, -1].sum(1), jacobian_batch=0)
+    assert r["dl_dh"][0][-1] > 1e-3
+    with torch.no_grad():
+        rnn.weight_hh_l0.zero_()
+    r = gradient_flow(rnn, x, lambda out, final: out[:, -1].sum(1), jacobian_batch=3)
+    assert r["dh_final_dh"][0][-2] > 1e-3
 
 
 def test_probes_change_no_value_and_reach_every_layer_and_direction():
@@ -364,3 +426,161 @@ def test_integrated_gradients_names_what_is_wrong():
         integrated_gradients(lambda z: z.sum((1, 2)), x, baseline=torch.zeros(4, 3))
     _, ig, fx, f0 = integrated_gradients(lambda z: z.sum((1, 2)), x)
     assert abs(float(ig.sum()) - (fx - f0)) < 1e-4
+
+
+def _halving_linear_rnn(bidirectional: bool, H: int = 4) -> Recurrent:
+    """h_t = 0.5 h_{t-1} + W x_t + b in every direction: dh_t/dh_{t-1} = 0.5 I, a known geometric decay."""
+    torch.manual_seed(0)
+    rnn = Recurrent("elman", 2, H, nonlinearity="identity", init="identity", bidirectional=bidirectional).double()
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                p.mul_(0.5)
+    return rnn
+
+
+def test_summary_reads_each_direction_along_its_own_time():
+    """A loss on both directions' final states: each direction's error vanishes by (T-1) log10 2 orders
+    in its own time.  The reverse direction's was read backwards, as growing by as much (it "exploded"),
+    and its dh_T/dh_t at "the first step" was t = 0, where h_T is h_t itself (sqrt(H))."""
+    H, T = 4, 12
+    rnn = _halving_linear_rnn(True, H)
+    x = torch.randn(3, T, 2, dtype=torch.double)
+    r = gradient_flow(rnn, x, lambda out, final: final[0].sum((0, 2)), jacobian_batch=3)
+    lost = (T - 1) * math.log10(2)
+    for k, direction in enumerate(("forward", "reverse")):
+        s = r["summary"][k]
+        assert s["direction"] == direction
+        assert s["orders"] == pytest.approx(lost, rel=1e-9)
+        assert s["last"] == pytest.approx(math.sqrt(H)) and s["first"] == pytest.approx(math.sqrt(H) * 0.5 ** (T - 1))
+        assert s["dh_final_dh_first"] == pytest.approx(math.sqrt(H) * 0.5 ** (T - 1))
+    assert r["summary"][1]["min_step"] == T - 1 and r["summary"][0]["min_step"] == 0
+
+
+def test_summary_takes_each_sequence_at_its_own_ends():
+    """With variable lengths the curve's t = T-1 holds only the longest sequences: the summary takes every
+    sequence at its own last and first step (for the reverse direction, t = 0 and t = L_b - 1)."""
+    H, T = 4, 10
+    lengths = torch.tensor([10, 6, 3])
+    rnn = _halving_linear_rnn(True, H)
+    x = torch.randn(3, T, 2, dtype=torch.double)
+    weight = torch.tensor([1.0, 2.0, 4.0], dtype=torch.double)  # each sequence's loss on its final states
+
+    r = gradient_flow(rnn, x, lambda out, final: weight * final[0].sum((0, 2)), lengths, jacobian_batch=3)
+    last = float(weight.mean()) * math.sqrt(H)  # every sequence at its own last step
+    first = float((weight * 0.5 ** (lengths.double() - 1)).mean()) * math.sqrt(H)
+    for s in r["summary"]:
+        assert s["last"] == pytest.approx(last) and s["first"] == pytest.approx(first)
+        assert s["orders"] == pytest.approx(math.log10(last / first))
+        assert s["dh_final_dh_first"] == pytest.approx(math.sqrt(H) * float((0.5 ** (lengths.double() - 1)).mean()))
+    # the curve itself: the mean over the sequences real at t (t = 9: the longest alone)
+    assert r["dl_dh"][0][T - 1] == pytest.approx(1.0 * math.sqrt(H))
+
+
+def test_decay_summary_reports_the_dip_between_the_ends():
+    from biornn.diagnostics import decay_summary
+
+    d = decay_summary([1.2, 0.5, 0.01, 0.3, 1.0])  # the ends agree, a step in between lost 2 orders
+    assert d["orders"] == pytest.approx(math.log10(1.0 / 1.2))
+    assert d["min"] == 0.01 and d["min_step"] == 2 and d["orders_to_min"] == pytest.approx(2.0)
+    assert d["max_step"] == 0 and d["orders_to_max"] == pytest.approx(math.log10(1.0 / 1.2))
+    r = decay_summary([1.0, 0.1, 0.001], reverse=True)  # a reverse direction: its last step is t = 0
+    assert (r["last"], r["first"], r["direction"]) == (1.0, 0.001, "reverse") and r["orders"] == pytest.approx(3.0)
+
+
+def test_lstm1997_dips_under_full_bptt():
+    """What docs/claims.md states: under full BPTT the 1997 cell's ||dL/dh_t|| is not undiminished; it
+    falls by more than an order of magnitude within a few steps of the loss (then climbs back)."""
+    r = fresh_gradient_flow("lstm1997", 60, hidden_size=64, batch=4, jacobian_batch=0)
+    s = r["summary"][0]
+    assert s["orders_to_min"] > 1.0 and s["min_step"] > 40
+    assert abs(s["orders"]) < 1.0
+
+
+def test_diagnose_gradients_prints_the_reverse_direction_in_its_own_time():
+    from biornn.cli import diagnose
+
+    rows = diagnose._summary_rows("elman", gradient_flow(
+        _halving_linear_rnn(True), torch.randn(2, 8, 2, dtype=torch.double),
+        lambda out, final: final[0].sum((0, 2)), jacobian_batch=2))
+    assert [r["time"] for r in rows] == ["forward", "reverse"]
+    assert rows[1]["orders_of_magnitude"] == rows[0]["orders_of_magnitude"] == round(7 * math.log10(2), 2)
+    assert rows[1]["dhT_dh_first_step"] == pytest.approx(2 * 0.5 ** 7)
+
+
+def test_exploding_figure_marks_divergence_only_when_a_run_diverged():
+    from biornn.experiments import _exploding_figure
+
+    def run(clip, diverged):
+        hist = [{"step": s, "grad_norm": 1.0 + s, "test_mse": 0.1} for s in (0, 10)]
+        return {"clip": clip, "history": hist, "diverged": diverged, "steps": 10, "scale": 1.1, "lag": 20}
+
+    import matplotlib.pyplot as plt
+
+    for runs, diverged in (([run(0.0, False), run(1.0, False)], False), ([run(0.0, True), run(1.0, False)], True)):
+        fig = _exploding_figure(runs)
+        right = fig.axes[1]
+        labels = right.get_legend_handles_labels()[1]
+        texts = " ".join([right.get_title(), *labels])
+        assert ("diverged" in texts) == diverged, texts
+        assert any("baseline" in lab and "0.167" in lab for lab in labels), labels  # the dotted line is named
+        plt.close(fig)
+
+
+def test_gradient_flow_title_names_the_forget_bias_only_with_an_lstm():
+    from biornn.experiments import gradient_flow_title
+
+    assert "forget bias 3" in gradient_flow_title(50, ["elman", "lstm"], 3.0)
+    assert "forget bias" not in gradient_flow_title(50, ["elman", "gru"], 3.0)
+
+
+def test_cell_state_stream_keys_are_those_documented():
+    s = cell_state_stream(("lstm",), length=250, hidden_size=4, batch=2)
+    doc = cell_state_stream.__doc__
+    for key in s["cells"]["lstm"]:
+        assert f"``{key}``" in doc, key
+    assert len(s["cells"]["lstm"]["saturated_output_every_100"]) == 3
+
+
+def test_diagnose_options_are_checked_and_named(tmp_path, capsys):
+    out = tmp_path / "o"
+    for argv, needle in ((["--scale", "0"], "--scale must be positive"),
+                         (["--scale", "inf"], "--scale must be positive"),
+                         (["--length", "1"], "--length must be positive and at least 2"),
+                         (["--length", "0"], "--length must be positive and at least 2")):
+        assert main(["diagnose", "gradients", "--cell", "elman", *argv, "--out", str(out)]) == 2
+        _one_line_error(capsys, needle, argv[1])
+    csv = tmp_path / "x.csv"
+    csv.write_text("0.1,0.2\n0.4,0.5\n")
+    # a fresh network has one layer and one direction: --layer 3 drew layer 0 without a word
+    assert main(["diagnose", "states", "--cell", "lstm", "--input", str(csv), "--layer", "3", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--layer", "3")
+    assert main(["diagnose", "states", "--stream", "50", "--layer", "1", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--layer")
+    assert main(["diagnose", "states", "--stream", "50", "--threads", "-1", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--threads")
+    assert not out.exists()
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 1
+    try:
+        assert main(["diagnose", "states", "--cell", "lstm", "--input", str(csv), "--threads", str(want),
+                     "--out", str(out)]) == 0
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_scale_help_says_above_one_is_not_sufficient(capsys):
+    with pytest.raises(SystemExit):
+        main(["diagnose", "gradients", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ">1 to make gradients explode" not in text
+    assert "not sufficient" in text and ">= 2" in text
+
+
+def test_quick_grid_help_says_what_was_measured(capsys):
+    """--quick was said to take "under 3 minutes" (README: "under a minute"); it took 16 s on one thread."""
+    with pytest.raises(SystemExit):
+        main(["experiment", "long-lag", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "under 3 minutes" not in text and "under a minute" in text

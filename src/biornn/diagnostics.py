@@ -191,10 +191,17 @@ def gradient_flow(
     -------
     dict
         ``loss`` (mean), ``steps`` T, ``layers`` (labels), ``dl_dh``: per
-        layer a list of T floats (mean over the sequences real at t of
-        :math:`\|\partial L_b / \partial h_{b,t}\|_2`), ``dh_final_dh``: likewise
-        (or ``None``), ``weight_grad_norms``: name -> Frobenius norm,
-        ``saturation``: per layer, name -> fraction (:func:`saturation`).
+        layer a list of T floats, indexed by absolute time t for both
+        directions (the mean, over the sequences real at t only, of
+        :math:`\|\partial L_b / \partial h_{b,t}\|_2`: with variable lengths
+        the late steps average fewer, longer sequences), ``dh_final_dh``:
+        likewise (or ``None``), ``weight_grad_norms``: name -> Frobenius norm,
+        ``saturation``: per layer, name -> fraction (:func:`saturation`),
+        ``summary``: per layer, :func:`decay_summary` measured along the
+        layer's own time direction with ``last`` and ``first`` taken at each
+        sequence's own ends (so every sequence counts at both), plus
+        ``dh_final_dh_first`` (:math:`\|\partial h_T / \partial h_t\|_F` at
+        each sequence's own first step, mean; ``None`` without Jacobians).
     """
     if not rnn.batch_first:
         raise ValueError("gradient_flow needs a batch_first Recurrent")
@@ -212,15 +219,26 @@ def gradient_flow(
     named = dict(rnn.named_parameters()) if params is None else dict(params)
     named = {k: p for k, p in named.items() if p.requires_grad}
     grads = torch.autograd.grad(per_seq.sum(), [*probes, *named.values()], allow_unused=True)
-    dl_dh = [_mean_over_real(g.norm(dim=2), mask) for g in grads[:LD]]  # each (T,)
+    norms = [g.norm(dim=2) for g in grads[:LD]]  # each (B, T)
+    dl_dh = [_mean_over_real(v, mask) for v in norms]  # each (T,)
     weight_norms = {name: (float(g.norm()) / B if g is not None else 0.0)
                     for name, g in zip(named, grads[LD:])}
     cells = [c for row in rnn.cells for c in row]
     sat = [saturation(cells[k], traces[k], mask) for k in range(LD)]
-    jac = None
+    jac = jac_ends = None
     if jacobian_batch:
-        jac = [j.tolist() for j in final_state_jacobian_norms(rnn, inputs[:jacobian_batch],
-                                                            None if lengths is None else lengths[:jacobian_batch])]
+        jl = None if lengths is None else lengths[:jacobian_batch]
+        per = _final_state_jacobian_per_sequence(rnn, inputs[:jacobian_batch], jl)  # each (B', T)
+        jmask = mask[:jacobian_batch]
+        jac = [_mean_over_real(v, jmask).tolist() for v in per]
+        jac_ends = [_own_ends(v, jl, k % D == 1) for k, v in enumerate(per)]
+    summary = []
+    for k in range(LD):
+        reverse = k % D == 1
+        last, first = _own_ends(norms[k], lengths, reverse)
+        row = decay_summary(dl_dh[k].tolist(), reverse=reverse, last=last, first=first)
+        row["dh_final_dh_first"] = jac_ends[k][1] if jac_ends is not None else None
+        summary.append(row)
     return {
         "loss": float(per_seq.detach().mean()),
         "steps": T,
@@ -230,7 +248,26 @@ def gradient_flow(
         "dh_final_dh": jac,
         "weight_grad_norms": weight_norms,
         "saturation": sat,
+        "summary": summary,
     }
+
+
+def _own_ends(values: Tensor, lengths: Tensor | None, reverse: bool) -> tuple[float, float]:
+    """Mean over the batch of (B, T) per-sequence ``values`` at each sequence's own last and first step.
+
+    In a forward direction a sequence's last step is t = L_b - 1 and its first t = 0; a reverse
+    direction reads the sequence backwards, so its last step is t = 0 and its first t = L_b - 1.
+    Every sequence counts at both ends, whatever its length.
+    """
+    B, T = values.shape
+    if B == 0:
+        return float("nan"), float("nan")
+    end = (torch.full((B,), T, dtype=torch.int64) if lengths is None else lengths.to(torch.int64).cpu()) - 1
+    start = torch.zeros(B, dtype=torch.int64)
+    last_t, first_t = (start, end) if reverse else (end, start)
+    rows = torch.arange(B)
+    v = values.detach().cpu()
+    return float(v[rows, last_t].mean()), float(v[rows, first_t].mean())
 
 
 def final_state_jacobian_norms(rnn: Recurrent, inputs: Tensor, lengths: Tensor | None = None,
@@ -251,11 +288,18 @@ def final_state_jacobian_norms(rnn: Recurrent, inputs: Tensor, lengths: Tensor |
     list of Tensor, each (T,): ``[layer * D + direction]``; the Jacobian of the
     layer's own final hidden state with respect to its hidden state at step t.
     """
+    mask = _real_mask(*inputs.shape[:2], lengths, inputs.device)
+    return [_mean_over_real(v, mask) for v in _final_state_jacobian_per_sequence(rnn, inputs, lengths, chunk)]
+
+
+def _final_state_jacobian_per_sequence(rnn: Recurrent, inputs: Tensor, lengths: Tensor | None = None,
+                                       chunk: int = 16) -> list[Tensor]:
+    r""":math:`\|\partial h_{b,T} / \partial h_{b,t}\|_F` per sequence and step: one (B, T) tensor per layer
+    and direction (zero at padded steps); see :func:`final_state_jacobian_norms`."""
     B, T = inputs.shape[:2]
     H = rnn.hidden_size
     D = 2 if rnn.bidirectional else 1
     LD = rnn.num_layers * D
-    mask = _real_mask(B, T, lengths, inputs.device)
     probes = [torch.zeros(B, T, H, dtype=inputs.dtype, device=inputs.device, requires_grad=True)
               for _ in range(LD)]
     _, final, _ = rnn(inputs, lengths=lengths, return_traces=True, probes=probes)
@@ -273,7 +317,7 @@ def final_state_jacobian_norms(rnn: Recurrent, inputs: Tensor, lengths: Tensor |
             (rows,) = torch.autograd.grad(h_final, probes[k], grad_outputs=seeds, retain_graph=True,
                                           is_grads_batched=True)  # (chunk, B, T, H)
             squares += rows.pow(2).sum(dim=(0, 3))
-        out.append(_mean_over_real(squares.sqrt(), mask))
+        out.append(squares.sqrt())
     return out
 
 
@@ -335,23 +379,58 @@ def fresh_gradient_flow(cell: str, length: int, hidden_size: int = 64, batch: in
     return result
 
 
-def decay_summary(values: Sequence[float]) -> dict[str, float]:
-    """How much a per-step norm falls from the last step back to the first.
+def decay_summary(values: Sequence[float], *, reverse: bool = False, last: float | None = None,
+                  first: float | None = None) -> dict[str, Any]:
+    """How much a per-step norm falls from the last step of a direction back to its first.
 
-    Returns ``last`` (at t = T-1), ``first`` (t = 0) and ``orders``:
-    log10(last / first), the number of orders of magnitude lost over the lag
-    (negative: the norm grew going back, it explodes).
+    Parameters
+    ----------
+    values : sequence of float, length T
+        A per-step curve indexed by absolute time t (``dl_dh`` of :func:`gradient_flow`).
+    reverse : bool
+        The curve belongs to a reverse direction, which reads the sequence from
+        t = T-1 down to t = 0: its last step is t = 0 and its first t = T-1, and
+        the error travels from t = 0 towards t = T-1.
+    last, first : float, optional
+        The values at the direction's last and first step, if known better than
+        the curve's endpoints (:func:`gradient_flow` passes the mean over the
+        sequences at each one's own ends, which differ with variable lengths).
+
+    Returns
+    -------
+    dict
+        ``last`` and ``first`` (the norm at the direction's last and first
+        step), ``orders``: log10(last / first), the orders of magnitude lost
+        from the last step back to the first (negative: the norm grew going
+        back, it explodes); ``direction`` (``forward`` or ``reverse``); and, as
+        the two endpoints alone can hide a dip in between (the 1997 LSTM's
+        ||dL/dh_t|| falls by 1.6 orders within a few steps, then climbs back),
+        ``min`` and ``max`` over all steps, ``min_step`` and ``max_step`` (their
+        absolute t), ``orders_to_min``: log10(last / min), the most lost at any
+        step, and ``orders_to_max``: log10(last / max) (negative where some
+        step's norm is above the last one's).  NaN (``None`` for the steps) where
+        undefined.
     """
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return {"last": float("nan"), "first": float("nan"), "orders": float("nan")}
-    last, first = float(v[-1]), float(v[0])
-    if first > 0 and last > 0:
-        orders = math.log10(last / first)
-    else:
-        orders = float("inf") if last > 0 else float("nan")
-    return {"last": last, "first": first, "orders": orders}
+    nan = float("nan")
+    direction = "reverse" if reverse else "forward"
+    finite = np.flatnonzero(np.isfinite(v))
+    if not len(finite):
+        return {"last": nan, "first": nan, "orders": nan, "direction": direction, "min": nan, "min_step": None,
+                "max": nan, "max_step": None, "orders_to_min": nan, "orders_to_max": nan}
+    ends = (finite[0], finite[-1]) if reverse else (finite[-1], finite[0])
+    last = float(v[ends[0]]) if last is None else float(last)
+    first = float(v[ends[1]]) if first is None else float(first)
+
+    def orders(a: float, b: float) -> float:
+        if a > 0 and b > 0:
+            return math.log10(a / b)
+        return float("inf") if a > 0 and b == 0 else nan
+
+    lo, hi = int(finite[np.argmin(v[finite])]), int(finite[np.argmax(v[finite])])
+    return {"last": last, "first": first, "orders": orders(last, first), "direction": direction,
+            "min": float(v[lo]), "min_step": lo, "max": float(v[hi]), "max_step": hi,
+            "orders_to_min": orders(last, float(v[lo])), "orders_to_max": orders(last, float(v[hi]))}
 
 
 # -- classifiers (runs) read from one-hot inputs ------------------------------
@@ -494,9 +573,10 @@ def cell_state_stream(cells: Sequence[str] = ("lstm1997", "lstm"), length: int =
     dict
         per cell: ``mean_abs_c`` (T floats: mean over units and the batch of
         :math:`|c_t|`), ``max_abs_c``, ``slope`` (least-squares growth of
-        mean |c| per step over the second half), ``saturated_output``
-        (fraction of units with :math:`|h(c_t)|` beyond 0.95, over time, every
-        100 steps).
+        mean |c| per step over the second half), ``final_mean_abs_c``,
+        ``saturation`` (:func:`saturation` over the whole stream) and
+        ``saturated_output_every_100`` (fraction of units with
+        :math:`|\tanh(c_t)|` beyond 0.95, at t = 0, 100, 200, ...).
     """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)

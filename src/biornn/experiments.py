@@ -267,7 +267,7 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
             flows[c] = {"dl_dh": r["dl_dh"][0], "dh_final_dh": r["dh_final_dh"][0], "saturation": r["saturation"][0]}
         result["gradient_flow"][str(lag)] = flows
     plot_gradient_flow(result["gradient_flow"][str(lags[-1])], out / "gradient_flow.png",
-                       f"at initialisation, adding problem T = {lags[-1]} (lstm: forget bias {forget_bias:g})")
+                       gradient_flow_title(lags[-1], cells, forget_bias))
     write_json(out / "long_lag.json", result)
 
     grid = [(c, lag, clipped) for lag in lags for c in cells for clipped in clipping]
@@ -377,9 +377,23 @@ def plot_success(table: Sequence[dict[str, Any]], lags: Sequence[int], path: str
     _save(fig, path)
 
 
+def gradient_flow_title(lag: int, cells: Sequence[str], forget_bias: float) -> str:
+    """The title of gradient_flow.png: the forget bias is named only where an ``lstm`` is drawn."""
+    bias = f" (lstm: forget bias {forget_bias:g})" if "lstm" in cells else ""
+    return f"at initialisation, adding problem T = {lag}{bias}"
+
+
 def plot_exploding(runs: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Gradient norm (before clipping) and test MSE over training, with and without clipping."""
-    from .diagnostics import _pyplot, _save
+    from .diagnostics import _save
+
+    _save(_exploding_figure(runs), path)
+
+
+def _exploding_figure(runs: Sequence[dict[str, Any]]) -> Any:
+    """The figure of :func:`plot_exploding`: a red dashed line (in the legend) marks a run that
+    diverged, only if one did; the dotted line is the baseline MSE of predicting the mean."""
+    from .diagnostics import _pyplot
 
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -390,13 +404,15 @@ def plot_exploding(runs: Sequence[dict[str, Any]], path: str | Path) -> None:
         m = [e for e in r["history"] if e["test_mse"] is not None]
         a2.semilogy([e["step"] for e in m], [e["test_mse"] for e in m], marker=".", label=label)
         if r["diverged"]:
-            a2.axvline(r["steps"], color="r", ls="--", lw=0.8)
+            a2.axvline(r["steps"], color="r", ls="--", lw=0.8, label=f"{label}: diverged (NaN/inf)")
     a1.set(xlabel="update", ylabel="gradient norm before clipping", title="exploding gradients")
-    a2.set(xlabel="update", ylabel="test MSE", title="red line: diverged (NaN/inf)")
-    a2.axhline(ADDING_BASELINE_MSE, color="gray", ls=":", lw=0.8)
+    a2.set(xlabel="update", ylabel="test MSE", title="test MSE")
+    a2.axhline(ADDING_BASELINE_MSE, color="gray", ls=":", lw=0.8,
+               label=f"baseline: predict the mean ({ADDING_BASELINE_MSE:.3f})")
     for a in (a1, a2):
-        a.legend(fontsize=8)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
         a.grid(True, alpha=0.3)
     if runs:
         fig.suptitle(f"IRNN with W_hh = {runs[0]['scale']:g} I, adding problem T = {runs[0]['lag']}, SGD")
-    _save(fig, path)
+    return fig

@@ -58,6 +58,32 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index)
 
 
+def probe_state(cell: Cell, state: NamedTuple, probe: Tensor) -> NamedTuple:
+    """``state`` (what ``cell.step`` returned) with ``probe`` (B, H) added to its hidden state ``h``.
+
+    A cell whose state holds fields computed from ``h`` within the same step
+    (:class:`~biornn.cells.FullyRecurrentCell`: the output units o_t read s_t)
+    defines ``probe_state(state, probe)``, which adds the probe to ``h`` and
+    recomputes those fields from it, so that the probe sits on ``h`` before
+    anything reads it.  For the other cells nothing in the state is derived from
+    ``h``, and the probe is simply added to it.
+
+    Parameters
+    ----------
+    cell : Cell
+    state : cell.state_type, each field (B, size)
+    probe : Tensor, shape (B, H)
+
+    Returns
+    -------
+    cell.state_type
+    """
+    own = getattr(cell, "probe_state", None)
+    if own is not None:
+        return own(state, probe)
+    return state._replace(h=state.h + probe)
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -365,8 +391,10 @@ class Recurrent(nn.Module):
         traces : bool
             Also return every step's state fields and gate activations.
         probe : Tensor, shape (B, T, H), optional
-            Added to the hidden state ``h`` right after each step, before the
-            output and the next step read it: ``h_t <- h_t + p_t``.  Called
+            Added to the hidden state ``h`` of each step before anything reads
+            it -- the cell's output, the next step, and any state field
+            computed from ``h`` within the step (the fully recurrent net's
+            output units): ``h_t <- h_t + p_t`` (:func:`probe_state`).  Called
             with zeros it changes no value, but puts every ``h_t`` on the
             autograd path, so that ``dL/dp_t = dL/dh_t``, the total
             derivative through all later steps (used by
@@ -392,7 +420,7 @@ class Recurrent(nn.Module):
                     state = type(state)(*(torch.where(m, s.detach(), s) for s in state))
             new, gates = cell.step(x_t, state)
             if probes is not None:  # h_t + p_t: a handle on dL/dh_t (zero in value)
-                new = new._replace(h=new.h + probes[t])
+                new = probe_state(cell, new, probes[t])
             out = cell.output(new)
             if mask is not None:
                 m = mask[:, t].unsqueeze(1)  # (B, 1)

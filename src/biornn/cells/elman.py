@@ -198,6 +198,10 @@ class FullyRecurrentCell(Cell):
     def output(self, state: FullyRecurrentState) -> Tensor:
         return state.o
 
+    def _output_units(self, s: Tensor) -> Tensor:
+        """o_t = f_o(V s_t + b_o), (B, O), from the hidden units s_t (B, H)."""
+        return self.f_o(F.linear(s, self.weight_ho, self.bias_ho))
+
     def step(
         self, x: Tensor, state: FullyRecurrentState
     ) -> tuple[FullyRecurrentState, dict[str, Tensor]]:
@@ -207,8 +211,18 @@ class FullyRecurrentCell(Cell):
             + F.linear(state.o, self.weight_oh)
         )  # (B, H)
         s = self.f_h(a)
-        o = self.f_o(F.linear(s, self.weight_ho, self.bias_ho))  # (B, O)
-        return FullyRecurrentState(s, o), {}
+        return FullyRecurrentState(s, self._output_units(s)), {}
+
+    def probe_state(self, state: FullyRecurrentState, probe: Tensor) -> FullyRecurrentState:
+        """The state with ``probe`` (B, H) added to the hidden units s_t *before* the output units read them.
+
+        :meth:`biornn.Recurrent.scan` calls it (when given probes) on the state :meth:`step`
+        returned.  The output units o_t are recomputed from s_t + p_t, so that the gradient of the
+        probe is the total derivative dL/ds_t, through s_t -> o_t -> loss and s_t -> o_t -> s_{t+1}
+        as well as s_t -> s_{t+1}; adding p_t to ``h`` alone would miss the paths through o_t.
+        """
+        s = state.h + probe
+        return FullyRecurrentState(s, self._output_units(s))
 
     def extra_repr(self) -> str:
         return (

@@ -15,9 +15,16 @@ of fixed weight 1.0,
     c_t &= z_t \odot i_t + c_{t-1}                          &\text{the CEC}\\
     y_t &= h(c_t) \odot o_t                                 &\text{cell output, also written } h_t
 
-Because the carousel's own derivative is :math:`\partial c_t / \partial c_{t-1} = 1`,
-error flows back along it undiminished -- and on a continuous stream :math:`c_t` grows
-without bound, which is what the forget gate was added to fix.
+The carousel's own derivative is :math:`\partial c_t / \partial c_{t-1} = 1`.  In the
+paper's truncated gradient, which cuts the paths from :math:`c_{t-1}` through
+:math:`h_{t-1}` into the gates and the cell input, error therefore flows back along it
+exactly constant.  Under full BPTT (what autograd and :mod:`biornn.reference` compute)
+those paths add to it: at initialisation the norm of :math:`\partial L / \partial c_t` grows going
+back and that of :math:`\partial L / \partial h_t` dips by over an order of magnitude within a
+few steps of the loss before it recovers (``biornn diagnose gradients``; docs/claims.md,
+section 1), so the error is not lost over long lags, but it is not carried back
+undiminished either.  On a continuous stream :math:`c_t` grows without bound, which is
+what the forget gate was added to fix.
 
 **LSTMCell** -- Gers, Schmidhuber & Cummins (2000), "Learning to forget:
 continual prediction with LSTM", Neural Computation 12(10):2451-2471, adds the

@@ -26,20 +26,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "saturated units",
                         description="For a trained RUN (on a batch of its test split, its own loss) or for fresh "
                         "networks (--cell ...: on an adding-problem batch of --length steps): the norm of dL/dh_t "
-                        "for every step t and of dh_T/dh_t, per layer, averaged over the batch; the gradient norm "
-                        "of every weight matrix; the fraction of saturated gate and hidden units. Writes "
-                        "gradients.json and gradients.png (log scale, one line per cell) and prints one JSON line "
-                        "per cell and layer: the norm at the last and first step and the orders of magnitude lost.")
+                        "for every step t and of dh_T/dh_t, per layer and direction, each step averaged over the "
+                        "sequences real at t (with variable lengths the late steps hold only the longer "
+                        "sequences); the gradient norm of every weight matrix; the fraction of saturated gate and "
+                        "hidden units. Writes gradients.json and gradients.png (log scale, one line per cell) and "
+                        "prints one JSON line per cell, layer and direction, measured along that direction's own "
+                        "time (\"time\": a reverse direction's last step is t = 0, its first t = T-1): the norm at "
+                        "the last and first step (each sequence at its own ends), the orders of magnitude lost "
+                        "between them, and the smallest norm over all steps (dl_dh_min, at min_step) with the "
+                        "orders lost down to it (orders_to_min), which the two endpoints alone can hide.")
     g.add_argument("run", metavar="RUN", nargs="?", help="a run directory (omit to measure fresh --cell networks)")
     g.add_argument("--data-dir", metavar="DIR", help="data directory of the RUN's task")
     g.add_argument("--cell", nargs="+", choices=CELL_NAMES, metavar="CELL",
                    help=f"fresh networks of these cells (default: {' '.join(COMPARE_CELLS)})")
-    g.add_argument("--length", type=int, default=200, help="T, steps of the adding-problem batch (default 200)")
+    g.add_argument("--length", type=int, default=200,
+                   help="T, steps of the adding-problem batch, >= 2 (default 200)")
     g.add_argument("--hidden", type=int, default=64, help="hidden units of the fresh networks (default 64)")
     g.add_argument("--layers", type=int, default=1, help="layers of the fresh networks (default 1)")
     g.add_argument("--init", choices=tuple(SCHEMES), help="init scheme (default: each cell's own)")
     g.add_argument("--scale", type=float, default=1.0,
-                   help="multiply every recurrent matrix W_hh after init (default 1; >1 to make gradients explode)")
+                   help="multiply every recurrent matrix W_hh after init, > 0 (default 1). A spectral radius above 1 "
+                        "is necessary for gradients to explode, not sufficient: saturating units (tanh, sigmoid) "
+                        "can still make them vanish (elman --init identity --scale 1.5 vanishes; irnn, whose ReLU "
+                        "does not saturate, explodes at --scale 1.1)")
     g.add_argument("--forget-bias", type=float, help="forget-gate bias of 'lstm'/'lstm-peephole'")
     g.add_argument("--batch", type=int, default=32, help="sequences averaged over (default 32)")
     g.add_argument("--jacobian-batch", type=int, default=None,
@@ -65,8 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--input-size", type=int, help="I, features per step of the fresh network (default: the file's)")
     s.add_argument("--stream", type=int, default=5000, help="length of the continuous stream (default 5000)")
     s.add_argument("--hidden", type=int, default=32, help="hidden units of fresh networks (default 32)")
-    s.add_argument("--layer", type=int, default=0, help="which layer * D + direction to draw (default 0)")
+    s.add_argument("--layer", type=int, default=0,
+                   help="which layer * D + direction of a RUN to draw (default 0; a fresh --cell network has "
+                        "only 0)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     s.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
     s.set_defaults(handler=run_states)
 
@@ -90,15 +102,26 @@ def _finite(x: float) -> float | None:
 
 
 def _summary_rows(label: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One printed row per layer and direction, each measured along its own time direction: a reverse
+    direction reads t = T-1 down to 0, so its last step is t = 0 and its first t = T-1."""
     from ..diagnostics import decay_summary
+
+    def rounded(x: float) -> float | None:
+        return round(x, 2) if math.isfinite(x) else None
 
     rows = []
     for k, name in enumerate(result["layers"]):
-        d = decay_summary(result["dl_dh"][k])
-        row = {"cell": label, "layer": name, "dl_dh_last_step": d["last"], "dl_dh_first_step": d["first"],
-               "orders_of_magnitude": round(d["orders"], 2) if math.isfinite(d["orders"]) else None}
+        d = (result["summary"][k] if result.get("summary")
+             else decay_summary(result["dl_dh"][k], reverse=name.endswith("reverse")))
+        row = {"cell": label, "layer": name, "time": d["direction"],
+               "dl_dh_last_step": d["last"], "dl_dh_first_step": d["first"],
+               "orders_of_magnitude": rounded(d["orders"]),
+               "dl_dh_min": d["min"], "min_step": d["min_step"], "orders_to_min": rounded(d["orders_to_min"])}
         if result.get("dh_final_dh"):
-            row["dhT_dh_first_step"] = decay_summary(result["dh_final_dh"][k])["first"]
+            first = d.get("dh_final_dh_first")
+            if first is None:  # a result without a summary: the curve's end in the direction's own time
+                first = decay_summary(result["dh_final_dh"][k], reverse=d["direction"] == "reverse")["first"]
+            row["dhT_dh_first_step"] = first
         rows.append(row)
     return rows
 
@@ -125,8 +148,11 @@ def run_gradients(args: argparse.Namespace) -> int:
     from ..checkpoint import write_json
     from ..diagnostics import COMPARE_CELLS, fresh_gradient_flow, plot_gradient_flow, run_gradient_flow
 
-    for name in ("length", "hidden", "batch", "layers"):
+    for name in ("hidden", "batch", "layers"):
         _positive(f"--{name}", getattr(args, name))
+    if args.length < 2:  # "positive" as the other sizes say, and the adding problem's own floor
+        raise ValueError(f"--length must be positive and at least 2 (the adding problem marks two steps), "
+                         f"got {args.length}")
     if args.jacobian_batch is None:
         args.jacobian_batch = min(8, args.batch)
     if args.jacobian_batch < 0:
@@ -138,6 +164,8 @@ def run_gradients(args: argparse.Namespace) -> int:
 
     threads(args.threads, zero_ok=True)
     finite("--forget-bias", args.forget_bias)
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        raise ValueError(f"--scale must be positive and finite, got {args.scale:g}")
     seed("--seed", args.seed)
     if args.run:  # the run's own network and test data: the fresh networks' options would do nothing
         _not_with(args, {"length": 200, "hidden": 64, "layers": 1, "init": None, "scale": 1.0, "forget_bias": None},
@@ -228,9 +256,12 @@ def run_states(args: argparse.Namespace) -> int:
 
     out = _out_dir(args.out)
     _positive("--hidden", args.hidden)
-    from .checks import seed
+    from .checks import seed, threads
 
     seed("--seed", args.seed)
+    threads(args.threads, zero_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.run:
         if args.input or args.cell:
@@ -271,6 +302,9 @@ def run_states(args: argparse.Namespace) -> int:
         raise ValueError("INPUTs need a RUN")
     if args.input:
         _not_with(args, {"stream": 5000}, "is the length of the generated stream; an --input file has its own")
+        if args.layer != 0:  # build_fresh makes one layer, one direction
+            raise ValueError(f"--layer must be 0 for a fresh --cell network (one layer, one direction), "
+                             f"got {args.layer}")
         cells = args.cell or ["lstm"]
         x = read_numeric_input(args.input, args.input_size)  # (T, I)
         out.mkdir(parents=True, exist_ok=True)
@@ -285,6 +319,7 @@ def run_states(args: argparse.Namespace) -> int:
         write_json(out / "states.json", {"input": str(args.input), "inputs": rows})
         return 0
     _positive("--stream", args.stream)
+    _not_with(args, {"layer": 0, "input_size": None}, "applies to a RUN or an --input file, not to the stream")
     cells = args.cell or ["lstm1997", "lstm"]
     stream = cell_state_stream(cells, args.stream, args.hidden, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
