@@ -67,7 +67,10 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     vocab = Vocabulary.build(n for n, _ in train)
     x_tr, x_te = [vocab.encode(n) for n, _ in train], [vocab.encode(n) for n, _ in test]
-    model = task.build_model(cfg, len(vocab), len(langs))
+    t0 = time.perf_counter()
+    ngram = task.fit_ngram(x_tr, y_tr, len(langs), vocab) if cfg.ngram_blend else None
+    fit_seconds = time.perf_counter() - t0
+    model = task.build_model(cfg, len(vocab), len(langs), ngram)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = (len(y_tr) + cfg.batch_size - 1) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
@@ -85,24 +88,35 @@ def _run(args: argparse.Namespace) -> int:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             opt.step()
             sched.step()
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + fit_seconds
     model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(*pad_batch(x_te[s : s + 512])) for s in range(0, len(x_te), 512)])
+
+    def scores(fn) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([fn(*pad_batch(x_te[s : s + 512])) for s in range(0, len(x_te), 512)])
+
+    logits = scores(model)
     prior = task.log_prior(y_tr, len(langs))
     print(f"raw 85/15 split of {len(rows)} lines: {len(train)} train / {len(test)} test, seed {args.seed}")
-    print(f"{'model':52} {'accuracy':>8} {'bal.acc':>8} {'macro-F1':>8} {'train s':>8}")
+    print(f"{'model':60} {'accuracy':>8} {'bal.acc':>8} {'macro-F1':>8} {'train s':>8}")
     for tau in (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0):
         m = classification_metrics(y_te, (logits - tau * prior).argmax(1).numpy(), langs)
         label = f"biornn default, logit adjustment tau={tau:g}" + (" (default)" if tau == cfg.logit_adjustment else "")
-        print(f"{label:52} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {seconds:8.0f}")
+        print(f"{label:60} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {seconds:8.0f}")
+    if ngram is not None:  # the blend's two parts alone, at the default adjustment
+        tau = cfg.logit_adjustment
+        for label, fn, s in (("its recurrent part alone", model.recurrent_logits, seconds - fit_seconds),
+                             ("its n-gram part alone", model.ngram, fit_seconds)):
+            m = classification_metrics(y_te, (scores(fn) - tau * prior).argmax(1).numpy(), langs)
+            label = f"  {label}, tau={tau:g}"
+            print(f"{label:60} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {s:8.0f}")
     for weight in (None, "balanced"):
         t0 = time.perf_counter()
         base = NgramLogReg(class_weight=weight).fit([n for n, _ in train], y_tr, len(langs))
         s = time.perf_counter() - t0
         m = classification_metrics(y_te, base.predict([n for n, _ in test]), langs)
         label = "n-gram LR" + (", balanced" if weight else "")
-        print(f"{label:52} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {s:8.0f}")
+        print(f"{label:60} {m['accuracy']:8.3f} {m['balanced_accuracy']:8.3f} {m['macro_f1']:8.3f} {s:8.0f}")
     return 0
 
 

@@ -263,8 +263,9 @@ def run(data_dir, tmp_path_factory) -> Path:
 def ensemble_run(data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "e"
     # one-hot GRUs with the window layer over the characters (conv_channels): member_logits, explain and gradient flow read it
+    # and no n-gram part (``run`` has the names default's)
     cfg = resolve("names", overrides=[*TINY, "ensemble=2", "epochs=1", "embedding_dim=0", "cell=gru",
-                                      "conv_channels=3", "conv_kernel=3"])
+                                      "conv_channels=3", "conv_kernel=3", "ngram_blend=0"])
     train(cfg, out, data_dir=str(data_dir), progress=False, log=lambda s: None)
     return out
 

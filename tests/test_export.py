@@ -30,7 +30,8 @@ SHAPES = [(2, 5), (2, 13), (6, 5), (6, 13)]  # (B, T): two batch sizes x two len
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A tiny trained names run (the default model: a bidirectional LSTM with logit adjustment)."""
+    """A tiny trained names run (the default model: a bidirectional LSTM blended with an n-gram part, with
+    logit adjustment); ``variant(..., ngram_blend=0.0)`` gives the recurrent model alone."""
     root = tmp_path_factory.mktemp("export")
     names = root / "data" / "names"
     names.mkdir(parents=True)
@@ -52,7 +53,8 @@ def variant(base: Path, out: Path, **changes) -> Path:
     cfg = apply(read_config(base / "config.json"), changes).validate()
     _, meta = checkpoint.load_weights(base / "model.safetensors")
     torch.manual_seed(len(out.name))
-    model = names_task.build_model(cfg, len(meta["vocab"]["symbols"]) + 2, len(meta["labels"]))
+    ngram = load_run(base)[2].ngram if cfg.ngram_blend else None  # the base run's fitted n-gram part
+    model = names_task.build_model(cfg, len(meta["vocab"]["symbols"]) + 2, len(meta["labels"]), ngram)
     checkpoint.write_text(out / "config.json", cfg.to_json())
     checkpoint.save_weights(out / "model.safetensors", model, {**meta, "config": cfg.to_dict()})
     shutil.copy(base / "metrics.json", out / "metrics.json")
@@ -119,13 +121,13 @@ def test_onnx_export_refuses_a_name_of_another_encoding(run_dir, tmp_path, capsy
 @pytest.mark.parametrize(
     "changes,routes",
     [
-        ({"cell": "gru", "ensemble": 2}, ["native", "native"]),
+        ({"cell": "gru", "ensemble": 2, "ngram_blend": 0.0}, ["native", "native"]),  # the members alone
         # stacked one-direction nn.LSTMs hit an exporter bug (a reshape to the example's T):
         # export_model falls back to the cell's own step
         ({"cell": "lstm1997", "bidirectional": False, "num_layers": 2}, ["scan", "scan"]),
         # no torch twin (or, for Elman, torch.export would unroll nn.RNN): the cell's step in an ONNX Scan
         ({"cell": "fully-recurrent", "embedding_dim": 0}, ["scan", "scan"]),
-        ({"cell": "irnn", "bidirectional": False, "num_layers": 2}, ["scan", "scan"]),
+        ({"cell": "irnn", "bidirectional": False, "num_layers": 2, "ngram_blend": 0.0}, ["scan", "scan"]),  # one model
         ({"pool": "max"}, ["native", "native"]),  # max over the real steps: padding masked in the graph
     ],
     ids=["gru-ensemble", "lstm1997-2-layers", "fully-recurrent-onehot", "irnn-2-layers", "max-pool"],
@@ -160,8 +162,9 @@ def test_onnx_export_with_a_window_layer(run_dir, tmp_path):
     "changes,routes",
     [
         ({}, ["native", "native"]),
-        ({"cell": "lstm-peephole", "num_layers": 2}, ["scan"] * 4),  # a scripted loop around the traced step
-        ({"cell": "elman", "ensemble": 2, "embedding_dim": 0}, ["native", "native"]),
+        # a scripted loop around the traced step; one model, no n-gram part
+        ({"cell": "lstm-peephole", "num_layers": 2, "ngram_blend": 0.0}, ["scan"] * 4),
+        ({"cell": "elman", "ensemble": 2, "embedding_dim": 0, "ngram_blend": 0.0}, ["native", "native"]),
         ({"pool": "mean", "ensemble": 2}, ["native", "native"]),
         ({"conv_channels": 4, "conv_kernel": 5, "embedding_dim": 0}, ["native", "native"]),
     ],

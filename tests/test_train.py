@@ -303,7 +303,7 @@ def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, caps
     cfg["conv_channels"] = 2  # a window layer the weights do not have: which tensor, said
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["predict", str(run), "Nguyen"]) == 2
-    _one_line_error(capsys, "the config's model has conv.weight, the file has not")
+    _one_line_error(capsys, "the config's model has members.0.conv.weight, the file has not")
     cfg["conv_kernel"] = 4  # a value out of range in an edited config.json: the file is named, as for a type
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["predict", str(run), "Nguyen"]) == 2
@@ -573,7 +573,7 @@ def test_forget_bias_reaches_every_lstm_cell_of_a_task_model():
     layer of every ensemble member starts with its effective forget-gate bias at exactly 1."""
     from biornn.tasks import names as names_task
 
-    cfg = resolve("names", overrides=["forget_bias=1.5", "num_layers=2", "ensemble=2", "hidden_size=8"])
+    cfg = resolve("names", overrides=["forget_bias=1.5", "num_layers=2", "ensemble=2", "hidden_size=8", "ngram_blend=0"])
     model = names_task.build_model(cfg, vocab_size=12, n_classes=3)
     cells = [c for m in model.members for row in m.rnn.cells for c in row]
     assert len(cells) == 2 * 2 * 2

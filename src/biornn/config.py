@@ -89,7 +89,12 @@ class TrainConfig:
         class and epsilon spread evenly over all K classes, Szegedy et al.
         2016; for ``mse`` the one-hot target is smoothed alike; 0 = off; the
         class default 0 is what runs from before the option trained with,
-        ``names`` and ``protein-ss`` set 0.1).
+        ``names`` and ``protein-ss`` set 0.1), ``ngram_blend`` (``names``: a
+        in [0, 1), the weight of a character n-gram logistic regression fitted
+        on the training names before the recurrent members train, blended
+        with them as a weighted geometric mean of probabilities,
+        :class:`biornn.models.Ensemble`; 0 = the recurrent model alone, the
+        class default for runs from before the option; ``names`` sets 0.5).
     Optimisation
         ``optimizer`` (``sgd`` with ``momentum``, ``adam``, ``adamw``), ``lr``,
         ``weight_decay``, ``lr_schedule`` (``none``, ``onecycle``, ``cosine``,
@@ -179,6 +184,7 @@ class TrainConfig:
     class_weighting: str = "none"
     logit_adjustment: float = 0.5
     label_smoothing: float = 0.0
+    ngram_blend: float = 0.0
     optimizer: str = "adamw"
     lr: float = 3e-3
     momentum: float = 0.9
@@ -262,6 +268,8 @@ class TrainConfig:
                              f"the sequences and their labels are two columns")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.ngram_blend < 1.0:
+            raise ValueError(f"config: ngram_blend must be in [0, 1), got {self.ngram_blend}")
         if not 0.0 < self.lr <= 10.0:
             raise ValueError(f"config: lr must be in (0, 10], got {self.lr}")
         if not 0.0 < self.lr_gamma <= 1.0:

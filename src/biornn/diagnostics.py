@@ -487,13 +487,29 @@ def member_logits(member: SequenceClassifier, onehot: Tensor, lengths: Tensor | 
     return member.readout(member.dropout(member.summary(out, lengths))), final, (res[2] if return_traces else [])
 
 
-def model_logits(model: nn.Module, onehot: Tensor, lengths: Tensor | None) -> Tensor:
-    """A run's model (classifier or ensemble) from one-hot inputs: logits (B, K)."""
+def model_logits(model: nn.Module, onehot: Tensor, lengths: Tensor | None,
+                 symbols: Tensor | None = None) -> Tensor:
+    """A run's model (classifier or ensemble) from one-hot inputs (B, T, V): logits (B, K).
+
+    An ensemble's n-gram part (the ``names`` blend, :class:`biornn.models.Ensemble`)
+    reads symbols, not vectors: its term is computed from ``symbols`` (B, T) or (1, T)
+    (default: the argmax of ``onehot``, exact for one-hot rows).  It does not depend
+    on ``onehot``, so gradients -- and integrated gradients -- are the recurrent
+    members' alone, scaled by 1 - ``ngram_weight``.
+    """
     ms = members(model)
     if isinstance(model, Ensemble):
         # Ensemble.forward: log of the members' mean probability
         log_probs = torch.stack([torch.log_softmax(member_logits(m, onehot, lengths)[0], dim=-1) for m in ms])
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(ms))
+        out = torch.logsumexp(log_probs, dim=0) - math.log(len(ms))
+        if model.ngram is not None:
+            if symbols is None:
+                symbols = onehot.argmax(dim=-1)
+            with torch.no_grad():
+                q = torch.log_softmax(model.ngram(symbols, lengths), dim=-1).to(out.dtype)  # (1 or B, K)
+            w = model.ngram_weight
+            out = (1.0 - w) * out + w * q
+        return out
     return member_logits(ms[0], onehot, lengths)[0]
 
 
@@ -682,7 +698,9 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
         ``prediction``, ``target``, ``probability``; ``grad_x_input`` and
         ``integrated_gradients`` (T floats each: per input step);
         ``score``, ``score_baseline``, ``ig_sum`` and ``completeness_gap``
-        (``|ig_sum - (score - score_baseline)|``); ``probability_after_step``:
+        (``|ig_sum - (score - score_baseline)|``; with an n-gram part, its term is
+        the same at every point of the path, so the attributions are the
+        recurrent members' and the n-gram term is in both scores); ``probability_after_step``:
         label -> T floats, the class probability having read steps 0..t (the
         model run on each prefix); ``hidden`` (T x H: the first member's layer-0
         forward hidden state ``h_t``).
@@ -696,7 +714,7 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
     shift = adjust.to(dtype) if adjust is not None else torch.zeros(len(labels), dtype=dtype)
 
     with torch.no_grad():
-        logits = model_logits(model, onehot.unsqueeze(0), None)[0] - shift  # (K,)
+        logits = model_logits(model, onehot.unsqueeze(0), None, x)[0] - shift  # (K,)
         probs = torch.softmax(logits, dim=0)
     pred = int(probs.argmax())
     k = pred if target is None else target
@@ -704,7 +722,7 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
         raise ValueError(f"target class {k} out of range 0..{len(labels) - 1}")
 
     def score(batch: Tensor) -> Tensor:  # the (adjusted) logit of class k, (N,)
-        return model_logits(model, batch, None)[:, k] - shift[k]
+        return model_logits(model, batch, None, x)[:, k] - shift[k]  # an n-gram part: a constant here
 
     gxi, ig, s_x, s_b = integrated_gradients(score, onehot, steps=steps)
     ig_sum = float(ig.sum())

@@ -404,6 +404,26 @@ class ExportModel(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
+class ExportBlendModel(ExportModel):
+    """:class:`ExportModel` with the run's n-gram part blended in, as :class:`biornn.models.Ensemble`:
+    logits = (1 - a) * log mean member probability + a * log_softmax(n-gram logits), then adjusted."""
+
+    def __init__(self, members: list[nn.Module], adjust: Tensor, ngram: nn.Module, weight: float) -> None:
+        super().__init__(members, adjust, True)
+        self.ngram = ngram
+        self.weight = float(weight)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        outs: list[Tensor] = []
+        for member in self.members:
+            outs.append(member(x, lengths))
+        log_probs = torch.log_softmax(torch.stack(outs), dim=-1)  # (M, B, K)
+        logits = torch.logsumexp(log_probs, dim=0) - self.log_count
+        logits = (1.0 - self.weight) * logits + self.weight * torch.log_softmax(self.ngram(x, lengths), dim=-1)
+        logits = logits - self.adjust
+        return logits, torch.softmax(logits, dim=1)
+
+
 def build_export_model(model: nn.Module, adjust: Tensor | None, fmt: str, native: bool = True) -> ExportModel:
     """The exportable twin of a run's classifier (see the module docstring).
 
@@ -443,8 +463,23 @@ def build_export_model(model: nn.Module, adjust: Tensor | None, fmt: str, native
         # file wants without gradients (scan and TorchScript trace autograd otherwise)
         members = copy.deepcopy(members)
         member_type = ExportMember if type(members[0]) is SequenceClassifier else ExportVectorMember
-        out = ExportModel([member_type(m, fmt, native) for m in members], adjust, isinstance(model, Ensemble))
+        ngram = getattr(model, "ngram", None) if isinstance(model, Ensemble) else None
+        if ngram is not None:
+            out = ExportBlendModel([member_type(m, fmt, native) for m in members], adjust,
+                                   _export_ngram(ngram), model.ngram_weight)
+        else:
+            out = ExportModel([member_type(m, fmt, native) for m in members], adjust, isinstance(model, Ensemble))
     return out.requires_grad_(False).eval()
+
+
+def _export_ngram(ngram: nn.Module) -> nn.Module:
+    """A copy of an n-gram scorer with only what its forward reads (TorchScript types every attribute)."""
+    from .models.ngram import NgramScorer
+
+    copy_ = NgramScorer(ngram.fold.clone(), ngram.codes.clone(), ngram.idf.clone(), ngram.weight.clone(),
+                        ngram.bias.clone(), ngram.n_max)
+    del copy_.fit_seconds
+    return copy_
 
 
 # ---------------------------------------------------------------------------

@@ -240,6 +240,10 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
         convolving = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "CONV", False))
         raise ValueError(f"config: conv_channels (a window layer before the recurrence) applies to {convolving}, "
                          f"not to task {cfg.task!r}")
+    if cfg.ngram_blend and not getattr(task, "NGRAM", False):
+        blending = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "NGRAM", False))
+        raise ValueError(f"config: ngram_blend (a character n-gram model blended with the recurrent one) applies "
+                         f"to {blending}, not to task {cfg.task!r}")
     if not cfg.conv_channels and cfg.conv_kernel != TrainConfig.conv_kernel:
         raise ValueError(f"config: conv_kernel={cfg.conv_kernel} sizes the window layer, which conv_channels=0 "
                          f"leaves out; set conv_channels too, or drop conv_kernel")

@@ -147,25 +147,61 @@ def check_symbols(x: Any, vocab_size: int) -> None:
 
 class Ensemble(nn.Module):
     """Members trained side by side on the same batches; predicts the mean of their
-    class probabilities.
+    class probabilities, optionally blended with a fixed n-gram scorer.
 
     ``forward`` returns log mean probabilities (B, K), which serve as logits:
-    ``softmax`` of them gives the ensemble's probabilities back.
+    ``softmax`` of them gives the ensemble's probabilities back.  With an
+    ``ngram`` part (:class:`biornn.models.ngram.NgramScorer`, fitted before the
+    members train, not trained with them) and its weight ``ngram_weight`` = a
+    in [0, 1), the logits are
+
+        (1 - a) * log mean_m p_m(k | x) + a * log q(k | x),
+
+    a weighted geometric mean of the members' mean probability p and the
+    n-gram model's q (a product of experts, Hinton 2002); ``softmax`` of them
+    is that blend normalised.  :meth:`member_logits`, what training reads, is
+    the members' alone.
+
+    Parameters
+    ----------
+    members : list of nn.Module
+        Each maps the input to logits (B, K).
+    ngram : nn.Module, optional
+        Maps the same input to logits (B, K).
+    ngram_weight : float
+        a; 0 without ``ngram``.
     """
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], ngram: nn.Module | None = None, ngram_weight: float = 0.0) -> None:
         super().__init__()
         if not members:
             raise ValueError("ensemble: needs at least one member")
+        if not 0.0 <= ngram_weight < 1.0:
+            raise ValueError(f"ensemble: ngram_weight must be in [0, 1), got {ngram_weight}")
+        if (ngram is None) != (ngram_weight == 0.0):
+            raise ValueError("ensemble: an n-gram part needs a weight in (0, 1), and a weight needs the part")
         self.members = nn.ModuleList(members)
+        self.ngram = ngram
+        self.ngram_weight = float(ngram_weight)
 
     def member_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Every member's logits, (M, B, K)."""
         return torch.stack([m(x, lengths) for m in self.members])
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def recurrent_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The members' log mean probabilities (B, K), without the n-gram part."""
         log_probs = torch.log_softmax(self.member_logits(x, lengths), dim=-1)  # (M, B, K)
         return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        out = self.recurrent_logits(x, lengths)
+        if self.ngram is not None:
+            w = self.ngram_weight
+            out = (1.0 - w) * out + w * torch.log_softmax(self.ngram(x, lengths), dim=-1)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"ngram_weight={self.ngram_weight:g}" if self.ngram is not None else ""
 
 
 class SequenceClassifier(nn.Module):

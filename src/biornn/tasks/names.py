@@ -40,17 +40,20 @@ from ..data.registry import locate
 from ..distributed import shard
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceClassifier
+from ..models.ngram import NgramScorer
 from .common import Batch, batches_per_epoch, shuffled_batches, load_model_state
 
 #: this task's config defaults over :class:`biornn.config.TrainConfig`'s (otherwise its own):
 #: label smoothing, whose class default stays 0 for the runs written before the option
-DEFAULTS = {"label_smoothing": 0.1}
+DEFAULTS = {"label_smoothing": 0.1, "ngram_blend": 0.5}
 
 KIND = "classification"
 #: trains under torchrun, each rank on its share of every global batch
 DISTRIBUTED = True
 #: a window layer over the embedded characters (``conv_channels``) is an option of this task's classifier
 CONV = True
+#: a character n-gram part blended with the recurrent members (``ngram_blend``) is an option of this task
+NGRAM = True
 #: the columns log.csv gets after val_loss
 LOG_FIELDS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 #: what the per-epoch line shows beside the losses
@@ -101,12 +104,30 @@ def load(cfg: TrainConfig, data_dir: str | None = None) -> TaskData:
     return TaskData(vocab, labels, splits, digest.hexdigest())
 
 
-def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier | Ensemble:
+def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int,
+                ngram: NgramScorer | None = None) -> SequenceClassifier | Ensemble:
     """The many-to-one classifier the config describes; ``cfg.ensemble`` > 1 members
-    (each its own initialisation) make an :class:`Ensemble`."""
+    (each its own initialisation) make an :class:`Ensemble`, and so does an n-gram part
+    (``cfg.ngram_blend`` > 0: ``ngram``, fitted by :func:`fit_ngram`, blended with weight
+    ``ngram_blend``)."""
+    if cfg.ngram_blend:
+        if ngram is None:
+            raise ValueError(f"ngram_blend={cfg.ngram_blend:g} needs the fitted n-gram part")
+        return Ensemble([_classifier(cfg, vocab_size, n_classes) for _ in range(cfg.ensemble)],
+                        ngram=ngram, ngram_weight=cfg.ngram_blend)
     if cfg.ensemble > 1:
         return Ensemble([_classifier(cfg, vocab_size, n_classes) for _ in range(cfg.ensemble)])
     return _classifier(cfg, vocab_size, n_classes)
+
+
+#: the n-gram part's longest n-gram and inverse regularisation strength (those of the names baseline)
+NGRAM_MAX, NGRAM_C = 4, 10.0
+
+
+def fit_ngram(encoded: list[list[int]], y: np.ndarray, n_classes: int, vocab: Vocabulary) -> NgramScorer:
+    """The n-gram part of the blend (:class:`biornn.models.ngram.NgramScorer`), fitted on the
+    encoded training names: character 1-4-grams, case folded, C = 10."""
+    return NgramScorer.fit(encoded, y, n_classes, vocab.symbols, n_max=NGRAM_MAX, C=NGRAM_C)
 
 
 def _classifier(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier:
@@ -213,7 +234,12 @@ def subruns(cfg: TrainConfig, data_dir: str | None) -> None:
 
 
 def build(cfg: TrainConfig, data: TaskData) -> SequenceClassifier | Ensemble:
-    return build_model(cfg, len(data.vocab), len(data.labels))
+    """The model to train; with ``ngram_blend`` its n-gram part is fitted here, on the training split."""
+    ngram = None
+    if cfg.ngram_blend:
+        train = data.splits["train"]
+        ngram = fit_ngram(train.encoded, train.y, len(data.labels), data.vocab)
+    return build_model(cfg, len(data.vocab), len(data.labels), ngram)
 
 
 def steps_per_epoch(cfg: TrainConfig, data: TaskData) -> int:
@@ -271,6 +297,7 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
     train = data.splits["train"]
     adjust = cfg.logit_adjustment * log_prior(train.y, K) if cfg.logit_adjustment else None
     test_metrics, test_pred = evaluate_split(model, data.splits["test"], data.labels, adjust)
+    parts = blend_parts(model, data.splits["test"], data.labels, adjust)
     log("training the baseline on the same split ...")
     baselines = baseline(cfg, data)
     base_name = "ngram-logreg-balanced"
@@ -281,8 +308,30 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, 
         "per_class": test_metrics["per_class"],
         "n": {part: len(s.encoded) for part, s in data.splits.items()},
     }
+    if parts:
+        metrics["parts"] = parts
     plot_confusion(confusion_matrix(data.splits["test"].y, test_pred, K), data.labels, out / "confusion.png")
     return metrics, {}
+
+
+def blend_parts(model: torch.nn.Module, split: Split, labels: list[str], adjust: Tensor | None) -> dict[str, Any]:
+    """Test metrics of a blend's two parts alone, each with the same logit adjustment: ``recurrent``
+    (the members' mean probability) and ``ngram`` (the n-gram scorer); {} for a model without an n-gram part."""
+    if getattr(model, "ngram", None) is None or not len(split.encoded):
+        return {}
+    out: dict[str, Any] = {}
+    model.eval()
+    with torch.no_grad():
+        for name, part in (("recurrent", model.recurrent_logits), ("ngram", model.ngram)):
+            logits = torch.cat([part(*pad_batch(split.encoded[s : s + 512]))
+                                for s in range(0, len(split.encoded), 512)])
+            m, _ = evaluate_split(model, split, labels, adjust, logits=logits)
+            out[name] = {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+    out["ngram_weight"] = model.ngram_weight
+    out["ngram_features"] = model.ngram.n_features
+    if model.ngram.fit_seconds is not None:
+        out["ngram_fit_seconds"] = round(model.ngram.fit_seconds, 2)
+    return out
 
 
 def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> SequenceClassifier | Ensemble:
@@ -301,7 +350,14 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
         raise ValueError(f"{path}: metadata labels and log_prior do not match")
     if meta.get("data_fingerprint") is None:
         raise ValueError(f"{path}: metadata has no 'data_fingerprint'")
-    model = build_model(cfg, len(vocab), len(labels))
+    ngram = None
+    if cfg.ngram_blend:
+        codes, weight = tensors.get("ngram.codes"), tensors.get("ngram.weight")
+        if codes is None or weight is None or codes.dim() != 1 or weight.dim() != 2:
+            raise ValueError(f"{path}: config.json sets ngram_blend={cfg.ngram_blend:g}, but the file has no "
+                             f"n-gram part (ngram.codes, ngram.weight); config.json was edited, or is another run's")
+        ngram = NgramScorer.empty(len(vocab), codes.numel(), len(labels), NGRAM_MAX)
+    model = build_model(cfg, len(vocab), len(labels), ngram)
     load_model_state(model, tensors, path)
     meta["vocab_obj"] = vocab
     return model
