@@ -173,3 +173,86 @@ def test_other_tasks_refuse_the_blend(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ngram_blend" in err[0] and "names" in err[0], err
     assert not (tmp_path / "s").exists()
+
+
+def test_on_a_device_lengths_stay_on_the_cpu(fitted):
+    """device.place keeps lengths on the CPU and moves the rest (a GPU, here PyTorch's meta device as in
+    tests/test_device.py): the n-gram part takes CPU lengths beside device symbols, and is hooked like
+    the members, so that its output comes back to the CPU beside theirs."""
+    import copy
+
+    from biornn import device as devices
+
+    vocab, encoded, scorer = fitted
+    x, lengths = pad_batch(encoded)
+    on_meta = copy.deepcopy(scorer).to("meta")
+    codes, valid = on_meta.gram_codes(x.to("meta"), lengths)
+    assert codes.device.type == "meta" and codes.shape == scorer.gram_codes(x, lengths)[0].shape
+    members = [SequenceClassifier(len(vocab), 6, hidden_size=4, embedding_dim=3)]
+    blend = Ensemble(members, ngram=copy.deepcopy(scorer), ngram_weight=0.5)
+    assert devices.hooked_modules(blend) == [blend, *blend.members, blend.ngram]
+
+
+def test_damaged_ngram_parts_are_refused(fitted):
+    vocab, encoded, scorer = fitted
+    scorer.check()  # a fitted one passes
+
+    def damaged(**changes):
+        import copy
+
+        s = copy.deepcopy(scorer)
+        for name, value in changes.items():
+            getattr(s, name).copy_(value)
+        return s
+
+    codes = scorer.codes.clone()
+    fold = scorer.fold.clone()
+    cases = [
+        (damaged(codes=codes.flip(0)), "not sorted, distinct"),
+        (damaged(fold=-fold), "symbol table"),
+        (damaged(fold=torch.cat([fold[:1], torch.tensor([1]), fold[2:]])), "symbol table"),
+        (damaged(fold=fold * 50_000_000), "overflow 64-bit codes"),
+        (damaged(idf=torch.full_like(scorer.idf, float("nan"))), "ngram.idf holds NaN"),
+        (damaged(weight=torch.full_like(scorer.weight, float("inf"))), "ngram.weight holds NaN or infinite"),
+        (NgramScorer.empty(len(vocab), 0, 6, 3), "no n-gram"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            bad.check()
+
+
+def test_a_damaged_file_is_one_line(tmp_path, capsys):
+    """An n-gram tensor edited in model.safetensors: one line naming the file, exit 2 -- for a shape
+    the config cannot take and for numbers that cannot be a fitted scorer's."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    from conftest import train_tiny_names_run
+
+    run = train_tiny_names_run(tmp_path)
+    capsys.readouterr()
+    weights = run / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(weights))
+    for key, value, message in [
+        ("ngram.codes", tensors["ngram.codes"].flip(0).contiguous(), "not sorted, distinct"),
+        ("ngram.codes", tensors["ngram.codes"].reshape(1, -1).contiguous(), "wrong shapes"),
+    ]:
+        save_file({**tensors, key: value}, str(weights), metadata=metadata)
+        assert main(["predict", str(run), "Nakamura"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "model.safetensors" in err[0] and message in err[0], err
+
+
+def test_another_task_run_edited_to_blend_is_refused(tmp_path, capsys):
+    from conftest import train_tiny_names_run
+
+    run = train_tiny_names_run(tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"] = "splice"  # as if a splice run's config.json had gained ngram_blend=0.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json" in err[0] and "applies to the names task" in err[0], err

@@ -44,6 +44,7 @@ def test_healthz_model_and_docs(client, run_dir):
     info = client.get("/model").json()
     labels = json.loads((run_dir / "config.json").read_text())  # the config, to cross-check the cell
     assert info["task"] == "names" and info["cell"] == labels["cell"]
+    assert info["ngram_blend"] == labels["ngram_blend"] == 0.5  # the names default: blended with n-grams
     assert sorted(info["classes"]) == sorted(NAMES_LANGS)
     spec = info["input"]
     assert spec["max_sequences"] == 8 and spec["max_length"] == 40 and "é" in spec["alphabet"]

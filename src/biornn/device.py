@@ -125,10 +125,13 @@ def _hook(module: nn.Module, device: torch.device) -> list:
 
 
 def hooked_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules that get the hooks: the model, and each member of an ensemble (whose
-    ``member_logits`` calls the members directly)."""
+    """The modules that get the hooks: the model, each member of an ensemble (whose
+    ``member_logits`` calls the members directly), and an ensemble's n-gram part (whose
+    output the ensemble adds to the members' CPU outputs)."""
     members = getattr(model, "members", None)
-    return [model, *(members if isinstance(members, nn.ModuleList) else [])]
+    ngram = getattr(model, "ngram", None)
+    return [model, *(members if isinstance(members, nn.ModuleList) else []),
+            *([ngram] if isinstance(ngram, nn.Module) else [])]
 
 
 def place(model: nn.Module, device: torch.device) -> list:

@@ -21,6 +21,9 @@ def load_run(run: str | Path) -> tuple[TrainConfig, Any, torch.nn.Module, dict[s
     weights = run / "model.safetensors"
     tensors, meta = checkpoint.load_weights(weights)
     task = tasks.get(cfg.task)
+    if cfg.ngram_blend and not getattr(task, "NGRAM", False):
+        raise ValueError(f"{run / 'config.json'}: ngram_blend={cfg.ngram_blend:g} applies to the names task, "
+                         f"not to {cfg.task!r}; config.json was edited")
     model = task.from_weights(cfg, tensors, meta, weights)
     model.eval()
     return cfg, task, model, meta

@@ -178,7 +178,8 @@ def model_info(served: Served) -> dict[str, Any]:
     return {
         "run": served.run.name, "task": cfg.task, "cell": cfg.cell, "classes": served.labels,
         "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers, "bidirectional": cfg.bidirectional,
-        "ensemble": cfg.ensemble, "logit_adjustment": cfg.logit_adjustment, "biornn_version": __version__,
+        "ensemble": cfg.ensemble, "logit_adjustment": cfg.logit_adjustment, "ngram_blend": cfg.ngram_blend,
+        "biornn_version": __version__,
         "model": "SequenceClassifier" if served.kind == "symbols" else "VectorClassifier", "pool": served.pool,
         "input": {
             **spec,

@@ -344,7 +344,10 @@ class _Replicated:
     def __init__(self, model: torch.nn.Module) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
-        self.ddp = DistributedDataParallel(_Step(model))
+        # broadcast_buffers=False: biornn's models keep no running statistics; their only buffers
+        # (the names n-gram part) are fixed, and DDP's construction already copies rank 0's to every
+        # rank -- re-sending them before every forward would cost a copy of ~2 MB per step
+        self.ddp = DistributedDataParallel(_Step(model), broadcast_buffers=False)
         if hasattr(model, "member_logits"):
             self.member_logits = lambda x, lengths=None: self.ddp(x, lengths, members=True)
 

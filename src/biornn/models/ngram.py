@@ -102,6 +102,31 @@ class NgramScorer(nn.Module):
         # the start and end marks follow the loaded symbols
         self.base = int(self.fold.max()) + 3 if self.fold.numel() else 4
 
+    def check(self) -> None:
+        """``ValueError`` saying what is wrong if the numbers cannot be a fitted scorer's (a damaged
+        or hand-edited file): at least one n-gram, codes sorted and distinct and within n_max symbols,
+        the fold table in range (padding 0, the unknown symbol the largest), finite weights."""
+        F_ = self.codes.numel()
+        if F_ == 0:
+            raise ValueError("the n-gram part has no n-gram")
+        fold = self.fold
+        top = int(fold.max()) if fold.numel() else 0
+        if fold.numel() < 2 or int(fold[0]) != 0 or int(fold[1]) != top or top < 1 or \
+                (fold.numel() > 2 and (int(fold[2:].min()) < 1 or int(fold[2:].max()) >= top)):
+            raise ValueError("the n-gram part's symbol table (ngram.fold) is damaged")
+        base = top + 3
+        if base ** self.n_max >= 2 ** 62:
+            raise ValueError(f"the n-gram part's symbol table (ngram.fold) is damaged ({top - 1} symbols "
+                             f"overflow 64-bit codes)")
+        codes = self.codes
+        if int(codes[0]) < 1 or int(codes[-1]) >= base ** self.n_max or (F_ > 1 and not bool((codes[1:] > codes[:-1]).all())):
+            raise ValueError("the n-gram part's codes (ngram.codes) are not sorted, distinct n-gram codes")
+        for name in ("idf", "weight", "bias"):
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                raise ValueError(f"the n-gram part's ngram.{name} holds NaN or infinite values")
+        if not bool((self.idf > 0).all()):
+            raise ValueError("the n-gram part's ngram.idf holds values <= 0")
+
     # -- the features ------------------------------------------------------
     def gram_codes(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Every n-gram of every sequence as an integer code.
@@ -124,9 +149,10 @@ class NgramScorer(nn.Module):
         start, end = self.base - 2, self.base - 1
         s = self.fold[x]  # (B, T): 0 for padding
         if lengths is not None:
+            lengths = lengths.to(device=x.device, dtype=torch.long)  # kept on the CPU by device.place
             steps = torch.arange(T, device=x.device).unsqueeze(0)
             s = torch.where(steps < lengths.unsqueeze(1), s, torch.zeros_like(s))
-            last = lengths.to(torch.long)  # the end mark's place in the framed row (after the start mark)
+            last = lengths  # the end mark's place in the framed row (after the start mark)
         else:
             last = torch.full((B,), T, dtype=torch.long, device=x.device)
         framed = torch.cat([torch.full((B, 1), start, dtype=torch.long, device=x.device), s,

@@ -280,8 +280,12 @@ def validate(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, loss_fn) 
 
 
 def run_meta(cfg: TrainConfig, data: TaskData) -> dict[str, Any]:
-    """What model.safetensors keeps beside the vocabulary and labels: the training prior."""
-    return {"log_prior": log_prior(data.splits["train"].y, len(data.labels)).tolist()}
+    """What model.safetensors keeps beside the vocabulary and labels: the training prior, and with
+    an n-gram part its longest n-gram (``ngram_n_max``)."""
+    out: dict[str, Any] = {"log_prior": log_prior(data.splits["train"].y, len(data.labels)).tolist()}
+    if cfg.ngram_blend:
+        out["ngram_n_max"] = NGRAM_MAX
+    return out
 
 
 def finish(cfg: TrainConfig, model: torch.nn.Module, data: TaskData, out: Path, log) -> tuple[dict, dict]:
@@ -353,11 +357,22 @@ def from_weights(cfg: TrainConfig, tensors: dict, meta: dict, path: Path) -> Seq
     ngram = None
     if cfg.ngram_blend:
         codes, weight = tensors.get("ngram.codes"), tensors.get("ngram.weight")
-        if codes is None or weight is None or codes.dim() != 1 or weight.dim() != 2:
+        if codes is None or weight is None:
             raise ValueError(f"{path}: config.json sets ngram_blend={cfg.ngram_blend:g}, but the file has no "
                              f"n-gram part (ngram.codes, ngram.weight); config.json was edited, or is another run's")
-        ngram = NgramScorer.empty(len(vocab), codes.numel(), len(labels), NGRAM_MAX)
+        if codes.dim() != 1 or weight.dim() != 2:
+            raise ValueError(f"{path}: the n-gram part has the wrong shapes (ngram.codes {tuple(codes.shape)}, "
+                             f"ngram.weight {tuple(weight.shape)}); the file is damaged")
+        n_max = meta.get("ngram_n_max")
+        if isinstance(n_max, bool) or not isinstance(n_max, int) or not 1 <= n_max <= 8:
+            raise ValueError(f"{path}: metadata has no usable 'ngram_n_max' (the n-gram part's longest n-gram)")
+        ngram = NgramScorer.empty(len(vocab), codes.numel(), len(labels), n_max)
     model = build_model(cfg, len(vocab), len(labels), ngram)
     load_model_state(model, tensors, path)
+    if ngram is not None:
+        try:
+            model.ngram.check()
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}; the file is damaged") from None
     meta["vocab_obj"] = vocab
     return model
