@@ -121,10 +121,38 @@ def test_planted_anomaly_scores_highest_and_the_threshold_needs_no_test_labels()
     m = anomaly.score_metrics(s[2000:], y[2000:], scorer["channels"][anomaly.JOINT]["threshold"])
     assert m["roc_auc"] > 0.99 and m["hit"] and m["false_alarms"] == 0 and m["f1"] > 0.8
     assert m["best_f1"] >= m["f1"]
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    finite = np.isfinite(s[2000:])
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y[2000:][finite], s[2000:][finite]), abs=1e-9)
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y[2000:][finite], s[2000:][finite]), abs=1e-9)
+    # the best threshold is the one that gives the best F1
+    best = anomaly.point_metrics(y[2000:][finite], s[2000:][finite] >= m["best_threshold_on_test"])
+    assert best["f1"] == pytest.approx(m["best_f1"], abs=1e-9)
     # scored out of sample (cross-fitted halves), normal rows score higher than in sample: a higher threshold
     insample = anomaly.fit_scorer(E[1500:2000], smooth=25, quantile=1.0, margin=1.0, crossfit=False)
     assert (scorer["channels"]["both"]["threshold"] > insample["channels"]["both"]["threshold"])
     assert scorer["channels"]["both"]["mean"] == insample["channels"]["both"]["mean"]  # the same Gaussian kept
+
+
+def test_score_metrics_on_a_hand_made_case():
+    """ROC-AUC, PR-AUC (average precision) and the best threshold, counted by hand on five steps."""
+    y = np.array([0, 0, 1, 0, 1], dtype=bool)
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.9])
+    m = anomaly.score_metrics(s, y, threshold=0.5)
+    # pairs (positive, negative) ranked right: 0.35 > 0.1; 0.9 > 0.1, 0.4, 0.8 -> 4 of 6
+    assert m["roc_auc"] == pytest.approx(4 / 6)
+    # ranked 0.9 (+), 0.8 (-), 0.4 (-), 0.35 (+), 0.1 (-): AP = (1/2) * 1 + (1/2) * 2/4
+    assert m["pr_auc"] == pytest.approx(0.75)
+    # flagged above 0.5: 0.8 (-) and 0.9 (+): precision 1/2, recall 1/2
+    assert m["precision"] == pytest.approx(0.5) and m["recall"] == pytest.approx(0.5)
+    # the best F1 on the labels: threshold 0.9 (P 1, R 1/2) or 0.35 (P 1/2, R 1): 2/3; 0.8: 1/2
+    assert m["best_f1"] == pytest.approx(2 / 3)
+    assert anomaly.point_metrics(y, s >= m["best_threshold_on_test"])["f1"] == pytest.approx(2 / 3)
+    # a step without a score (NaN) counts as the lowest score, and is never flagged
+    m = anomaly.score_metrics(np.append(s, np.nan), np.append(y, False), threshold=0.05)
+    assert m["roc_auc"] == pytest.approx(6 / 8)  # the NaN negative ties with 0.1: below both positives
+    assert m["precision"] == pytest.approx(2 / 5)  # flagged: the five scored steps, not the NaN
 
 
 def test_error_vectors_line_up_predictions_with_their_targets():
@@ -302,6 +330,31 @@ def test_truncated_bptt_windows_do_not_grow_with_the_record(tmp_path):
         steps += 1
     assert all(s[0] == 4 and s[1] <= 64 and s[2:] == (3, 2) for s in shapes)
     assert steps == pytest.approx(37_500 / 4 / 64, abs=2)
+
+
+def test_truncated_bptt_carries_the_state_from_window_to_window(tmp_path):
+    """The windows of one epoch, read in eval mode and put back together, are one pass of the model over
+    each stream: the state at the end of a window is where the next one starts (only its graph is cut)."""
+    from biornn.tasks import ecg_anomaly
+
+    root = write_discords(tmp_path / "carry", n=4000, train=(0, 3000), test=(3000, 4000), window=(3500, 3550))
+    cfg = resolve("ecg-anomaly", overrides=TINY + [f"record={RECORD}", "truncate=16", "batch_size=3"])
+    data = ecg_anomaly.load(cfg, str(root))
+    torch.manual_seed(0)
+    model = ecg_anomaly.build(cfg, data).eval()
+    with torch.no_grad():
+        windows = [b.outputs for b in ecg_anomaly.train_batches(cfg, model, data, epoch=2)]
+        assert len(windows) > 3
+        joined = torch.cat(windows, dim=1)  # (B, M, k, L)
+        # the same streams, read whole: recover them from the targets' first lead step (target j=1 is x_{t+1})
+        x, _ = ecg_anomaly._targets(data.z(data.fit), cfg.horizon)
+        g = ecg_anomaly.epoch_generator(cfg.seed, 2)
+        W0 = cfg.truncate
+        offset = int(torch.randint(0, max(1, min(W0, len(x) - 3)), (1,), generator=g))
+        M = (len(x) - offset) // 3
+        whole, _ = model(x[offset: offset + 3 * M].view(3, M, -1), None)
+    assert joined.shape == whole.shape
+    assert torch.allclose(joined, whole, atol=1e-5)
 
 
 def test_record_all_trains_every_record_and_writes_a_summary(tmp_path, capsys):

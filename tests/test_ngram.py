@@ -92,8 +92,12 @@ def test_two_classes_and_one_class():
     enc = [vocab.encode(s) for s in ["ab", "ba", "aa", "bb"]]
     two = NgramScorer.fit(enc, [0, 1, 0, 1], 2, vocab.symbols)
     p = torch.softmax(two(*pad_batch(enc)), dim=1)
-    from sklearn.linear_model import LogisticRegression  # noqa: F401  (the binary form's two rows)
-    assert torch.allclose(p.sum(1), torch.ones(4))
+    # scikit-learn's binary form (one row, for class 1) as two rows: the same probabilities
+    from sklearn.linear_model import LogisticRegression
+
+    X = two.features(*pad_batch(enc)).double().numpy()
+    lr = LogisticRegression(C=10.0, max_iter=3000).fit(X, [0, 1, 0, 1])
+    assert np.allclose(p.double().numpy(), lr.predict_proba(X), atol=1e-4)
     assert (two.weight[0] == -two.weight[1]).all()
     one = NgramScorer.fit(enc, [1, 1, 1, 1], 3, vocab.symbols)
     assert one(*pad_batch(enc)).argmax(1).tolist() == [1] * 4
@@ -142,6 +146,22 @@ def test_the_option_through_train_predict_and_the_config(tmp_path, capsys):
     assert parts["ngram_weight"] == 0.5 and parts["ngram_features"] > 0 and parts["ngram_fit_seconds"] >= 0
     for part in ("recurrent", "ngram"):
         assert set(parts[part]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    # each part's figures are that part's own: recomputed from the saved model on the test split
+    from biornn.evaluate import load_run
+    from biornn.metrics import classification_metrics
+    from biornn.tasks import names as names_task
+
+    cfg, _, model, meta = load_run(out)
+    data = names_task.load(cfg, str(data_dir))
+    test = data.splits["test"]
+    adjust = cfg.logit_adjustment * torch.tensor(meta["log_prior"])
+    with torch.no_grad():
+        x, lengths = pad_batch(test.encoded)
+        for part, fn in (("recurrent", model.recurrent_logits), ("ngram", model.ngram), (None, model)):
+            m = classification_metrics(test.y, (fn(x, lengths) - adjust).argmax(1).numpy(), data.labels)
+            want = metrics["test"] if part is None else parts[part]
+            assert m["accuracy"] == pytest.approx(want["accuracy"]), part
+            assert m["balanced_accuracy"] == pytest.approx(want["balanced_accuracy"]), part
     assert main(["predict", str(out), "Nakamura"]) == 0
     assert json.loads(capsys.readouterr().out)["top"][0]["label"]
     # the recurrent model alone: no n-gram part, no parts
@@ -256,3 +276,16 @@ def test_another_task_run_edited_to_blend_is_refused(tmp_path, capsys):
     assert main(["evaluate", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "config.json" in err[0] and "applies to the names task" in err[0], err
+
+
+def test_names_evaluate_split_subtracts_the_adjustment():
+    """The logit adjustment's sign: argmax(logit - tau log prior) favours the rare class."""
+    from biornn.tasks import names as names_task
+
+    split = names_task.Split(texts=["a", "b"], encoded=[[2], [2]], y=np.array([1, 1]))
+    logits = torch.tensor([[1.0, 0.8], [1.0, 0.8]])  # class 0 a little ahead
+    prior = torch.log(torch.tensor([0.9, 0.1]))  # and far more frequent
+    plain, pred = names_task.evaluate_split(None, split, ["common", "rare"], None, logits=logits)
+    assert pred.tolist() == [0, 0] and plain["accuracy"] == 0.0
+    adjusted, pred = names_task.evaluate_split(None, split, ["common", "rare"], 0.5 * prior, logits=logits)
+    assert pred.tolist() == [1, 1] and adjusted["accuracy"] == 1.0
