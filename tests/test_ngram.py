@@ -162,6 +162,19 @@ def test_the_option_through_train_predict_and_the_config(tmp_path, capsys):
             want = metrics["test"] if part is None else parts[part]
             assert m["accuracy"] == pytest.approx(want["accuracy"]), part
             assert m["balanced_accuracy"] == pytest.approx(want["balanced_accuracy"]), part
+    # explain: the score splits into the LSTMs' share and the n-gram share the attributions leave out
+    from biornn.diagnostics import explain_symbols
+
+    symbols = test.encoded[0]
+    row = explain_symbols(model, symbols, data.labels, adjust=adjust)
+    k = data.labels.index(row["target"])
+    with torch.no_grad():
+        x1 = torch.tensor([symbols])
+        rec = torch.log_softmax(model.recurrent_logits(x1), dim=-1)[0, k]
+        q = torch.log_softmax(model.ngram(x1), dim=-1)[0, k]
+    assert row["ngram_term"] == pytest.approx(float(0.5 * q), abs=1e-5)
+    assert row["score"] == pytest.approx(float(0.5 * rec) + row["ngram_term"] - float(adjust[k]), abs=1e-4)
+    assert row["completeness_gap"] < 0.01 * max(1.0, abs(row["score"] - row["score_baseline"]))
     assert main(["predict", str(out), "Nakamura"]) == 0
     assert json.loads(capsys.readouterr().out)["top"][0]["label"]
     # the recurrent model alone: no n-gram part, no parts

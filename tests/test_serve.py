@@ -138,6 +138,8 @@ def test_explain_answers_as_biornn_explain(client, run_dir):
             assert max(abs(a - b) for a, b in zip(sal[key], ref[key])) <= 1e-5
         assert abs(sal["ig_sum"] - (sal["score"] - sal["score_baseline"])) == pytest.approx(
             sal["completeness_gap"], abs=1e-5)
+        # the names default's n-gram share of the score: that of `biornn explain`, and a log-probability share
+        assert sal["ngram_term"] == pytest.approx(ref["ngram_term"], abs=1e-5) and sal["ngram_term"] < 0
         traces = got["probability_after_step"]
         assert [t["label"] for t in traces] == list(ref["probability_after_step"])  # the final top, in order
         for t in traces:
@@ -424,6 +426,7 @@ def test_numeric_explain(ecg_client):
     assert any(v != 0 for v in sal["integrated_gradients"])
     assert abs(sal["ig_sum"] - (sal["score"] - sal["score_baseline"])) == pytest.approx(
         sal["completeness_gap"], abs=1e-5)
+    assert sal["ngram_term"] == 0.0  # no n-gram part here
     # pool="max" has a prefix form: one probability per step, and after the last the prediction's
     traces = row["probability_after_step"]
     assert row["probability_after_step_note"] is None and [t["label"] for t in traces] == [r["label"] for r in ranked]

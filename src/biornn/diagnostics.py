@@ -700,7 +700,9 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
         ``score``, ``score_baseline``, ``ig_sum`` and ``completeness_gap``
         (``|ig_sum - (score - score_baseline)|``; with an n-gram part, its term is
         the same at every point of the path, so the attributions are the
-        recurrent members' and the n-gram term is in both scores); ``probability_after_step``:
+        recurrent members' and the n-gram term is in both scores);
+        ``ngram_term`` (the n-gram part's share of ``score``, a * log q_k; 0.0
+        without one); ``probability_after_step``:
         label -> T floats, the class probability having read steps 0..t (the
         model run on each prefix); ``hidden`` (T x H: the first member's layer-0
         forward hidden state ``h_t``).
@@ -726,6 +728,10 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
 
     gxi, ig, s_x, s_b = integrated_gradients(score, onehot, steps=steps)
     ig_sum = float(ig.sum())
+    ngram_term = 0.0
+    if getattr(model, "ngram", None) is not None:
+        with torch.no_grad():
+            ngram_term = float(model.ngram_weight * torch.log_softmax(model.ngram(x, None), dim=-1)[0, k])
 
     # how the decision forms: the model on every prefix (exact for any topology)
     with torch.no_grad():
@@ -747,6 +753,7 @@ def explain_symbols(model: nn.Module, symbols: Sequence[int], labels: Sequence[s
         "score_baseline": s_b,
         "ig_sum": ig_sum,
         "completeness_gap": abs(ig_sum - (s_x - s_b)),
+        "ngram_term": ngram_term,
         "probability_after_step": {labels[j]: p_after[:, j].tolist() for j in shown},
         "hidden": hidden.tolist(),
     }

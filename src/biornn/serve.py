@@ -477,6 +477,7 @@ def explain_encoded(served: Served, encoded: list[list[int]], *, top: int = 3, t
                 "integrated_gradients": [_r6(v) for v in row["integrated_gradients"]],
                 # the scalars unrounded: the gap is often below 1e-6
                 **{key: float(row[key]) for key in ("score", "score_baseline", "ig_sum", "completeness_gap")},
+                "ngram_term": float(row.get("ngram_term", 0.0)),
             },
             "probability_after_step": [{"label": label, "probabilities": [_r6(p) for p in ps]}
                                        for label, ps in row["probability_after_step"].items()],
@@ -719,6 +720,9 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         score_baseline: float = Field(description="F(0): the same at the all-zero input")
         ig_sum: float
         completeness_gap: float = Field(description="|ig_sum - (score - score_baseline)|")
+        ngram_term: float = Field(0.0, description="the n-gram part's share of score (names blend: "
+                                  "ngram_blend * log q); the same at every point of the path, so the "
+                                  "attributions are the recurrent model's; 0 without an n-gram part")
 
     class Trace(BaseModel):
         label: str

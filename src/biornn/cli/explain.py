@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             "input": row["input"], "prediction": row["prediction"], "probability": round(row["probability"], 4),
             "target": row["target"], "most_salient_step": top_step, "most_salient": row["steps"][top_step],
             "integrated_gradients": [round(v, 4) for v in ig],
-            "completeness_gap": round(row["completeness_gap"], 6), "png": str(out / f"explain-{n}.png"),
+            "completeness_gap": round(row["completeness_gap"], 6),
+            **({"ngram_term": round(row["ngram_term"], 4)} if row.get("ngram_term") else {}),
+            "png": str(out / f"explain-{n}.png"),
         }, ensure_ascii=False))
     return 0
