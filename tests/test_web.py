@@ -139,6 +139,9 @@ def test_the_page_explains_a_name_and_shows_api_errors(server, sync_playwright):
             strongest = max(range(len(NAME)), key=lambda t: abs(want["saliency"]["integrated_gradients"][t]))
             assert spans.nth(strongest).evaluate("s => s.style.backgroundColor") != "rgb(255, 255, 255)"
             assert "completeness" in result.locator(".completeness").inner_text()
+            # the names default's n-gram part: its share of F is said beside the check
+            assert ("n-gram part adds" in result.locator(".completeness").inner_text()) == bool(
+                want["saliency"]["ngram_term"])
 
             # the chart: one line per traced class, one point per step
             lines = result.locator("svg.probability-chart polyline")
