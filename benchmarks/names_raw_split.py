@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     vocab = Vocabulary.build(n for n, _ in train)
     x_tr, x_te = [vocab.encode(n) for n, _ in train], [vocab.encode(n) for n, _ in test]
     t0 = time.perf_counter()
-    ngram = task.fit_ngram(x_tr, y_tr, len(langs), vocab) if cfg.ngram_blend else None
+    ngram = (task.fit_ngram(x_tr, y_tr, len(langs), vocab, task.class_weights(cfg, y_tr, len(langs)))
+             if cfg.ngram_blend else None)
     fit_seconds = time.perf_counter() - t0
     model = task.build_model(cfg, len(vocab), len(langs), ngram)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

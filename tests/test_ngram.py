@@ -65,6 +65,20 @@ def test_features_and_logits_equal_scikit_learn(fitted):
     assert len(order) == X.shape[1]
 
 
+def test_class_weights_weigh_the_likelihood_as_scikit_learn_does(fitted):
+    from sklearn.linear_model import LogisticRegression
+
+    vocab, encoded, scorer = fitted
+    w = [1.0, 2.0, 0.5, 3.0, 1.5, 0.0]  # class 5 has no names
+    weighted = NgramScorer.fit(encoded, LABELS, 6, vocab.symbols, n_max=3, C=5.0, class_weight=w)
+    x, lengths = pad_batch(encoded)
+    X = weighted.features(x, lengths).double().numpy()
+    lr = LogisticRegression(C=5.0, max_iter=3000).fit(X, LABELS, sample_weight=np.asarray(w)[LABELS])
+    with torch.no_grad():
+        assert np.allclose(weighted(x, lengths).numpy()[:, :5], lr.decision_function(X), atol=1e-4)
+        assert not torch.allclose(weighted(x, lengths), scorer(x, lengths), atol=1e-3)  # the weights matter
+
+
 def test_padding_case_and_unknown_symbols(fitted):
     vocab, encoded, scorer = fitted
     alone = [scorer(*pad_batch([e])) for e in encoded]

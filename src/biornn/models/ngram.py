@@ -217,7 +217,7 @@ class NgramScorer(nn.Module):
     @classmethod
     def fit(cls, sequences: Sequence[Sequence[int]], labels: Sequence[int], n_classes: int,
             symbols: Sequence[str], n_max: int = 4, C: float = 10.0, max_iter: int = 3000,
-            batch_size: int = 512) -> "NgramScorer":
+            batch_size: int = 512, class_weight: Sequence[float] | None = None) -> "NgramScorer":
         """Fit the n-gram vocabulary, the idf and the logistic regression on encoded training sequences.
 
         Parameters
@@ -236,6 +236,9 @@ class NgramScorer(nn.Module):
             Inverse L2 regularisation strength (default 10, as the names baseline's).
         max_iter : int
             lbfgs iterations.
+        class_weight : sequence of float, shape (K,), optional
+            Per-class weights of the log-likelihood (each sequence weighted by its class's), as the
+            recurrent model's class-weighted loss; ``None``: every sequence counts once.
 
         Returns
         -------
@@ -283,7 +286,8 @@ class NgramScorer(nn.Module):
         if len(present) == 1:  # LogisticRegression wants two classes; one is certain anyway
             bias[present[0]] = 0.0
         else:
-            lr = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs").fit(X, y)
+            weights = None if class_weight is None else np.asarray(class_weight, dtype=np.float64)[y]
+            lr = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs").fit(X, y, sample_weight=weights)
             coef, intercept = lr.coef_, lr.intercept_
             if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
                 coef = np.vstack([-coef[0] / 2, coef[0] / 2])

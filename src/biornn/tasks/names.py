@@ -124,10 +124,14 @@ def build_model(cfg: TrainConfig, vocab_size: int, n_classes: int,
 NGRAM_MAX, NGRAM_C = 4, 10.0
 
 
-def fit_ngram(encoded: list[list[int]], y: np.ndarray, n_classes: int, vocab: Vocabulary) -> NgramScorer:
+def fit_ngram(encoded: list[list[int]], y: np.ndarray, n_classes: int, vocab: Vocabulary,
+              weight: Tensor | None = None) -> NgramScorer:
     """The n-gram part of the blend (:class:`biornn.models.ngram.NgramScorer`), fitted on the
-    encoded training names: character 1-4-grams, case folded, C = 10."""
-    return NgramScorer.fit(encoded, y, n_classes, vocab.symbols, n_max=NGRAM_MAX, C=NGRAM_C)
+    encoded training names: character 1-4-grams, case folded, C = 10; ``weight`` (K,): the
+    recurrent model's class weights (``class_weighting``), applied to the n-gram part's
+    likelihood alike."""
+    return NgramScorer.fit(encoded, y, n_classes, vocab.symbols, n_max=NGRAM_MAX, C=NGRAM_C,
+                           class_weight=None if weight is None else weight.tolist())
 
 
 def _classifier(cfg: TrainConfig, vocab_size: int, n_classes: int) -> SequenceClassifier:
@@ -238,7 +242,8 @@ def build(cfg: TrainConfig, data: TaskData) -> SequenceClassifier | Ensemble:
     ngram = None
     if cfg.ngram_blend:
         train = data.splits["train"]
-        ngram = fit_ngram(train.encoded, train.y, len(data.labels), data.vocab)
+        ngram = fit_ngram(train.encoded, train.y, len(data.labels), data.vocab,
+                          class_weights(cfg, train.y, len(data.labels)))
     return build_model(cfg, len(data.vocab), len(data.labels), ngram)
 
 
