@@ -391,16 +391,18 @@ class ExportModel(nn.Module):
         self.ensemble = ensemble
         self.log_count = float(np.log(len(members)))
 
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def members_logits(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The members' logits before the adjustment (B, K): an ensemble's log mean probability."""
         outs: list[Tensor] = []
         for member in self.members:
             outs.append(member(x, lengths))
         if self.ensemble:
             log_probs = torch.log_softmax(torch.stack(outs), dim=-1)  # (M, B, K)
-            logits = torch.logsumexp(log_probs, dim=0) - self.log_count
-        else:
-            logits = outs[0]
-        logits = logits - self.adjust
+            return torch.logsumexp(log_probs, dim=0) - self.log_count
+        return outs[0]
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.members_logits(x, lengths) - self.adjust
         return logits, torch.softmax(logits, dim=1)
 
 
@@ -414,13 +416,8 @@ class ExportBlendModel(ExportModel):
         self.weight = float(weight)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        outs: list[Tensor] = []
-        for member in self.members:
-            outs.append(member(x, lengths))
-        log_probs = torch.log_softmax(torch.stack(outs), dim=-1)  # (M, B, K)
-        logits = torch.logsumexp(log_probs, dim=0) - self.log_count
-        logits = (1.0 - self.weight) * logits + self.weight * torch.log_softmax(self.ngram(x, lengths), dim=-1)
-        logits = logits - self.adjust
+        q = torch.log_softmax(self.ngram(x, lengths), dim=-1)
+        logits = (1.0 - self.weight) * self.members_logits(x, lengths) + self.weight * q - self.adjust
         return logits, torch.softmax(logits, dim=1)
 
 
