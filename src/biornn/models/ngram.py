@@ -44,6 +44,12 @@ from torch import Tensor, nn
 MISSING_CLASS_LOGIT = -30.0
 
 
+def _base(fold: Tensor) -> int:
+    """The code base of a fold table: its symbols and the unknown symbol (1 .. max), then the start
+    and end marks (max + 1, max + 2), and 0 kept for padding."""
+    return int(fold.max()) + 3 if fold.numel() else 4
+
+
 class NgramScorer(nn.Module):
     """Character n-gram TF-IDF logistic regression over symbol indices (see the module docstring).
 
@@ -81,7 +87,7 @@ class NgramScorer(nn.Module):
         self.register_buffer("weight", weight.to(torch.float32))
         self.register_buffer("bias", bias.to(torch.float32))
         self.n_max = int(n_max)
-        self.base = int(fold.max()) + 3 if fold.numel() else 4  # symbols and unknown, then start and end marks
+        self.base = _base(self.fold)
         # steps of the binary search over F codes
         self.search_steps = max(1, math.ceil(math.log2(F_ + 1)))
         self.fit_seconds: float | None = None
@@ -100,7 +106,7 @@ class NgramScorer(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D102
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         # the start and end marks follow the loaded symbols
-        self.base = int(self.fold.max()) + 3 if self.fold.numel() else 4
+        self.base = _base(self.fold)
 
     def check(self) -> None:
         """``ValueError`` saying what is wrong if the numbers cannot be a fitted scorer's (a damaged
@@ -114,7 +120,7 @@ class NgramScorer(nn.Module):
         if fold.numel() < 2 or int(fold[0]) != 0 or int(fold[1]) != top or top < 1 or \
                 (fold.numel() > 2 and (int(fold[2:].min()) < 1 or int(fold[2:].max()) >= top)):
             raise ValueError("the n-gram part's symbol table (ngram.fold) is damaged")
-        base = top + 3
+        base = _base(fold)
         if base ** self.n_max >= 2 ** 62:
             raise ValueError(f"the n-gram part's symbol table (ngram.fold) is damaged ({top - 1} symbols "
                              f"overflow 64-bit codes)")

@@ -185,14 +185,15 @@ def encode_inputs(texts: list[str], vocab: Vocabulary) -> tuple[Tensor, Tensor]:
     return pad_batch(encoded)
 
 
-def split_logits(model: torch.nn.Module, split: Split, batch_size: int = 512) -> Tensor:
-    """The model's logits for every example of a split, (N, K), in eval mode without gradients."""
+def split_logits(model: torch.nn.Module, split: Split, batch_size: int = 512, fn=None) -> Tensor:
+    """The model's logits for every example of a split, (N, K), in eval mode without gradients
+    (``fn(x, lengths)``, e.g. one part of a blend, in place of ``model(x, lengths)`` if given)."""
     out = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(split.encoded), batch_size):
             x, lengths = pad_batch(split.encoded[start : start + batch_size])
-            out.append(model(x, lengths))
+            out.append((fn or model)(x, lengths))
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
@@ -329,13 +330,9 @@ def blend_parts(model: torch.nn.Module, split: Split, labels: list[str], adjust:
     if getattr(model, "ngram", None) is None or not len(split.encoded):
         return {}
     out: dict[str, Any] = {}
-    model.eval()
-    with torch.no_grad():
-        for name, part in (("recurrent", model.recurrent_logits), ("ngram", model.ngram)):
-            logits = torch.cat([part(*pad_batch(split.encoded[s : s + 512]))
-                                for s in range(0, len(split.encoded), 512)])
-            m, _ = evaluate_split(model, split, labels, adjust, logits=logits)
-            out[name] = {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+    for name, part in (("recurrent", model.recurrent_logits), ("ngram", model.ngram)):
+        m, _ = evaluate_split(model, split, labels, adjust, logits=split_logits(model, split, fn=part))
+        out[name] = {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
     out["ngram_weight"] = model.ngram_weight
     out["ngram_features"] = model.ngram.n_features
     if model.ngram.fit_seconds is not None:
