@@ -277,6 +277,8 @@ def test_generate_bad_usage_exits_2(run_dir, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "unknown language 'Klingon'" in err and "Russian" in err
     for args, match in ((["-n", "0"], "-n must be in 1..100000"), (["--temperature", "-1"], "--temperature"),
                         (["--max-length", "0"], "--max-length"), (["-n", "100000000"], "-n must be in 1..100000"),
+                        # the (n, L) buffer of draws was allocated before any check (a MemoryError traceback)
+                        (["--max-length", "10000000000000"], "--max-length must be in 1..1000"),
                         # logits / T overflow to NaN probabilities (torch.multinomial raised)
                         (["--temperature", "1e-320"], "--temperature must be 0 (greedy) or in [0.001, 100]"),
                         (["--temperature", "1e308"], "--temperature must be 0 (greedy) or in [0.001, 100]"),
@@ -328,6 +330,7 @@ def test_resume_gives_the_same_weights(data_dir, tmp_path):
     ("ensemble=2", "ensemble must be 1"),
     ("loss=mse", "loss must be ce"),
     ("monitor=accuracy", "monitor must be loss"),
+    ("max_length=1001", "max_length is the sampling cap, at most 1000"),
 ])
 def test_config_checks_exit_2_and_write_nothing(data_dir, tmp_path, capsys, override, match):
     out = tmp_path / "run"

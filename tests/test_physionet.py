@@ -97,6 +97,18 @@ def test_a_header_that_does_not_match_its_signal_file(tmp_path, edit, match):
     assert "rec.dat" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_header_one_frame_off_its_signal_file(tmp_path):
+    """One sample more than the file holds is within the size check's padding slack; wfdb then fails to
+    decode, and the line says which files disagree rather than only wfdb's own words."""
+    base = _write(tmp_path)
+    hea = tmp_path / "rec.hea"
+    hea.write_text(hea.read_text().replace("rec 2 250 1000", "rec 2 250 1001"))
+    with pytest.raises(ValueError, match=r"cannot decode the WFDB record; does rec\.hea match its signal file\?"
+                       ) as e:
+        read_record(base)
+    assert "\n" not in str(e.value)
+
+
 def test_a_header_with_another_number_of_signals(tmp_path):
     # the header names one signal, but the file holds two interleaved: twice the bytes it should have
     base = _write(tmp_path)

@@ -123,6 +123,39 @@ def test_beam_never_loses_to_greedy_on_random_models():
         assert (b >= g - 1e-5).all()
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_per_sequence_caps_decode_each_sequence_as_alone(beam):
+    """With one cap per sequence, each sequence's tokens and score are those of decoding it alone with
+    its cap (a random model rarely emits eos, so the caps bind: the batch's longest cap must not leak)."""
+    model = _model("lstm")
+    x, lengths = _source()
+    caps = torch.tensor([5, 2, 1])
+    tokens, scores = model.beam_search(x, lengths, caps, beam) if beam > 1 else model.greedy(x, lengths, caps)
+    assert tokens.shape[1] == 5
+    for b in range(3):
+        n = int(lengths[b])
+        if beam > 1:
+            alone, s = model.beam_search(x[b : b + 1, :n], lengths[b : b + 1], int(caps[b]), beam)
+        else:
+            alone, s = model.greedy(x[b : b + 1, :n], lengths[b : b + 1], int(caps[b]))
+        assert tokens[b, : int(caps[b])].tolist() == alone[0, : int(caps[b])].tolist()
+        assert float(scores[b]) == pytest.approx(float(s[0]), abs=1e-5)
+    with pytest.raises(ValueError, match="one cap per sequence"):
+        model.greedy(x, lengths, torch.tensor([3, 3]))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_decode_does_not_depend_on_the_batch(beam):
+    """A protein and its score are the same whatever other ORFs are decoded beside it (an untrained
+    model does not stop at its codon count, where the batch's longest ORF used to set the cap)."""
+    model = EncoderDecoder(tr.DNA.size, len(tr.TOKENS), tr.BOS, tr.EOS, hidden_size=6, embedding_dim=3).eval()
+    short, long = "ATGTTTTGA", "ATG" + "GCC" * 30 + "TAA"
+    alone = tr.decode(model, [short], beam)
+    together = tr.decode(model, [short, long], beam)
+    assert together[0][0] == alone[0][0] and len(alone[0][0]) <= 3
+    assert together[1][0] == pytest.approx(alone[1][0], abs=1e-5)
+
+
 def test_model_refuses_bad_arguments():
     with pytest.raises(ValueError, match="attention must be one of"):
         EncoderDecoder(4, 7, 0, 6, attention="dot")

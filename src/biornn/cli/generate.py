@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sampling temperature, >= 0; 0 is greedy (default: the run's temperature)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the draws (default 0)")
     p.add_argument("--max-length", type=int, metavar="L",
-                   help="cut a sample at L characters (default: the run's max_length, or 30)")
+                   help="cut a sample at L characters, 1..1000 (default: the run's max_length, or 30)")
     p.set_defaults(handler=run)
 
 

@@ -199,7 +199,10 @@ def read_record(path: str | Path, channels: list[int] | None = None) -> Record:
         rec = wfdb.rdrecord(str(base), channels=channels, physical=True)
     except Exception as e:
         msg = first_line(e)
-        raise ValueError(f"{base}: cannot decode the WFDB record ({msg})") from None
+        # the signal files' sizes were checked against the header above, to within a frame of padding;
+        # what wfdb still cannot decode is most often a header a frame or a field off its signal file
+        raise ValueError(f"{base}: cannot decode the WFDB record; does {base.name}.hea match its signal "
+                         f"file? ({msg})") from None
     signal = rec.p_signal
     if signal is None or signal.size == 0 or signal.shape[0] == 0:
         raise ValueError(f"{base}: the record has no samples")

@@ -301,15 +301,16 @@ class EncoderDecoder(nn.Module):
         return out
 
     @torch.no_grad()
-    def greedy(self, src: Tensor, lengths: Tensor | None, max_len: int) -> tuple[Tensor, Tensor]:
+    def greedy(self, src: Tensor, lengths: Tensor | None, max_len: int | Tensor) -> tuple[Tensor, Tensor]:
         """Greedy decoding: feed back the most probable token until ``eos`` or ``max_len`` tokens.
 
         Parameters
         ----------
         src : Tensor, shape (B, S, F)
         lengths : Tensor of int, shape (B,), or None
-        max_len : int
-            At most this many tokens per sequence (``eos`` included).
+        max_len : int, or Tensor of int, shape (B,)
+            At most this many tokens per sequence (``eos`` included); a tensor gives each
+            sequence its own cap, so that a sequence decodes and scores as it would alone.
 
         Returns
         -------
@@ -323,9 +324,11 @@ class EncoderDecoder(nn.Module):
         prev = torch.full((B,), self.bos, dtype=torch.int64, device=src.device)
         done = torch.zeros(B, dtype=torch.bool, device=src.device)
         scores = torch.zeros(B, dtype=src.dtype, device=src.device)
+        caps = _caps(max_len, B, src.device)
         out = []
-        for _ in range(max_len):
+        for t in range(int(caps.max()) if B else 0):
             logp, d = self._step(prev, d)
+            done = done | (caps <= t)  # a sequence at its cap is cut there
             best, token = logp.max(dim=1)
             token = torch.where(done, self.eos, token)  # a finished sequence pads with eos at no cost
             scores = scores + torch.where(done, 0.0, best)
@@ -334,16 +337,27 @@ class EncoderDecoder(nn.Module):
             prev = token
             if bool(done.all()):
                 break
-        return torch.stack(out, dim=1), scores
+        return (torch.stack(out, dim=1) if out else torch.zeros(B, 0, dtype=torch.int64, device=src.device)), scores
 
     @torch.no_grad()
-    def beam_search(self, src: Tensor, lengths: Tensor | None, max_len: int, beam: int = 4) -> tuple[Tensor, Tensor]:
+    def beam_search(self, src: Tensor, lengths: Tensor | None, max_len: int | Tensor,
+                    beam: int = 4) -> tuple[Tensor, Tensor]:
         """Beam search (:func:`beam_decode`) for the most probable target sequence; ``beam=1`` is greedy.
 
         Same arguments and returns as :meth:`greedy`.
         """
         return beam_decode(self._step, self._reorder, self._start(src, lengths), src.shape[0], beam, max_len,
                            self.bos, self.eos, src.device)
+
+
+def _caps(max_len: int | Tensor, B: int, device: torch.device | str) -> Tensor:
+    """Each sequence's most tokens, (B,) int64: ``max_len`` for all, or one per sequence."""
+    caps = torch.as_tensor(max_len, dtype=torch.int64, device=device)
+    if caps.dim() == 0:
+        return caps.expand(B)
+    if caps.shape != (B,):
+        raise ValueError(f"max_len: one cap per sequence ({B}), got shape {tuple(caps.shape)}")
+    return caps
 
 
 def _until_eos(tokens: Tensor, eos: int) -> Tensor:
@@ -359,7 +373,7 @@ def beam_decode(
     state: State,
     batch_size: int,
     beam: int,
-    max_len: int,
+    max_len: int | Tensor,
     bos: int,
     eos: int,
     device: torch.device | str = "cpu",
@@ -381,8 +395,11 @@ def beam_decode(
         ``reorder(state, index (N',)) -> state``: the state of rows ``index``.
     state : object
         The state of the ``batch_size`` sequences before the first step.
-    batch_size, beam, max_len : int
-        B, K and the most tokens per sequence (``eos`` included).
+    batch_size, beam : int
+        B and K.
+    max_len : int, or Tensor of int, shape (B,)
+        The most tokens per sequence (``eos`` included), or each sequence's own cap: a
+        sequence at its cap is finished there, and decodes and scores as it would alone.
     bos, eos : int
     device : torch.device or str
 
@@ -403,8 +420,10 @@ def beam_decode(
     prev = torch.full((B * K,), bos, dtype=torch.int64, device=device)
     done = torch.zeros(B * K, dtype=torch.bool, device=device)
     history = torch.zeros(B * K, 0, dtype=torch.int64, device=device)
-    for _ in range(max_len):
+    caps = _caps(max_len, B, device).repeat_interleave(K)
+    for t in range(int(caps.max()) if B else 0):
         logp, state = step(prev, state)  # (B * K, V)
+        done = done | (caps <= t)  # a sequence at its cap is cut there: its prefixes are finished
         V = logp.shape[1]
         logp = logp.to(scores.dtype)
         # a finished prefix can only be followed by eos, at no cost

@@ -72,6 +72,9 @@ MIN_COUNT = 2
 SAMPLES_PER_LANGUAGE = 100
 #: the sampling cap when ``max_length`` is 0 (the longest surname in the data has 20 characters)
 DEFAULT_MAX_LENGTH = 30
+#: the largest sampling cap (``max_length``, ``--max-length``): samples are drawn step by step in one
+#: (n, L) buffer, and a greedy sample that never ends would otherwise run for L steps
+MAX_SAMPLE_LENGTH = 1000
 #: the n-gram baseline's grid: orders (characters of context + 1) and Dirichlet strengths alpha
 NGRAM_ORDERS = (2, 3, 4, 5, 6, 7)
 NGRAM_ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -421,6 +424,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("task generate-names: logit_adjustment is not supported; set it to 0")
     if cfg.monitor != "loss":
         raise ValueError("task generate-names: the best epoch is the lowest validation NLL; monitor must be loss")
+    if cfg.max_length > MAX_SAMPLE_LENGTH:
+        raise ValueError(f"task generate-names: max_length is the sampling cap, at most {MAX_SAMPLE_LENGTH} "
+                         f"characters; got {cfg.max_length}")
 
 
 def subruns(cfg: TrainConfig, data_dir: str | None) -> None:
@@ -578,8 +584,8 @@ def generate(run: str | Path, condition: str | None = None, n: int = 10, tempera
         raise ValueError(f"--temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {LIMITS['temperature']:g}], "
                          f"got {temperature:g}")
     max_length = sample_cap(cfg) if max_length is None else max_length
-    if max_length < 1:
-        raise ValueError(f"--max-length must be at least 1, got {max_length}")
+    if not 1 <= max_length <= MAX_SAMPLE_LENGTH:
+        raise ValueError(f"--max-length must be in 1..{MAX_SAMPLE_LENGTH} (characters per sample), got {max_length}")
     if not 0 <= seed < 2**63:
         raise ValueError(f"--seed must be in 0..{2**63 - 1}, got {seed}")
     _, _, model, meta = load_run(run)

@@ -250,7 +250,8 @@ def decode(model: EncoderDecoder, dna: list[str], beam: int = 1, batch_size: int
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             x, lengths = pad_vectors([DNA.encode(dna[i]) for i in chunk])
-            max_len = int(lengths.max()) // 3  # one residue per codon, never more
+            max_len = lengths // 3  # one residue per codon, never more: each ORF's own cap, so that
+            # a protein and its score do not depend on the other ORFs of its batch
             if beam > 1:
                 tokens, score = model.beam_search(x, lengths, max_len, beam)
             else:
