@@ -391,6 +391,18 @@ def _(ctx):
             [str(te), "feature columns in another order than the training file's (a, b)"])
 
 
+@case("csv-test-columns-reordered-classify")
+def _(ctx):
+    # a row per series, its columns the steps: a test file with them reversed was read backwards
+    rows = [[f"{(s if k % 2 else 5 - s) + 0.1 * (k % 3):.2f}" for s in range(6)] + ["up" if k % 2 else "down"]
+            for k in range(40)]
+    head = "t0,t1,t2,t3,t4,t5,label\n"
+    tr = ctx.write("tr.csv", head + "".join(",".join(r) + "\n" for r in rows))
+    te = ctx.write("te.csv", "t5,t4,t3,t2,t1,t0,label\n" + "".join(",".join(r[5::-1] + r[6:]) + "\n" for r in rows))
+    return (_train(ctx, "classify", "--train", str(tr), "--test", str(te)),
+            [str(te), "step columns in another order than the training file's (t0, t1"])
+
+
 @case("csv-val-columns-renamed-forecast")
 def _(ctx):
     rows = "".join(f"{np.sin(i / 5):.3f},{i % 7}\n" for i in range(60))

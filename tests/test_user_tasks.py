@@ -123,6 +123,23 @@ def test_classify_tsv_end_to_end_from_relative_paths(tmp_path, monkeypatch, caps
     assert "fingerprint differs" in err and "its files (train_file" in err and "data directory" not in err
 
 
+def test_resume_refuses_edited_records(tmp_path, capsys):
+    """An interrupted run resumed on a training file with one record edited -- same labels, same
+    alphabet, so the data's meta is unchanged -- is refused, as evaluate refuses it afterwards."""
+    train_file = _tsv(tmp_path / "train.tsv", 40, 0)
+    cfg = resolve("classify", overrides=[*TINY, "epochs=3", f"train_file={train_file}"])
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, log=lambda s: None, stop_after_epochs=1)
+    lines = train_file.read_text().splitlines()
+    lines[1] = lines[1][:-1] + ("A" if lines[1][-1] != "A" else "C")  # one base of one record
+    train_file.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fingerprint differs" in err and "checkpoint.pt" in err
+    assert not (run / "metrics.json").exists()
+
+
 def _ucr(path: Path, n: int, seed: int, T: int = 24) -> Path:
     """Two classes of noisy series: a bump early (class 1) or late (class 2)."""
     rng = np.random.default_rng(seed)

@@ -518,6 +518,12 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
             if state["data"] != data.meta():
                 raise ValueError(f"{out / 'checkpoint.pt'}: the run was trained on other data "
                                  f"({_meta_difference(state['data'], data.meta())}); resume with the data it used")
+            # the same labels and features, other records (an edited sequence, swapped labels): the
+            # fingerprint that evaluate checks (checkpoints before it was saved here have none)
+            if state.get("data_fingerprint") not in (None, data.fingerprint):
+                from .evaluate import other_data
+                raise ValueError(f"{out / 'checkpoint.pt'}: {other_data(cfg)} (fingerprint differs); "
+                                 f"resume with the data it used")
             try:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
@@ -608,7 +614,7 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                     "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "seconds": seconds, "history": history,
                     "steps": steps, "best_state": best_state, "rng": torch.get_rng_state(), "data": data.meta(),
-                    "stopped": stop, "finished": None, **({"rng_ranks": rngs} if several else {}),
+                    "data_fingerprint": data.fingerprint, "stopped": stop, "finished": None, **({"rng_ranks": rngs} if several else {}),
                     **({"rng_cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 })
                 if tracker is not None:

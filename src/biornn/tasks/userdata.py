@@ -160,7 +160,8 @@ class Records:
     tags : list of list of str or None
         One label per step of every record (``tag``).
     columns : list of str or None
-        The names of a CSV/TSV series' feature columns (``forecast``), in file order.
+        The names of a CSV/TSV table's numeric columns, in file order: a series' features
+        (``forecast``) or a row-per-series table's steps (``classify``).
     """
 
     path: Path
@@ -270,7 +271,8 @@ def _read_csv(p: Path, cfg: TrainConfig, target: str, delimiter: str) -> Records
     if seq_col:
         return Records(p, ids, texts=table.sequences, labels=table.labels)
     # a numeric row is one univariate series: its columns are the time steps
-    return Records(p, ids, values=[row[:, None] for row in table.values], labels=table.labels)  # type: ignore[union-attr]
+    return Records(p, ids, values=[row[:, None] for row in table.values], labels=table.labels,  # type: ignore[union-attr]
+                   columns=list(table.columns))
 
 
 # -- the alphabet, the classes, the normalisation ----------------------------------------
@@ -501,7 +503,8 @@ def load(cfg: TrainConfig, task: str) -> UserData:
                 # the model reads features by position: the same names in another order would be misread
                 how = "in another order" if sorted(r.columns) == sorted(train.columns) else "with other names"
                 shown = ", ".join(c if c.isprintable() else repr(c) for c in train.columns)
-                raise ValueError(f"{r.path}: feature columns {how} than the training file's ({shown[:120]})")
+                what = "feature" if target == "none" else "step"
+                raise ValueError(f"{r.path}: {what} columns {how} than the training file's ({shown[:120]})")
         fmt = {part: file_format(r.path, cfg.format) for part, r in read.items()}
         if fmt["train"] == "ucr" or target == "record":
             # a UCR table or a row-per-series table needs the same length in every file
