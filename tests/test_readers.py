@@ -121,6 +121,9 @@ def test_ucr_whitespace_and_comma(tmp_path):
     ("1 0.5 x\n", "line 1, value 2: 'x' is not a number"),
     ("1\n", "line 1: a label and no values"),
     ("1 0.5 1e39\n", "line 1, value 2: 1e39 is beyond float32's range"),
+    # an empty field between commas is a missing value (it was skipped: the line read one value short)
+    ("1,0.5,,1.5\n2,1,2,3\n", "line 1, value 2: empty \\(a missing value"),
+    (",0.5,1.5\n", "line 1: empty label"),
 ])
 @pytest.mark.filterwarnings("error")  # one line of error, no numpy RuntimeWarning before it
 def test_ucr_bad_input(tmp_path, text, match):

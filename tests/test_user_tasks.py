@@ -468,6 +468,10 @@ def test_no_training_file_is_a_usage_error(tmp_path, capsys):
     ("[[" + "9" * 400 + ", 0.2]]", "input 1: a number too large for a float"),
     ("9" * 400, "input 1: NaN or infinite values"),  # float("99...9") is inf
     ("[" * 3000 + "]" * 3000, "input 1: arrays nested too deeply"),
+    # an empty field between commas was skipped (1,2,,3 read as 1,2,3); JSON true was read as 1.0
+    ("1,2,,3", "input 1: not a series of numbers"),
+    ("[1, 2, true]", "input 1: not a series of numbers"),
+    ("[[1], [false]]", "input 1: not a series of numbers"),
 ])
 def test_predict_inputs_that_python_parses_but_no_series_holds(text, message):
     """Valid JSON (an integer of 400 digits, arrays 3000 deep) was an OverflowError / RecursionError
@@ -477,6 +481,14 @@ def test_predict_inputs_that_python_parses_but_no_series_holds(text, message):
     meta = {"alphabet": None, "n_features": 1, "normalize": None}
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_inputs(meta, [text])
+
+
+def test_predict_numbers_separated_by_commas_or_spaces():
+    from biornn.tasks.userdata import parse_inputs
+
+    meta = {"alphabet": None, "n_features": 1, "normalize": None}
+    for text in ("1, 2,3", "1 2 3", "1,2,3,", "[1, 2, 3]"):
+        assert parse_inputs(meta, [text])[0][:, 0].tolist() == [1.0, 2.0, 3.0], text
 
 
 def test_a_stray_character_that_makes_dna_text_is_noted(tmp_path, capsys):

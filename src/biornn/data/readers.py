@@ -240,6 +240,8 @@ def read_fasta(path: str | Path, alphabet: Alphabet | None = None, labels: str |
 # -- UCR / UEA text tables ----------------------------------------------------------
 
 def _number(text: str, p: Path, n: int, col: int) -> float:
+    if not text:
+        raise ValueError(f"{p}: line {n}, value {col}: empty (a missing value is not accepted)")
     try:
         value = float(text)
     except ValueError:
@@ -249,6 +251,21 @@ def _number(text: str, p: Path, n: int, col: int) -> float:
     if abs(value) > float(np.finfo(np.float32).max):  # it would become inf in the float32 the models read
         raise ValueError(f"{p}: line {n}, value {col}: {text[:30]} is beyond float32's range (+-3.4e38)")
     return value
+
+
+def split_fields(line: str) -> list[str]:
+    """The fields of one line of numbers: split at commas when it has any (each field stripped; an
+    empty field stays, to be refused as a missing value, and one trailing comma is allowed), else at
+    white space.
+
+    >>> split_fields("1, 2.5,,3"), split_fields(" 1  2\t3 "), split_fields("1,2,")
+    (['1', '2.5', '', '3'], ['1', '2', '3'], ['1', '2'])
+    """
+    line = line.strip()
+    if "," not in line:
+        return line.split()
+    fields = [x.strip() for x in line.split(",")]
+    return fields[:-1] if len(fields) > 1 and fields[-1] == "" else fields
 
 
 def _non_finite(text: str) -> bool:
@@ -262,7 +279,8 @@ def _non_finite(text: str) -> bool:
 def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
     """A UCR/UEA time-series table: one series per line, the label first, then the values.
 
-    Values are separated by white space or commas (both UCR formats).
+    Values are separated by white space or by commas (both UCR formats); between commas an empty
+    field is a missing value, refused like NaN.
 
     Parameters
     ----------
@@ -291,11 +309,13 @@ def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | 
         if len(line) > MAX_LINE_CHARS:
             raise ValueError(f"{p}: line {n}: {len(line):,} characters on one line, more than the "
                              f"{MAX_LINE_CHARS:,} a series may take")
-        parts = [x for x in re.split(r"[\s,]+", line.strip()) if x]
+        parts = split_fields(line)  # an empty field between commas is a missing value, refused below
         if not parts:
             continue
         if len(parts) < 2:
             raise ValueError(f"{p}: line {n}: a label and no values")
+        if not parts[0]:
+            raise ValueError(f"{p}: line {n}: empty label")
         if _non_finite(parts[0]):  # what a table writer puts for a missing label
             raise ValueError(f"{p}: line {n}: the label is {parts[0]!r} (NaN or infinite labels are not accepted)")
         values = np.array([_number(x, p, n, i) for i, x in enumerate(parts[1:], start=1)], dtype=np.float32)

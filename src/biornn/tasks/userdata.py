@@ -118,6 +118,13 @@ def file_format(path: str | Path, fmt: str = "") -> str:
     return found
 
 
+def _has_bool(value) -> bool:
+    """Whether a parsed JSON value holds ``true`` or ``false`` anywhere (bool is an int to NumPy)."""
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list) and any(_has_bool(v) for v in value)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -577,9 +584,13 @@ def parse_inputs(meta: dict[str, Any], inputs: list[str], max_length: int = 0) -
                 raise ValueError(f"{where}: an empty sequence")
             x = alphabet.encode(seq, f"{where} ({seq[:20]!r}{'...' if len(seq) > 20 else ''})")
         else:
+            from ..data.readers import split_fields
+
             raw = text.strip()
             try:
-                value = json.loads(raw) if raw.startswith("[") else [float(v) for v in re.split(r"[\s,]+", raw) if v]
+                value = json.loads(raw) if raw.startswith("[") else [float(v) for v in split_fields(raw)]
+                if _has_bool(value):  # np.asarray reads true as 1.0
+                    raise TypeError("a boolean")
                 arr = np.asarray(value, dtype=np.float64)
             except RecursionError:
                 raise ValueError(f"{where}: arrays nested too deeply; a series is [x, ...] or [[x, ...], ...]") \
