@@ -190,6 +190,10 @@ def test_npz_with_and_without_lengths(tmp_path):
     ({"X": np.ones((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([3, 4])}, "record 1: length 4 is outside 1..3"),
     ({"X": np.ones(3), "y": np.zeros(3)}, "X must be \\(N, T, F\\)"),
     ({"X": np.full((2, 3, 1), 1e39), "y": np.zeros(2)}, "record 0, step 0: a value beyond float32's range"),
+    ({"X": np.zeros((2, 3, 0)), "y": np.zeros(2)}, "with N, T, F > 0, got shape \\(2, 3, 0\\)"),
+    # records of different lengths as an object array: a valid archive, not a number array
+    ({"X": np.array([np.zeros(3), np.zeros(4)], dtype=object), "y": np.zeros(2)},
+     "an array of Python objects .* with lengths \\(N,\\)"),
 ])
 @pytest.mark.filterwarnings("error")
 def test_npz_bad_input(tmp_path, arrays, match):
@@ -207,6 +211,22 @@ def test_npz_not_an_archive(tmp_path):
     (tmp_path / "junk.npz").write_text("hello")
     with pytest.raises(ValueError, match="not a NumPy .npz archive"):
         read_npz(tmp_path / "junk.npz")
+    import gzip
+
+    np.savez(tmp_path / "d.npz", X=np.ones((2, 3)), y=np.zeros(2))
+    (tmp_path / "d.npz.gz").write_bytes(gzip.compress((tmp_path / "d.npz").read_bytes()))
+    with pytest.raises(ValueError, match="a gzip file, not a NumPy .npz archive"):
+        read_npz(tmp_path / "d.npz.gz")
+
+
+def test_a_damaged_checkpoint_is_named_as_such(tmp_path):
+    """torch's weights_only text (about its default changing in PyTorch 2.6) is not shown for a damaged file."""
+    from biornn import checkpoint
+
+    (tmp_path / "checkpoint.pt").write_text("garbage\n")
+    with pytest.raises(ValueError, match="not a loadable checkpoint \\(damaged, or not a biornn training") as e:
+        checkpoint.load_state(tmp_path / "checkpoint.pt")
+    assert "PyTorch 2.6" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_npz_per_step_labels_and_no_labels(tmp_path):

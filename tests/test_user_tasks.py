@@ -441,6 +441,8 @@ GOOD_TSV = "label\tsequence\n" + "".join(f"{'ab'[k % 2]}\tACGTACGT{'ACGT'[k % 4]
      "train.tsv: line 12: 40 steps is longer than max_length 20"),
     ("classify", {"train.tsv": "label\tsequence\na\tACGT\na\tACGA\n"}, [], "one class ('a')"),
     ("tag", {"train.tsv": "sequence\tlabel\nACGT\tab\n"}, [], "train.tsv: line 2: 2 labels for 4 residues"),
+    ("tag", {"train.tsv": "sequence\tlabel\nACGT\ta b a\n"}, [],
+     "train.tsv: line 2: 3 labels for 4 residues (white space is not a label"),
     ("tag", {"train.fa": ">r1 label=a\nACGT\n"}, [], "FASTA has no per-step labels"),
     ("classify", {"train.fa": ">r1 label=a\nACGT\n>r2\nACGA\n"}, [],
      "train.fa: record 'r2' (line 3): no label in its header (label=X)"),

@@ -159,7 +159,15 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"{path}: missing, nothing to resume") from None
     except Exception as e:  # unpickling refused or a damaged file
-        why = "an empty file" if path.is_file() and path.stat().st_size == 0 else first_line(e)
+        if path.is_file() and path.stat().st_size == 0:
+            why = "an empty file"
+        elif "Weights only load failed" in str(e):
+            # torch's own text speaks of its weights_only default, which misleads: the file is damaged,
+            # not a biornn checkpoint, or holds objects a training checkpoint never does
+            detail = str(e).split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
+            why = "damaged, or not a biornn training checkpoint" + (f": {detail[:80]}" if detail else "")
+        else:
+            why = first_line(e)
         raise ValueError(f"{path}: not a loadable checkpoint ({why})") from None
 
 

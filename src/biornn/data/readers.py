@@ -488,6 +488,9 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     except OSError:
         magic = b""  # np.load below names the problem
     if magic and magic[:2] != b"PK":  # np.load would take any other file for a pickle and say so
+        if magic[:2] == b"\x1f\x8b":
+            raise ValueError(f"{p}: a gzip file, not a NumPy .npz archive (an .npz is a zip archive already; "
+                             f"gunzip it first)")
         raise ValueError(f"{p}: not a NumPy .npz archive (not a zip file; it starts with {magic!r})")
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -497,6 +500,9 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     except Exception as e:  # a damaged archive raises zlib, zipfile, tokenize, syntax errors... all one refusal
         if p.is_file() and p.stat().st_size == 0:
             raise ValueError(f"{p}: empty file") from None
+        if "allow_pickle" in str(e):  # a valid archive of object arrays (ragged records)
+            raise ValueError(f"{p}: an array of Python objects (e.g. records of different lengths); give X as "
+                             f"one (N, T, F) number array padded to the longest record, with lengths (N,)") from None
         raise ValueError(f"{p}: not a NumPy .npz archive ({first_line(e, 80)})") from None
     if y not in ("record", "step", "none"):
         raise ValueError(f"read_npz: y must be 'record', 'step' or 'none', got {y!r}")
@@ -512,7 +518,7 @@ def read_npz(path: str | Path, y: str = "record") -> tuple[np.ndarray, np.ndarra
     if X.ndim == 2:
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0 or X.shape[2] == 0:
-        raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T > 0, got shape {arrays['X'].shape}")
+        raise ValueError(f"{p}: X must be (N, T, F) or (N, T) with N, T, F > 0, got shape {arrays['X'].shape}")
     if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):  # complex: not values
         raise ValueError(f"{p}: X must be integer or floating-point numbers, got {X.dtype}")
     if mode == "record" and (y.ndim != 1 or len(y) != len(X)):

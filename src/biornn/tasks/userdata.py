@@ -269,10 +269,11 @@ def _read_csv(p: Path, cfg: TrainConfig, target: str, delimiter: str) -> Records
                              f"one label character per residue")
         tags = []
         for i, (seq, lab) in enumerate(zip(table.sequences, table.labels)):  # type: ignore[arg-type]
-            lab = "".join(lab.split())
+            raw, lab = lab, "".join(lab.split())
             if len(lab) != len(seq):
-                raise ValueError(f"{p}: {ids[i]}: {len(lab)} labels for {len(seq)} residues; the label column "
-                                 f"needs one character per residue")
+                spaces = " (white space is not a label: it is left out)" if lab != raw else ""
+                raise ValueError(f"{p}: {ids[i]}: {len(lab)} labels for {len(seq)} residues{spaces}; the label "
+                                 f"column needs one character per residue")
             tags.append(list(lab))
         return Records(p, ids, texts=table.sequences, tags=tags)
     if seq_col:
