@@ -301,7 +301,7 @@ def _(ctx):
 @case("ucr-test-wrong-length")
 def _(ctx):
     tr, te = ctx.write("F_TRAIN.txt", _ucr_lines(12, 8, 0)), ctx.write("F_TEST.txt", _ucr_lines(4, 5, 1))
-    return _train(ctx, "classify", "--train", str(tr), "--test", str(te)), [str(te), "row 1", "5 values"]
+    return _train(ctx, "classify", "--train", str(tr), "--test", str(te)), [str(te), "line 1", "5 values"]
 
 
 @case("ucr-unseen-test-label")

@@ -431,7 +431,7 @@ GOOD_TSV = "label\tsequence\n" + "".join(f"{'ab'[k % 2]}\tACGTACGT{'ACGT'[k % 4]
     ("classify", {"train.txt": "1 0.1 0.2 0.3\n2 0.1 0.2\n"}, [],
      "train.txt: line 2: 2 values, but line 1 has 3; equal lengths are required"),
     ("classify", {"train.txt": "1 0.1 0.2 0.3\n2 0.3 0.2 0.1\n", "test.txt": "1 0.1 0.2\n"}, [],
-     "test.txt: row 1: 2 values, but the training file"),
+     "test.txt: line 1: 2 values, but the training file"),
     ("classify", {"train.txt": "1 0.1 nan 0.3\n2 0.1 0.2 0.3\n"}, [], "train.txt: line 1, value 2: nan"),
     ("forecast", {"train.csv": "a,b\n1,2\n3,inf\n"}, [], "train.csv: line 3, value 2: inf"),
     ("classify", {"train.tsv": ""}, [], "train.tsv: empty file"),
@@ -483,6 +483,18 @@ def test_predict_inputs_that_python_parses_but_no_series_holds(text, message):
     meta = {"alphabet": None, "n_features": 1, "normalize": None}
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_inputs(meta, [text])
+
+
+def test_ucr_messages_name_the_file_line(tmp_path, capsys):
+    """Errors about a UCR record counted data rows ('row 4') where the file's line was 7 (blank lines)."""
+    train_file = _ucr(tmp_path / "train.txt", 20, 0)
+    rows = train_file.read_text().splitlines()
+    bad = "7" + rows[3][rows[3].index(" "):]  # a label the training file lacks
+    (tmp_path / "test.txt").write_text("\n\n" + "\n".join(rows[:3]) + "\n\n" + bad + "\n")
+    assert main(["train", "classify", "--train", str(train_file), "--test", str(tmp_path / "test.txt"),
+                 "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "test.txt: line 7: label '7'" in err, err
 
 
 def test_predict_numbers_separated_by_commas_or_spaces():

@@ -276,7 +276,8 @@ def _non_finite(text: str) -> bool:
         return False
 
 
-def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
+def read_ucr(path: str | Path, equal_length: bool = True,
+             line_numbers: list[int] | None = None) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
     """A UCR/UEA time-series table: one series per line, the label first, then the values.
 
     Values are separated by white space or by commas (both UCR formats); between commas an empty
@@ -287,6 +288,8 @@ def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | 
     path : path
     equal_length : bool
         Require every series to have the same length (and return one array).
+    line_numbers : list, optional
+        Receives the file's line number (from 1) of every series, for messages.
 
     Returns
     -------
@@ -330,6 +333,8 @@ def read_ucr(path: str | Path, equal_length: bool = True) -> tuple[np.ndarray | 
             label = str(int(float(label)))
         labels.append(label)
         rows.append(values)
+        if line_numbers is not None:
+            line_numbers.append(n)
     if not rows:
         raise ValueError(f"{p}: no series (only separators)")
     if equal_length:

@@ -207,8 +207,9 @@ def read_records(path: str | Path, cfg: TrainConfig, target: str) -> Records:
     elif fmt == "ucr":
         if target == "step":
             raise ValueError(f"{p}: a UCR table has one label per series; task tag reads CSV/TSV or NPZ")
-        X, y = read_ucr(p, equal_length=True)
-        out = Records(p, [f"row {i + 1}" for i in range(len(X))], values=[row[:, None] for row in X],
+        lines: list[int] = []
+        X, y = read_ucr(p, equal_length=True, line_numbers=lines)
+        out = Records(p, [f"line {n}" for n in lines], values=[row[:, None] for row in X],
                       labels=list(y) if target == "record" else None)
     elif fmt in ("csv", "tsv"):
         out = _read_csv(p, cfg, target, "\t" if fmt == "tsv" else ",")
