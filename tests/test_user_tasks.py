@@ -521,3 +521,10 @@ def test_a_stray_character_that_makes_dna_text_is_noted(tmp_path, capsys):
                  "hidden_size=4", "threads=1"]) == 0
     err = capsys.readouterr().err
     assert f"note: {f}: the alphabet was guessed as text" in err and "'-', rare among DNA letters" in err
+    # a refused test file: the error stays one line (the note, printed first, made it two)
+    t = tmp_path / "t.csv"
+    t.write_text("label,sequence\nc,ACGT\n")
+    assert main(["train", "classify", "--train", str(f), "--test", str(t), "--out", str(tmp_path / "run2"),
+                 "epochs=1", "hidden_size=4", "threads=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "label 'c'" in err, err

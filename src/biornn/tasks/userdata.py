@@ -494,14 +494,15 @@ def load(cfg: TrainConfig, task: str) -> UserData:
     symbols = kinds["train"]
     # the alphabet and the classes come from the training file; every other file is checked against them
     alphabet = infer_alphabet(cfg.alphabet, train.texts) if symbols else None  # type: ignore[arg-type]
+    note = ""
     if symbols and not cfg.alphabet and alphabet is not None and alphabet.name == "text":
         near = near_alphabet(train.texts)  # type: ignore[arg-type]
         if near is not None:  # a stray character turned a DNA file into text: say so, once, on stderr
             name, odd = near
             shown = ", ".join(repr(c) for c in sorted(odd)[:5])
-            print(f"note: {train.path}: the alphabet was guessed as text (every character a symbol, case kept) "
-                  f"because of {shown}, rare among {name.upper()} letters; alphabet={name} refuses them, "
-                  f"alphabet=text keeps this guess", file=sys.stderr)
+            note = (f"note: {train.path}: the alphabet was guessed as text (every character a symbol, case kept) "
+                    f"because of {shown}, rare among {name.upper()} letters; alphabet={name} refuses them, "
+                    f"alphabet=text keeps this guess")
     if not symbols:
         F = train.values[0].shape[1]  # type: ignore[index]
         for r in read.values():
@@ -562,6 +563,8 @@ def load(cfg: TrainConfig, task: str) -> UserData:
         y = np.array([index[lab] for lab in r.labels], dtype=np.int64) if target == "record" else None  # type: ignore[union-attr]
         tags = [np.array([index[t] for t in tg], dtype=np.int64) for tg in r.tags] if target == "step" else None  # type: ignore[union-attr]
         parts[part] = Part(r.ids, x, r.texts, y, tags)
+    if note:  # once every file has passed its checks: a refusal stays one line
+        print(note, file=sys.stderr)
     return UserData(task, alphabet, F, labels, parts, norm, _fingerprint(task, cfg, files))
 
 
