@@ -497,6 +497,16 @@ def test_ucr_messages_name_the_file_line(tmp_path, capsys):
     assert "test.txt: line 7: label '7'" in err, err
 
 
+def test_iupac_codes_among_bases_are_guessed_as_nucleotides():
+    """One R among DNA bases made the guess protein (R = arginine, N = asparagine) without a word."""
+    from biornn.tasks.userdata import infer_alphabet
+
+    assert infer_alphabet("", ["ACGTACGTRA", "ACGTNNACGT"]).name == "DNA"
+    assert infer_alphabet("", ["ACGUACGUYA"]).name == "RNA"
+    assert infer_alphabet("", ["MKVLAAGRST"]).name == "protein"  # few plain bases: a protein
+    assert infer_alphabet("", ["ACDEFGHIKLMNPQRSTVWY"]).name == "protein"
+
+
 def test_predict_numbers_separated_by_commas_or_spaces():
     from biornn.tasks.userdata import parse_inputs
 

@@ -31,8 +31,9 @@ Targets by task
 Inputs
     Symbol sequences (FASTA, a sequence column) are encoded as residue weights
     over ``alphabet`` (:mod:`biornn.data.alphabets`; empty: DNA if the
-    training sequences hold only A, C, G, T, N; RNA if only A, C, G, U, N;
-    protein if only letters; else the training file's characters).  Numeric
+    training sequences hold only A, C, G, T, N -- or also IUPAC ambiguity codes,
+    with at least 90 % A, C, G, T, N; RNA alike with U; protein if only
+    letters; else the training file's characters).  Numeric
     values are (T, F) series, normalised per feature, ``z = (x - mean) / std``
     with the mean and standard deviation of every real step of the *training
     part* alone (``normalize``; never the validation or test data), kept in the
@@ -292,7 +293,8 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
         return alphabets.text_alphabet(texts)
     if name:
         return alphabets.get(name)
-    chars = set("".join(texts))
+    joined = "".join(texts)
+    chars = set(joined)
     # ASCII only: str.upper() would read 'ß' as 'SS' and the dotless 'ı' as 'I'
     if all(c.isascii() for c in chars):
         upper = {c.upper() for c in chars}
@@ -300,6 +302,15 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
             return alphabets.DNA
         if upper <= set("ACGUN"):
             return alphabets.RNA
+        # IUPAC ambiguity codes (R, Y, ...) among mostly plain bases: nucleotides. They are amino-acid
+        # letters too, but a protein also uses E, F, I, L, P, Q and is never 90 % A, C, G, T/U and N
+        codes = set(alphabets.DNA.ambiguity)
+        bases = sum(joined.upper().count(c) for c in "ACGTUN")
+        if bases >= 0.9 * len(joined):
+            if upper <= set("ACGT") | codes:
+                return alphabets.DNA
+            if upper <= set("ACGU") | codes:
+                return alphabets.RNA
         if all(c.isalpha() for c in upper):
             return alphabets.PROTEIN
     return alphabets.text_alphabet(texts)
