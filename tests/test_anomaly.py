@@ -127,7 +127,7 @@ def test_planted_anomaly_scores_highest_and_the_threshold_needs_no_test_labels()
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y[2000:][finite], s[2000:][finite]), abs=1e-9)
     assert m["pr_auc"] == pytest.approx(average_precision_score(y[2000:][finite], s[2000:][finite]), abs=1e-9)
     # the best threshold is the one that gives the best F1
-    best = anomaly.point_metrics(y[2000:][finite], s[2000:][finite] >= m["best_threshold_on_test"])
+    best = anomaly.point_metrics(y[2000:][finite], s[2000:][finite] > m["best_threshold_on_test"])
     assert best["f1"] == pytest.approx(m["best_f1"], abs=1e-9)
     # scored out of sample (cross-fitted halves), normal rows score higher than in sample: a higher threshold
     insample = anomaly.fit_scorer(E[1500:2000], smooth=25, quantile=1.0, margin=1.0, crossfit=False)
@@ -148,7 +148,9 @@ def test_score_metrics_on_a_hand_made_case():
     assert m["precision"] == pytest.approx(0.5) and m["recall"] == pytest.approx(0.5)
     # the best F1 on the labels: threshold 0.9 (P 1, R 1/2) or 0.35 (P 1/2, R 1): 2/3; 0.8: 1/2
     assert m["best_f1"] == pytest.approx(2 / 3)
-    assert anomaly.point_metrics(y, s >= m["best_threshold_on_test"])["f1"] == pytest.approx(2 / 3)
+    # the detector's rule is score > threshold: the reported threshold gives the reported F1 by it
+    assert anomaly.point_metrics(y, s > m["best_threshold_on_test"])["f1"] == pytest.approx(m["best_f1"])
+    assert m["best_threshold_on_test"] < 0.9
     # a step without a score (NaN) counts as the lowest score, and is never flagged
     m = anomaly.score_metrics(np.append(s, np.nan), np.append(y, False), threshold=0.05)
     assert m["roc_auc"] == pytest.approx(6 / 8)  # the NaN negative ties with 0.1: below both positives
@@ -558,3 +560,77 @@ def test_wfdb_records_read_in_physical_units(fmt, tmp_path, trained, capsys):
     (tmp_path / "rec.dat").write_bytes((tmp_path / "rec.dat").read_bytes()[:30])
     with pytest.raises(ValueError, match="rec.dat: holds"):
         read_wfdb(hea)
+
+
+def test_detect_review_cases(trained, data_dir, tmp_path, capsys, monkeypatch):
+    """From a review of detect: the outputs never replace a record's files or the run's plots; a first
+    line is a header only when no field is a number (both readers); a column that does not increase is
+    no time column; a time column at another rate is refused; the stream splits lone CRs and keeps no
+    line longer than the offline reader's limit."""
+    from biornn.data.ecg import MAX_LINE_CHARS
+
+    signal = data_dir / "ecg" / "discords" / f"{RECORD}.txt"
+    lines = signal.read_text().splitlines()[:300]
+    leads = [ln.split(None, 1)[1] for ln in lines]
+    fs = json.loads((trained / "metrics.json").read_text())["fs"]
+    # --out: the record's own files (the header's data file, the header), the run's plots
+    digital = np.random.default_rng(0).integers(-1000, 1000, size=(300, 2))
+    hea = _write_wfdb(tmp_path, "rec", digital, "16", fs=fs)
+    for src, out in ((hea, tmp_path / "rec.dat"), (tmp_path / "rec.dat", hea), (hea, trained / "detection.png")):
+        before = out.read_bytes()
+        assert main(["detect", str(trained), str(src), "--out", str(out)]) == 2
+        _one_line_error(capsys, str(out))
+        assert out.read_bytes() == before
+    # a bad first sample is named, not skipped as a header; column names with digits are a header
+    cases = {"nan 0.1\n": 2, "1.0 2.o\n": 2, "lead 1,lead 2\n": 0, "time mlii v5\n": 0}
+    for head, rc in cases.items():
+        body = leads if "time" not in head else lines
+        text = head + "\n".join(body) + "\n"
+        f = tmp_path / "h.txt"
+        f.write_text(text)
+        assert main(["detect", str(trained), str(f)]) == rc, head
+        off = capsys.readouterr()
+        monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+        assert main(["detect", str(trained), "--stream"]) == rc, head
+        on = capsys.readouterr()
+        if rc == 2:
+            assert "line 1" in off.err and "line 1" in on.err, head
+        else:
+            assert len(off.out.splitlines()) == len(on.out.splitlines()) == 301, head
+    # three leads where the run has two: the first column is not a time column
+    three = "\n".join(f"{ln.split()[1]} {ln.split(None, 1)[1]}" for ln in lines) + "\n"
+    (tmp_path / "three.txt").write_text(three)
+    assert main(["detect", str(trained), str(tmp_path / "three.txt")]) == 2
+    _one_line_error(capsys, "no time column")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(three))
+    assert main(["detect", str(trained), "--stream"]) == 2
+    _one_line_error(capsys, "does not increase")
+    # a time column at another rate
+    fast = "\n".join(f"{i / (2 * fs):.5f} {ln}" for i, ln in enumerate(leads)) + "\n"
+    (tmp_path / "fast.txt").write_text(fast)
+    assert main(["detect", str(trained), str(tmp_path / "fast.txt")]) == 2
+    _one_line_error(capsys, f"the run was trained at {fs:g} Hz")
+    # lone CRs end lines on the stream as in the file reader; an overlong line is skipped, not kept
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\r".join(leads) + "\r"))
+    assert main(["detect", str(trained), "--stream"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 301
+    long = "\n".join(leads[:50]) + "\n" + "1 " * (MAX_LINE_CHARS // 2 + 10) + "\n" + "\n".join(leads[50:]) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(long))
+    assert main(["detect", str(trained), "--stream", "--on-bad-line", "skip"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 301 and "line 51 skipped: more than" in out.err
+
+
+def test_stream_reads_the_real_standard_input(trained, data_dir):
+    """The stream reads the file descriptor as data arrives (not io.StringIO): CRLF, lone CR and LF
+    endings all give one score line per sample."""
+    import subprocess
+
+    signal = data_dir / "ecg" / "discords" / f"{RECORD}.txt"
+    leads = [ln.split(None, 1)[1] for ln in signal.read_text().splitlines()[:120]]
+    ends = ["\r\n", "\r", "\n"]
+    text = "".join(ln + ends[i % 3] for i, ln in enumerate(leads))
+    r = subprocess.run([sys.executable, "-m", "biornn", "detect", str(trained), "--stream"], input=text.encode(),
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert len(r.stdout.decode().splitlines()) == 121 and "120 samples" in r.stderr.decode()

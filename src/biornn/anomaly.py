@@ -218,13 +218,19 @@ def point_metrics(y: np.ndarray, flags: np.ndarray) -> dict[str, float]:
 
 
 def best_threshold(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    """The threshold with the best point-wise F1 **on these labels** (a reference, not a detector)."""
+    """The threshold with the best point-wise F1 **on these labels** (a reference, not a detector).
+
+    As the detector flags a step when its score is *above* the threshold, the threshold returned is
+    the largest number below the best cut score (scikit-learn's curve counts scores >= a cut), so
+    that ``s > threshold`` gives exactly the precision, recall and F1 returned.
+    """
     from sklearn.metrics import precision_recall_curve
 
     p, r, th = precision_recall_curve(y, s)
     f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)[:-1]
     i = int(np.argmax(f1))
-    return {"threshold": float(th[i]), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i])}
+    threshold = float(np.nextafter(np.float64(th[i]), -np.inf))
+    return {"threshold": threshold, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i])}
 
 
 def score_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:

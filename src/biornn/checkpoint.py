@@ -46,7 +46,9 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
         home = Path(run).expanduser().absolute().resolve()
     except RuntimeError as e:  # pathlib: "Symlink loop from ..." (a path the user gave)
         raise ValueError(f"{out}: {e}") from None
-    if target.name in OWN_FILES and (target.parent == home or target.parent.parent == home):
+    in_run = target.parent == home or target.parent.parent == home
+    # the run's own files, and its plots (curves.png, detection.png, confusion.png, ...)
+    if in_run and (target.name in OWN_FILES or (target.suffix.lower() == ".png" and target.exists())):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
     for f in inputs:
         if same_file(target, f):

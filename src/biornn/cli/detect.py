@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.ecg import read_signal
 
     if args.out:  # before any work: the scores must not replace the run's files or the signal
-        refuse_overwriting(args.out, args.run, (args.signal, f"{args.signal}.dat"))
+        refuse_overwriting(args.out, args.run, (args.signal, f"{args.signal}.dat", *_record_files(args.signal)))
     x = read_signal(args.signal, meta["leads"], meta.get("fs"))
     if len(x) <= cfg.horizon:
         raise ValueError(f"{args.signal}: {len(x)} samples, shorter than the prediction window; the detector "
@@ -89,10 +90,69 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_files(signal: str) -> list[Path]:
+    """Every file of the WFDB record that ``signal`` (``.hea``/``.dat``, or its name) belongs to: the
+    header, its signal files and annotations -- ``RECORD.*`` beside it, the header's own data file
+    included whatever its name."""
+    p = Path(signal)
+    base = p.with_suffix("") if p.suffix in (".hea", ".dat") else p
+    try:
+        files = [f for f in base.parent.iterdir() if f.name.startswith(base.name + ".")]
+    except OSError:
+        return []
+    hea = base.with_name(base.name + ".hea")
+    try:  # a signal file of another name, named by the header's signal lines
+        lines = hea.read_text(errors="replace").splitlines()[1:] if hea.is_file() else []
+        files += [base.parent / ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
+    except OSError:
+        pass
+    return files
+
+
+def _stdin_lines(max_chars: int):
+    """``(line number, text)`` for every line of standard input as soon as it is complete: lines end at
+    \\n, \\r\\n or a lone \\r (serial devices), read from the file descriptor as data arrives.  A line
+    longer than ``max_chars`` is yielded as ``(number, None)`` and not kept: memory stays bounded."""
+    import codecs
+    import os
+    import re
+
+    ends = re.compile(r"\r\n|\r|\n")
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+    try:
+        fd = sys.stdin.fileno()
+
+        def read() -> str:  # what has arrived, at most 64 KiB: a live source is not waited for
+            chunk = os.read(fd, 1 << 16)
+            return decode(chunk, final=not chunk)
+    except (AttributeError, OSError, ValueError):  # a stand-in without a descriptor (io.StringIO)
+        def read() -> str:
+            return sys.stdin.read(1 << 16)
+    pending, lineno, overlong = "", 0, False
+    while True:
+        text = read()
+        eof = not text
+        pending += text
+        start = 0
+        for m in ends.finditer(pending):
+            if m.group() == "\r" and m.end() == len(pending) and not eof:
+                break  # perhaps the first half of \r\n: wait for the next chunk
+            lineno += 1
+            yield lineno, (None if overlong or m.start() - start > max_chars else pending[start : m.start()])
+            overlong, start = False, m.end()
+        pending = pending[start:]
+        if len(pending) > max_chars:  # a line still running past the limit: drop what it has so far
+            overlong, pending = True, ""
+        if eof:
+            if pending or overlong:
+                lineno += 1
+                yield lineno, None if overlong else pending
+            return
+
+
 def _stream(model, meta: dict, on_bad_line: str) -> int:
     from ..anomaly import StreamingDetector
-    from ..data.ecg import parse_line
-    from ..tasks.userdata import _is_number
+    from ..data.ecg import MAX_LINE_CHARS, is_header, parse_line
 
     L = meta["leads"]
     det = StreamingDetector(model, meta["scorer"], meta["norm_mean"], meta["norm_std"])
@@ -102,22 +162,29 @@ def _stream(model, meta: dict, on_bad_line: str) -> int:
     t0, flagged, skipped = time.perf_counter(), 0, 0
     # the offline reader's rules, line by line: a BOM and one header line before the first sample are
     # allowed, and every sample line has the first one's number of columns
-    first, width = True, None
-    for lineno, line in enumerate(sys.stdin, start=1):
-        s = line.strip().lstrip("\ufeff")
-        if not s or s.startswith("#"):
+    first, width, last_time = True, None, None
+    for lineno, line in _stdin_lines(MAX_LINE_CHARS):
+        s = line.strip().lstrip("\ufeff") if line is not None else None
+        if s is not None and (not s or s.startswith("#")):
             continue
         header, first = first, False
         try:
+            if s is None:
+                raise ValueError(f"more than {MAX_LINE_CHARS:,} characters on one line; a line holds one sample")
             values = parse_line(s)
             if len(values) not in (L, L + 1):
                 raise ValueError(f"{len(values)} values, the run was trained on {L} leads "
                                  f"(a first time column is allowed)")
             if width is not None and len(values) != width:
                 raise ValueError(f"{len(values)} columns, the lines before have {width}")
+            if len(values) == L + 1 and last_time is not None and not values[0] > last_time:
+                raise ValueError(f"the first column (time) does not increase ({values[0]:g} after {last_time:g}); "
+                                 f"the run was trained on {L} leads")
             width = len(values)
+            if width == L + 1:
+                last_time = values[0]
         except ValueError as e:
-            if header and not any(_is_number(f) for f in s.replace(",", " ").split()):
+            if header and s is not None and is_header(s):
                 continue  # column names, as the offline reader allows
 
             if on_bad_line == "stop":

@@ -138,8 +138,8 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
         try:
             values = parse_line(s)
         except ValueError as e:
-            if not rows and lineno == _first_content_line(text) and ";" not in s:  # a CSV header
-                continue  # (a ';' line is a semicolon-separated file, header or not: said at once)
+            if not rows and lineno == _first_content_line(text) and is_header(s):  # a CSV header
+                continue
             raise ValueError(f"{path}: line {lineno}: {e}") from None
         if width is None:
             width = len(values)
@@ -152,6 +152,26 @@ def read_columns(path: str | Path, columns: int | tuple[int, ...] | None = None)
     if not rows:
         raise ValueError(f"{path}: no samples (empty file)")
     return np.asarray(rows, dtype=np.float64)
+
+
+def is_header(line: str) -> bool:
+    """Whether a first line that is not a sample is column names: no ';' (a semicolon-separated
+    file is said at once) and no field that reads as a number (split at commas when it has any, else
+    at white space), so that ``lead 1,lead 2`` is a header and ``nan 0.1`` or ``1.0 2.o`` is a bad sample.
+
+    >>> is_header("lead 1,lead 2"), is_header("time mlii v5"), is_header("nan 0.1"), is_header("1.0 2.o")
+    (True, True, False, False)
+    """
+    if ";" in line:
+        return False
+    fields = [f.strip() for f in line.split(",")] if "," in line else line.split()
+    for f in fields:
+        try:
+            float(f)
+            return False
+        except ValueError:
+            pass
+    return True
 
 
 def _first_content_line(text: str) -> int:
@@ -179,7 +199,7 @@ def parse_line(line: str) -> list[float]:
                     "decimals with a point)" if ";" in f else "")
             raise ValueError(f"{f[:20]!r} is not a number{hint}") from None
         if not math.isfinite(v):
-            raise ValueError(f"a sample is {f} (not a finite number)")
+            raise ValueError(f"a sample is {f[:20]} (not a finite number)")
         out.append(v)
     return out
 
@@ -323,7 +343,9 @@ def read_signal(path: str | Path, n_leads: int, fs: float | None = None) -> np.n
     whose first is time (as in the discord excerpts) and is dropped.  ``fs``:
     the rate (Hz) the model was trained at; a WFDB record sampled at another
     rate (by more than 1 %) is refused, since the model's steps would mean
-    other times (text files carry no rate and are read as sampled at ``fs``).
+    other times; so is a text file whose time column gives another rate (a
+    first column that does not increase is not a time column: refused too).
+    Text without a time column carries no rate and is read as sampled at ``fs``.
     """
     path = Path(path)
     if path.suffix in (".hea", ".dat"):
@@ -343,4 +365,15 @@ def read_signal(path: str | Path, n_leads: int, fs: float | None = None) -> np.n
             raise ValueError(f"{msg} (the run was trained on {n_leads} leads; a first time column is allowed)") \
                 from None
         raise
-    return data[:, 1:] if data.shape[1] == n_leads + 1 else data
+    if data.shape[1] == n_leads:
+        return data
+    t = data[:, 0]
+    if len(t) > 1 and not np.all(np.diff(t) > 0):
+        raise ValueError(f"{path}: {n_leads + 1} columns, but the first is no time column (it does not increase "
+                         f"from line to line); the run was trained on {n_leads} leads")
+    if fs and len(t) > 2:  # the time column carries a rate: check it as a WFDB header's
+        rate = _rate(t, np.diff(t))
+        if math.isfinite(rate) and abs(rate - fs) > 0.01 * fs:
+            raise ValueError(f"{path}: its time column gives {rate:g} Hz, the run was trained at {fs:g} Hz; "
+                             f"resample the signal to {fs:g} Hz first")
+    return data[:, 1:]
