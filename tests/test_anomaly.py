@@ -634,3 +634,13 @@ def test_stream_reads_the_real_standard_input(trained, data_dir):
                        capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     assert len(r.stdout.decode().splitlines()) == 121 and "120 samples" in r.stderr.decode()
+
+
+def test_a_stream_stopped_by_a_bad_line_scores_the_samples_before_it(trained, data_dir, capsys, monkeypatch):
+    """--on-bad-line stop wrote no score for the last half window of good samples before the bad line."""
+    signal = data_dir / "ecg" / "discords" / f"{RECORD}.txt"
+    leads = [ln.split(None, 1)[1] for ln in signal.read_text().splitlines()[:300]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(leads) + "\nhello 1\n0.1 0.2\n"))
+    assert main(["detect", str(trained), "--stream"]) == 2
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 301 and "line 301" in out.err

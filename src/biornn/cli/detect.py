@@ -187,7 +187,9 @@ def _stream(model, meta: dict, on_bad_line: str) -> int:
             if header and s is not None and is_header(s):
                 continue  # column names, as the offline reader allows
 
-            if on_bad_line == "stop":
+            if on_bad_line == "stop":  # the samples before it are scored as at the end of a stream
+                for i, sc, f in det.finish():
+                    out.write(_fmt(i, sc, f) + "\n")
                 out.flush()
                 raise ValueError(f"<stdin>: line {lineno}: {e}") from None
             skipped += 1
