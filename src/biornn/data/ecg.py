@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import read_text_file
+from .readers import read_text_file, split_fields
 
 
 @dataclass
@@ -164,8 +164,7 @@ def is_header(line: str) -> bool:
     """
     if ";" in line:
         return False
-    fields = [f.strip() for f in line.split(",")] if "," in line else line.split()
-    for f in fields:
+    for f in split_fields(line):
         try:
             float(f)
             return False

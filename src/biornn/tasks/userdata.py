@@ -305,7 +305,8 @@ def infer_alphabet(name: str, texts: list[str]) -> Alphabet:
         # IUPAC ambiguity codes (R, Y, ...) among mostly plain bases: nucleotides. They are amino-acid
         # letters too, but a protein also uses E, F, I, L, P, Q and is never 90 % A, C, G, T/U and N
         codes = set(alphabets.DNA.ambiguity)
-        bases = sum(joined.upper().count(c) for c in "ACGTUN")
+        folded = joined.upper()
+        bases = sum(folded.count(c) for c in "ACGTUN")
         if bases >= 0.9 * len(joined):
             if upper <= set("ACGT") | codes:
                 return alphabets.DNA
