@@ -327,6 +327,39 @@ def test_protein_ss_cv_benchmark_tests_on_training_chains_only(protein_dir, tmp_
     assert bad.returncode == 2 and "conv_kernel must be an odd number" in bad.stderr
 
 
+def test_protein_ss_cv_family_folds_keep_homologues_together():
+    """--homology-cutoff: chains above the cutoff's identity share a family and so a fold; no chain is
+    tested beside a relative it was trained on; random-chain folds are the old permutation dealt round."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "protein_ss_cv.py"
+    spec = importlib.util.spec_from_file_location("protein_ss_cv", script)
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    rng = random.Random(3)
+    aa = "ACDEFGHIKLMNPQRSTVWY"
+    base = ["".join(rng.choice(aa) for _ in range(60)) for _ in range(6)]
+    seqs = list(base)
+    for b in base[:3]:  # a relative of each of the first three: 5 of 60 residues changed
+        s = list(b)
+        for i in rng.sample(range(60), 5):
+            s[i] = rng.choice(aa)
+        seqs.append("".join(s))
+    fam = cv.families(seqs, 0.4)
+    for k in range(3):
+        assert fam[k] == fam[6 + k]
+    assert len(set(fam)) == 6
+    where = cv.fold_of(tuple(seqs), 3, 100, 0.4)
+    assert sorted(set(where)) == [0, 1, 2]
+    for k in range(3):
+        assert where[k] == where[6 + k]
+    loads = [sum(len(s) for s, w in zip(seqs, where) if w == f) for f in range(3)]
+    assert max(loads) - min(loads) <= 120  # families of 120 or 60 residues, dealt largest first
+    plain = cv.fold_of(tuple(seqs), 3, 100, None)
+    perm = np.random.default_rng(100).permutation(len(seqs))
+    assert [plain[int(i)] for i in perm] == [k % 3 for k in range(len(seqs))]
+
+
 def test_conv_channels_is_one_line_where_it_cannot_apply(data_dir, protein_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *TINY, "conv_channels=8"]) == 2
