@@ -130,3 +130,32 @@ def test_cells_name_prints_plain_text(name, capsys):
 def test_cells_irnn_says_how_it_is_initialised(capsys):
     assert main(["cells", "irnn"]) == 0
     assert "recurrent weights identity, input weights normal, biases zeros" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError(
+    "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+    "40000000000 bytes. Error code 12 (Cannot allocate memory)")])
+def test_out_of_memory_is_one_line_and_exit_2(error, monkeypatch, capsys):
+    """Sizes no check caught that do not fit: one line naming the problem, no traceback."""
+    import biornn.cli.diagnose as diagnose
+
+    def boom(args):
+        raise error
+
+    monkeypatch.setattr(diagnose, "run_states", boom)
+    assert main(["diagnose", "states", "--stream", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("biornn: error: out of memory"), err
+    if isinstance(error, RuntimeError):
+        assert "37.3 GiB" in err
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
+    import biornn.cli.diagnose as diagnose
+
+    def boom(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(diagnose, "run_states", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["diagnose", "states", "--stream", "20"])

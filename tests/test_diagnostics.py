@@ -585,3 +585,116 @@ def test_quick_grid_help_says_what_was_measured(capsys):
         main(["experiment", "long-lag", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "under 3 minutes" not in text and "under a minute" in text
+
+
+def _strict_loads(text: str):
+    """json.loads that refuses NaN and Infinity, as JavaScript's JSON.parse does."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_decay_summary_survives_overflow_and_underflow():
+    from biornn.diagnostics import decay_summary
+
+    d = decay_summary([1.0, 2.0, 3.0], first=math.inf)  # the first step's norm overflowed
+    assert d["orders"] == -math.inf
+    d = decay_summary([0.0, 1e-5, 1.0])  # underflowed to 0: every order lost
+    assert d["orders"] == math.inf and d["orders_to_min"] == math.inf
+    d = decay_summary([1e-300, 1.0, 1e300])  # the ratio itself would underflow; the logs do not
+    assert d["orders"] == pytest.approx(600.0)
+
+
+def test_diagnose_gradients_explodes_to_strict_json_with_a_note(tmp_path, capsys):
+    """The exploding demo past float64 (irnn x 1.2 over 1000 steps) is a result, not an error: exit 0,
+    strict JSON on stdout and in gradients.json (no NaN/Infinity), and a note saying what the nulls mean."""
+    out = tmp_path / "g"
+    assert main(["diagnose", "gradients", "--cell", "irnn", "--scale", "1.2", "--length", "1000", "--hidden", "8",
+                 "--batch", "2", "--jacobian-batch", "0", "--threads", "1", "--out", str(out)]) == 0
+    [row] = [_strict_loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["orders_of_magnitude"] is None and "overflowed" in row["note"]
+    res = _strict_loads((out / "gradients.json").read_text())
+    assert any("overflowed" in n for n in res["notes"])
+    assert main(["diagnose", "gradients", "--cell", "elman", "--length", "2000", "--hidden", "16", "--batch", "2",
+                 "--jacobian-batch", "0", "--threads", "1", "--out", str(tmp_path / "v")]) == 0
+    [row] = [_strict_loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["dl_dh_first_step"] == 0.0 and row["orders_of_magnitude"] is None and "underflowed" in row["note"]
+    _strict_loads((tmp_path / "v" / "gradients.json").read_text())
+
+
+def test_sizes_that_do_not_fit_are_one_line_and_leave_no_folder(tmp_path, capsys):
+    csv = tmp_path / "in.csv"
+    csv.write_text("0.1,0.2\n")
+    for argv in (["diagnose", "states", "--stream", "10000000000"],
+                 ["diagnose", "states", "--stream", "2", "--hidden", "100000"],
+                 ["diagnose", "states", "--cell", "gru", "--input", str(csv), "--hidden", "100000"],
+                 ["experiment", "long-lag", "--cells", "elman", "--lags", "3", "--steps", "2", "--hidden", "100000",
+                  "--batch", "2", "--explode-scale", "0"]):
+        out = tmp_path / "o"
+        assert main([*argv, "--threads", "1", "--out", str(out)]) == 2, argv
+        _one_line_error(capsys, "GiB")
+        assert not out.exists(), argv
+
+
+def test_diagnose_writes_all_its_files_or_none(run, tmp_path, capsys):
+    """A result file that cannot be written (here a folder in its place) is found before any work: exit 2,
+    nothing printed on stdout, no plot left; a later run of fewer inputs removes the earlier run's extra plots."""
+    out = tmp_path / "s"
+    (out / "states.json").mkdir(parents=True)
+    assert main(["diagnose", "states", str(run), "Abcab", "Bcd", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "states.json" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["states.json"]
+    (out / "states.json").rmdir()
+    assert main(["diagnose", "states", str(run), "Abcab", "Bcd", "Cab", "--out", str(out)]) == 0
+    assert main(["diagnose", "states", str(run), "Abcab", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["states-0.png", "states.json"]
+    capsys.readouterr()
+    g = tmp_path / "g"
+    (g / "gradients.png").mkdir(parents=True)
+    assert main(["diagnose", "gradients", "--cell", "elman", "--length", "5", "--hidden", "3", "--batch", "2",
+                 "--out", str(g)]) == 2
+    assert capsys.readouterr().out == "" and sorted(p.name for p in g.iterdir()) == ["gradients.png"]
+    assert main(["diagnose", "states", "--stream", "20", "--out", ""]) == 2
+    _one_line_error(capsys, "--out", "empty")
+
+
+def test_output_set_is_all_or_nothing(tmp_path):
+    from biornn.checkpoint import output_set
+
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError):
+        with output_set(out) as files:
+            files.path("a.json").write_text("1")
+            raise RuntimeError("the second file failed")
+    assert not out.exists()  # made by the set, left empty: removed
+    out.mkdir()
+    (out / "a.json").write_text("old")
+    (out / "plot-7.png").write_text("old")
+    with pytest.raises(RuntimeError):
+        with output_set(out, stale=("plot-*.png",)) as files:
+            files.path("a.json").write_text("new")
+            raise RuntimeError("failed")
+    assert (out / "a.json").read_text() == "old" and sorted(p.name for p in out.iterdir()) == ["a.json", "plot-7.png"]
+    with output_set(out, stale=("plot-*.png",)) as files:
+        files.path("a.json").write_text("new")
+        files.path("plot-0.png").write_text("new")
+    assert (out / "a.json").read_text() == "new" and sorted(p.name for p in out.iterdir()) == ["a.json", "plot-0.png"]
+
+
+def test_run_gradient_flow_uses_the_runs_own_loss():
+    """per_sequence_loss is train.loss_fn per sequence: label smoothing, class weights, and the squared error."""
+    from biornn.diagnostics import per_sequence_loss
+    from biornn.train import loss_fn
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(6, 4, generator=g), torch.tensor([0, 1, 2, 3, 1, 1])
+    w = torch.tensor([0.5, 1.0, 2.0, 1.5])
+    for loss in ("ce", "mse"):
+        for smoothing in (0.0, 0.1):
+            for weight in (None, w):
+                cfg = resolve("names", overrides=[f"loss={loss}", f"label_smoothing={smoothing}", "reduction=sum"])
+                per = per_sequence_loss(cfg, logits, y, weight)
+                assert per.shape == (6,)
+                torch.testing.assert_close(per.sum(), loss_fn(cfg, logits, y, weight))

@@ -72,6 +72,11 @@ def test_tiny_grid_end_to_end(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
     assert not list(out.glob(".*"))
     assert "| T = 6 | T = 10 |" in format_table(res["table"], [6, 10])
+    # the same folder again without the exploding runs: the earlier exploding.png does not stay beside it
+    assert main(["experiment", "long-lag", "--cells", "elman", "--lags", "6", "--steps", "5", "--hidden", "4",
+                 "--batch", "4", "--explode-scale", "0", "--out", str(out)]) == 0
+    assert json.loads((out / "long_lag.json").read_text())["exploding"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["gradient_flow.png", "long_lag.json", "success.png"]
 
 
 def test_jobs_run_the_grid_in_processes_with_the_same_results(tmp_path, capsys):

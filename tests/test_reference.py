@@ -415,6 +415,16 @@ def test_bad_params_raise_value_error_naming_them():
         ref.forward("fully-recurrent", fr, x, output_size=2)
 
 
+@pytest.mark.parametrize("kwargs, name", [({"readout_size": 2.5}, "readout_size"), ({"readout_size": -1}, "readout_size"),
+                                          ({"readout_size": 0}, "readout_size"), ({"scale": float("nan")}, "scale"),
+                                          ({"scale": -0.1}, "scale"), ({"scale": "0.5"}, "scale"),
+                                          ({"rng": -1}, "rng")])
+def test_random_params_names_a_bad_argument(kwargs, name):
+    args = {"rng": np.random.default_rng(0), **kwargs}
+    with pytest.raises(ValueError, match=name):
+        ref.random_params("elman", 3, 4, **args)
+
+
 def test_bias_option_is_checked_everywhere():
     rng = np.random.default_rng(0)
     for call in (

@@ -55,19 +55,28 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
             raise ValueError(f"{out}: {option} names the input file {f}; write elsewhere")
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
-    path = Path(path)
+def _temp_beside(path: Path) -> Path:
+    """An empty temporary file beside ``path`` (``.NAME.XXXXXXXX.SUFFIX``); ``ValueError`` naming
+    ``path`` where it cannot be made."""
     if path.is_dir():
         raise ValueError(f"{path}: is a directory; give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
     except (FileNotFoundError, NotADirectoryError):  # the user named a file in a folder that is not there
+        if path.parent.is_dir():  # a folder no file can be made in, such as one under /proc
+            raise ValueError(f"{path}: cannot write it: files cannot be created in {path.parent}") from None
         raise ValueError(f"{path}: cannot write it: {path.parent} is not a directory") from None
     except PermissionError:
         raise ValueError(f"{path}: cannot write it: no permission to create files in {path.parent}") from None
     os.close(fd)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    path = Path(path)
+    tmp = _temp_beside(path)
     try:
         yield Path(tmp)
         # mkstemp makes the file 0600; give it the mode a plain open() would
@@ -80,6 +89,86 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_out_dir(path: str | os.PathLike, names: tuple[str, ...] = (), option: str = "--out") -> Path:
+    """The output folder ``path``, checked before any work but not created: it must not be a file,
+    the nearest folder that exists must be one, and none of the files ``names`` it will hold may be a
+    folder.  ``ValueError`` (one line) otherwise."""
+    if not str(path).strip():
+        raise ValueError(f"{option}: an empty path; give a folder")
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{out}: cannot create it: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: cannot write there: no permission to create files in {probe}")
+    for name in names:
+        if (out / name).is_dir():
+            raise ValueError(f"{out / name}: is a directory where a result file goes; remove it or give another --out")
+    return out
+
+
+class OutputSet:
+    """Files written into one folder all or none (:func:`output_set`)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.staged: dict[str, Path] = {}
+
+    def path(self, name: str) -> Path:
+        """A temporary path in the folder that becomes ``folder/name`` when the whole set is written."""
+        final = self.folder / name
+        if final.is_dir():
+            raise ValueError(f"{final}: is a directory where a result file goes; remove it or give another --out")
+        self.staged[name] = _temp_beside(final)
+        return self.staged[name]
+
+    def discard(self) -> None:
+        for tmp in self.staged.values():
+            tmp.unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp in self.staged.values():
+            os.chmod(tmp, 0o666 & ~umask)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        for name, tmp in self.staged.items():
+            os.replace(tmp, self.folder / name)
+
+
+@contextmanager
+def output_set(folder: str | os.PathLike, stale: tuple[str, ...] = ()) -> Iterator[OutputSet]:
+    """Write several result files into ``folder`` all or none: ``files.path(name)`` gives a temporary
+    path for each; when the block ends without an error they all take their names, and files matching
+    the glob patterns ``stale`` that this set did not write (an earlier run's ``states-2.png`` beside
+    a new run of one input) are removed.  On an error the temporary files are removed, and the folder
+    too if this call made it and it is empty."""
+    folder = Path(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = OutputSet(folder)
+    try:
+        yield files
+        files.commit()
+    except BaseException:
+        files.discard()
+        if made:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    for pattern in stale:
+        for f in folder.glob(pattern):
+            if f.name not in files.staged and f.is_file() and not f.is_symlink():
+                f.unlink(missing_ok=True)
 
 
 #: the names :func:`atomic_path` gives its temporary files (``tempfile.mkstemp``: 8 random characters)
@@ -107,6 +196,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None, so that ``json.dumps`` writes strict
+    JSON (``NaN`` and ``Infinity`` are not JSON: strict parsers such as JavaScript's refuse them)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
 
 
 def save_weights(path: str | os.PathLike, module: torch.nn.Module, metadata: dict[str, Any]) -> None:

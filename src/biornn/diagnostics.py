@@ -409,7 +409,8 @@ def decay_summary(values: Sequence[float], *, reverse: bool = False, last: float
         absolute t), ``orders_to_min``: log10(last / min), the most lost at any
         step, and ``orders_to_max``: log10(last / max) (negative where some
         step's norm is above the last one's).  NaN (``None`` for the steps) where
-        undefined.
+        undefined; ``inf`` where the first step's norm underflowed to 0 (every
+        order the precision holds lost), ``-inf`` where it overflowed (exploded).
     """
     v = np.asarray(values, dtype=np.float64)
     nan = float("nan")
@@ -423,9 +424,10 @@ def decay_summary(values: Sequence[float], *, reverse: bool = False, last: float
     first = float(v[ends[1]]) if first is None else float(first)
 
     def orders(a: float, b: float) -> float:
-        if a > 0 and b > 0:
-            return math.log10(a / b)
-        return float("inf") if a > 0 and b == 0 else nan
+        # norms are >= 0: log10 of 0 is -inf and of an overflowed norm +inf, so a first step that
+        # underflowed to 0 gives +inf (everything lost) and one that overflowed gives -inf (it exploded)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.log10(a) - np.log10(b))
 
     lo, hi = int(finite[np.argmin(v[finite])]), int(finite[np.argmax(v[finite])])
     return {"last": last, "first": first, "orders": orders(last, first), "direction": direction,
@@ -513,12 +515,27 @@ def model_logits(model: nn.Module, onehot: Tensor, lengths: Tensor | None,
     return member_logits(ms[0], onehot, lengths)[0]
 
 
+def per_sequence_loss(cfg: Any, logits: Tensor, y: Tensor, weight: Tensor | None) -> Tensor:
+    """The run's training loss (:func:`biornn.train.loss_fn`) of each sequence, unreduced, (B,):
+    cross-entropy or ½‖logits - target‖², with its label smoothing and class weights."""
+    if cfg.loss == "ce":
+        return F.cross_entropy(logits, y, weight=weight, reduction="none", label_smoothing=cfg.label_smoothing)
+    K = logits.shape[1]
+    target = F.one_hot(y, K).to(logits.dtype)
+    if cfg.label_smoothing:
+        target = target * (1.0 - cfg.label_smoothing) + cfg.label_smoothing / K
+    per = 0.5 * (logits - target).square().sum(dim=1)
+    return per * weight[y] if weight is not None else per
+
+
 def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int = 64, seed: int = 0,
                       jacobian_batch: int = 8) -> dict[str, Any]:
     """:func:`gradient_flow` of a trained run on a batch of its test split.
 
-    Each member (one, or an ensemble's) is measured on its own cross-entropy
-    loss against the true labels, as it was trained.  Returns
+    Each member (one, or an ensemble's) is measured on the loss it was trained
+    on, per sequence against the true labels: the run's ``loss`` (cross-entropy
+    or the squared error), its ``label_smoothing`` and its ``class_weighting``
+    (weights from the training labels).  Returns
     ``{"run": ..., "members": [gradient_flow dicts]}``.
     """
     from .data.batching import pad_batch
@@ -537,13 +554,16 @@ def run_gradient_flow(run: str | Path, data_dir: str | None = None, batch: int =
     pick = torch.randperm(len(split.texts), generator=g)[:batch].tolist()
     x, lengths = pad_batch([vocab.encode(split.texts[i]) for i in pick])
     y = torch.as_tensor(split.y[pick])
+    from .tasks.names import class_weights
+
+    weight = class_weights(cfg, np.asarray(data.splits["train"].y), len(data.labels))
     results = []
     for member in members(model):
         onehot = F.one_hot(x, member.vocab_size).to(member.readout.weight.dtype)
         rnn = member.rnn
 
         def loss(out: Tensor, final: tuple[Tensor, ...], member=member, lengths=lengths) -> Tensor:
-            return F.cross_entropy(member.readout(member.dropout(member.summary(out, lengths))), y, reduction="none")
+            return per_sequence_loss(cfg, member.readout(member.dropout(member.summary(out, lengths))), y, weight)
 
         inputs = member.features(onehot @ member.embedding.weight if member.embedding is not None else onehot,
                                  lengths)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import write_json
+from .checkpoint import strict_json, write_json
 from .diagnostics import COMPARE_CELLS, build_fresh, fresh_gradient_flow, plot_gradient_flow
 from .longlag import ADDING_BASELINE_MSE, ADDING_SOLVED_MSE, adding_problem
 
@@ -59,6 +59,10 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+#: the files a long-lag grid writes into its folder
+OUTPUTS = ("long_lag.json", "gradient_flow.png", "exploding.png", "success.png")
+
+
 def estimate_memory(lag: int, hidden: int, batch: int, diag_batch: int = 16) -> int:
     """Rough peak bytes of one run of the grid at lag T (float32).
 
@@ -69,7 +73,11 @@ def estimate_memory(lag: int, hidden: int, batch: int, diag_batch: int = 16) -> 
     """
     train = 4 * lag * batch * hidden * (4 + 3) * 2
     diagnose = 4 * lag * diag_batch * hidden * 40 + 4 * 16 * 8 * lag * hidden * 2
-    return train + diagnose
+    # the weights (at most 4 gate blocks of H x (I + H + 1), I = 2) with their gradient and Adam's two
+    # moments, and the Jacobian d h_T / d h_t's H x H per step of the 4 sequences it is taken over
+    weights = 4 * 4 * hidden * (hidden + 3) * 4
+    jacobian = 4 * lag * hidden * hidden * 4
+    return train + diagnose + weights + jacobian
 
 
 def check_grid(lags: Sequence[int], hidden: int, batch: int, memory: int | None = None, jobs: int = 1) -> int:
@@ -246,9 +254,9 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     rates = {**LEARNING_RATES, **(lr or {})}
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
+    from .checkpoint import check_out_dir
+
+    out = check_out_dir(out, OUTPUTS, option="out")
     out.mkdir(parents=True, exist_ok=True)
     config = {"cells": list(cells), "lags": lags, "steps": steps, "hidden": hidden, "batch": batch, "clip": clip,
               "clipping": list(clipping), "lr": {c: rates.get(c, 1e-3) for c in cells}, "forget_bias": forget_bias,
@@ -268,7 +276,7 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
         result["gradient_flow"][str(lag)] = flows
     plot_gradient_flow(result["gradient_flow"][str(lags[-1])], out / "gradient_flow.png",
                        gradient_flow_title(lags[-1], cells, forget_bias))
-    write_json(out / "long_lag.json", result)
+    write_json(out / "long_lag.json", strict_json(result))
 
     grid = [(c, lag, clipped) for lag in lags for c in cells for clipped in clipping]
     done: dict[int, dict[str, Any]] = {}
@@ -280,7 +288,7 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
         shown = "diverged" if r["diverged"] else f"{r['test_mse']:.4f}"
         log(f"{c:9s} T={lag:<5d} clip={'on ' if clipped else 'off'} test MSE {shown:>8s} "
             f"{'solved' if r['solved'] else '      '} after {r['steps']} steps ({r['seconds']:.0f} s)")
-        write_json(out / "long_lag.json", result)  # after every run: a partial grid is kept
+        write_json(out / "long_lag.json", strict_json(result))  # after every run: a partial grid is kept
 
     def kwargs(c: str, clipped: bool) -> dict[str, Any]:
         return dict(steps=steps, hidden=hidden, batch=batch, lr=rates.get(c, 1e-3),
@@ -317,9 +325,13 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
 
     result["table"] = success_table(result["runs"], lags)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
-    write_json(out / "long_lag.json", result)
+    write_json(out / "long_lag.json", strict_json(result))
     if result["runs"]:
         plot_success(result["table"], lags, out / "success.png")
+    # an earlier grid's plots that this one did not draw would sit beside a long_lag.json without them
+    for name, drawn in (("exploding.png", bool(explode_scale)), ("success.png", bool(result["runs"]))):
+        if not drawn and (out / name).is_file():
+            (out / name).unlink()
     return result
 
 

@@ -88,22 +88,37 @@ def _positive(name: str, value: int) -> None:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
-def _out_dir(path: str) -> Path:
+def _out_dir(path: str, names: tuple[str, ...] = ()) -> Path:
     """The output directory, checked but not created: it is made only once there is something to
     write, so that a refused input leaves no empty folder behind."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    return out
+    from ..checkpoint import check_out_dir
+
+    return check_out_dir(path, names)
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+def _note(d: dict[str, Any]) -> str | None:
+    """What a row's missing (null) numbers mean, or None where every number is finite."""
+    last, first = d["last"], d["first"]
+    if math.isnan(last) and math.isnan(first):
+        return ("no finite norm: the forward pass or the loss overflowed (NaN); the network explodes at this "
+                "length and scale -- try a shorter --length or a smaller --scale")
+    if math.isinf(first) or math.isinf(last) or math.isinf(d["max"]):
+        return ("the norm overflowed float64 (inf): the gradient explodes beyond what a float can hold; the "
+                "orders of magnitude are -inf (null in JSON)")
+    if first == 0.0 and last > 0.0:
+        return ("the norm at the first step underflowed to 0 (below about 1e-308 in float64, the fresh networks' "
+                "precision; 1e-45 in a run's float32): every order of magnitude lost; the orders are +inf (null "
+                "in JSON)")
+    if d["min"] == 0.0 and last > 0.0:
+        return ("the norm underflowed to 0 at min_step (below about 1e-308 in float64, 1e-45 in float32): "
+                "orders_to_min is +inf (null in JSON)")
+    return None
 
 
 def _summary_rows(label: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     """One printed row per layer and direction, each measured along its own time direction: a reverse
     direction reads t = T-1 down to 0, so its last step is t = 0 and its first t = T-1."""
+    from ..checkpoint import strict_json
     from ..diagnostics import decay_summary
 
     def rounded(x: float) -> float | None:
@@ -122,7 +137,10 @@ def _summary_rows(label: str, result: dict[str, Any]) -> list[dict[str, Any]]:
             if first is None:  # a result without a summary: the curve's end in the direction's own time
                 first = decay_summary(result["dh_final_dh"][k], reverse=d["direction"] == "reverse")["first"]
             row["dhT_dh_first_step"] = first
-        rows.append(row)
+        note = _note(d)
+        if note:
+            row["note"] = note
+        rows.append(strict_json(row))
     return rows
 
 
@@ -145,7 +163,7 @@ def _check_fits(need: int, what: str) -> None:
 def run_gradients(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import write_json
+    from ..checkpoint import output_set, strict_json, write_json
     from ..diagnostics import COMPARE_CELLS, fresh_gradient_flow, plot_gradient_flow, run_gradient_flow
 
     for name in ("hidden", "batch", "layers"):
@@ -179,7 +197,7 @@ def run_gradients(args: argparse.Namespace) -> int:
         _check_fits(need, f"--length {args.length} --hidden {args.hidden} --batch {args.batch}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = _out_dir(args.out)
+    out = _out_dir(args.out, ("gradients.json", "gradients.png"))
     rows = []
     if args.run:
         if args.cell:
@@ -210,9 +228,12 @@ def run_gradients(args: argparse.Namespace) -> int:
         init = args.init or "each cell's default init"
         title = (f"fresh networks at initialisation ({init}"
                  f"{f', W_hh x {args.scale:g}' if args.scale != 1 else ''}), adding problem T = {args.length}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "gradients.json", res)
-    plot_gradient_flow(curves, out / "gradients.png", title)
+    notes = sorted({row["note"] for row in rows if "note" in row})
+    if notes:
+        res["notes"] = notes
+    with output_set(out) as files:  # both files or neither
+        write_json(files.path("gradients.json"), strict_json(res))
+        plot_gradient_flow(curves, files.path("gradients.png"), title)
     for row in rows:
         print(json.dumps(row))
     return 0
@@ -250,11 +271,11 @@ def read_numeric_input(path: str | Path, input_size: int | None) -> "Any":
 def run_states(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import write_json
+    from ..checkpoint import output_set, strict_json, write_json
     from ..diagnostics import (build_fresh, cell_state_stream, layer_labels, members, plot_cell_stream,
                                plot_traces, state_traces)
 
-    out = _out_dir(args.out)
+    out = _out_dir(args.out, ("states.json", "cell_state.json", "cell_state.png"))
     _positive("--hidden", args.hidden)
     from .checks import seed, threads
 
@@ -283,20 +304,26 @@ def run_states(args: argparse.Namespace) -> int:
         rows = []
         # every input is checked before anything is written: a bad third input leaves no first plot
         encoded = [encode_checked(vocab, text, args.run) for text in args.inputs]
-        out.mkdir(parents=True, exist_ok=True)
-        for n, (name, codes) in enumerate(encoded):
-            onehot = F.one_hot(torch.tensor([codes]), member.vocab_size).to(member.readout.weight.dtype)
-            with torch.no_grad():
-                traces = member_logits(member, onehot, None, return_traces=True)[2][args.layer]
-            tr = {k: v[0].numpy() for k, v in traces.items()}
-            steps = [vocab.decode([c]) for c in codes]
-            plot_traces(tr, out / f"states-{n}.png", steps,
-                        f"{name!r}: {cfg.cell}, {labels[args.layer]}" + (" (member 0)" if len(members(model)) > 1 else ""))
-            rows.append({"input": name, "steps": steps, "layer": labels[args.layer],
-                         "traces": {k: v.tolist() for k, v in tr.items()}})
-            print(json.dumps({"input": name, "png": str(out / f"states-{n}.png"),
-                              "traces": sorted(tr)}, ensure_ascii=False))
-        write_json(out / "states.json", {"run": str(args.run), "inputs": rows})
+        _check_fits(sum(len(codes) for _, codes in encoded) * member.rnn.hidden_size * 4 * 16,
+                    f"{len(encoded)} inputs of {sum(len(c) for _, c in encoded)} symbols in all")
+        lines = []
+        with output_set(out, stale=("states-*.png",)) as files:  # every plot and states.json, or none
+            for n, (name, codes) in enumerate(encoded):
+                onehot = F.one_hot(torch.tensor([codes]), member.vocab_size).to(member.readout.weight.dtype)
+                with torch.no_grad():
+                    traces = member_logits(member, onehot, None, return_traces=True)[2][args.layer]
+                tr = {k: v[0].numpy() for k, v in traces.items()}
+                steps = [vocab.decode([c]) for c in codes]
+                plot_traces(tr, files.path(f"states-{n}.png"), steps,
+                            f"{name!r}: {cfg.cell}, {labels[args.layer]}"
+                            + (" (member 0)" if len(members(model)) > 1 else ""))
+                rows.append({"input": name, "steps": steps, "layer": labels[args.layer],
+                             "traces": {k: v.tolist() for k, v in tr.items()}})
+                lines.append(json.dumps({"input": name, "png": str(out / f"states-{n}.png"),
+                                         "traces": sorted(tr)}, ensure_ascii=False))
+            write_json(files.path("states.json"), strict_json({"run": str(args.run), "inputs": rows}))
+        for line in lines:
+            print(line)
         return 0
     if args.inputs:
         raise ValueError("INPUTs need a RUN")
@@ -307,24 +334,34 @@ def run_states(args: argparse.Namespace) -> int:
                              f"got {args.layer}")
         cells = args.cell or ["lstm"]
         x = read_numeric_input(args.input, args.input_size)  # (T, I)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for n, cell in enumerate(cells):
-            rnn = build_fresh(cell, x.shape[1], args.hidden)
-            labels = layer_labels(rnn)
-            tr = {k: v[0].numpy() for k, v in state_traces(rnn, x.unsqueeze(0))[0].items()}
-            plot_traces(tr, out / f"states-{n}.png", None, f"{Path(args.input).name}: fresh {cell}, {labels[0]}")
-            rows.append({"cell": cell, "traces": {k: v.tolist() for k, v in tr.items()}})
-            print(json.dumps({"cell": cell, "png": str(out / f"states-{n}.png"), "traces": sorted(tr)}))
-        write_json(out / "states.json", {"input": str(args.input), "inputs": rows})
+        T, I = x.shape
+        # the traces (about 8 (T, H) tensors and their lists) and each cell's weights
+        _check_fits(T * args.hidden * 4 * 16 + 4 * 16 * args.hidden * (I + args.hidden + 1),
+                    f"--input of {T} steps with --hidden {args.hidden}")
+        rows, lines = [], []
+        with output_set(out, stale=("states-*.png",)) as files:  # every plot and states.json, or none
+            for n, cell in enumerate(cells):
+                rnn = build_fresh(cell, I, args.hidden)
+                labels = layer_labels(rnn)
+                tr = {k: v[0].numpy() for k, v in state_traces(rnn, x.unsqueeze(0))[0].items()}
+                plot_traces(tr, files.path(f"states-{n}.png"), None,
+                            f"{Path(args.input).name}: fresh {cell}, {labels[0]}")
+                rows.append({"cell": cell, "traces": {k: v.tolist() for k, v in tr.items()}})
+                lines.append(json.dumps({"cell": cell, "png": str(out / f"states-{n}.png"), "traces": sorted(tr)}))
+            write_json(files.path("states.json"), strict_json({"input": str(args.input), "inputs": rows}))
+        for line in lines:
+            print(line)
         return 0
     _positive("--stream", args.stream)
     _not_with(args, {"layer": 0, "input_size": None}, "applies to a RUN or an --input file, not to the stream")
     cells = args.cell or ["lstm1997", "lstm"]
+    # a batch of 8: the stream, about 8 (B, T, H) traces and their copies, each cell's weights
+    _check_fits(8 * args.stream * (2 + 16 * args.hidden) * 4 + 4 * 16 * args.hidden * (args.hidden + 3),
+                f"--stream {args.stream} with --hidden {args.hidden}")
     stream = cell_state_stream(cells, args.stream, args.hidden, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "cell_state.json", stream)
-    plot_cell_stream(stream, out / "cell_state.png")
+    with output_set(out) as files:  # both files or neither
+        write_json(files.path("cell_state.json"), strict_json(stream))
+        plot_cell_stream(stream, files.path("cell_state.png"))
     for name, c in stream["cells"].items():
         print(json.dumps({"cell": name, "final_mean_abs_c": round(c["final_mean_abs_c"], 4),
                           "max_abs_c": round(c["max_abs_c"], 4), "slope_per_step": c["slope"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -77,6 +78,18 @@ def _main(argv: Sequence[str] | None) -> int:
         return code
     except (UsageError, ValueError) as e:  # bad usage, and the library's argument checks
         print(f"biornn: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("biornn: error: out of memory: the sizes asked for do not fit; use smaller ones", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e):
+            raise
+        # torch's allocator: "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes. ..."
+        tried = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(tried[1]) / 2**30:.1f} GiB in one piece)" if tried else ""
+        print(f"biornn: error: out of memory{size}: the sizes asked for do not fit; use smaller ones",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (biornn cells | head): not an error worth a traceback
