@@ -159,3 +159,24 @@ def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
     monkeypatch.setattr(diagnose, "run_states", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["diagnose", "states", "--stream", "20"])
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_file(monkeypatch, tmp_path, capsys):
+    """A plain kill (SIGTERM) in the middle of an atomic write: exit 143, one line, no half-written file."""
+    import signal
+
+    import biornn.cli.diagnose as diagnose
+    from biornn.checkpoint import atomic_path
+
+    def killed_while_writing(args):
+        with atomic_path(tmp_path / "result.json") as tmp:
+            tmp.write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    monkeypatch.setattr(diagnose, "run_states", killed_while_writing)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["diagnose", "states", "--stream", "20"]) == 143
+    assert capsys.readouterr().err == "biornn: terminated\n"
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

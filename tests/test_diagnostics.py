@@ -310,6 +310,13 @@ def test_explain_cli_writes_json_and_png(run, tmp_path, capsys):
     assert len(saved["inputs"]) == 2
     assert (out / "explain-0.png").stat().st_size > 1000 and (out / "explain-1.png").exists()
     assert not list(out.glob(".*"))  # no temporary files left
+    # one input into the same folder: the earlier explain-1.png does not stay beside an explain.json of one
+    assert main(["explain", str(run), "Zuvab", "--out", str(out), "--steps", "4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["explain-0.png", "explain.json"]
+    capsys.readouterr()
+    (tmp_path / "afile").write_text("x")
+    assert main(["explain", str(run), "Zuvab", "--out", str(tmp_path / "afile" / "sub")]) == 2
+    _one_line_error(capsys, "afile", "not a directory")
 
 
 def test_diagnose_gradients_of_a_run(run, data_dir, tmp_path, capsys):

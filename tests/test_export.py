@@ -118,6 +118,21 @@ def test_onnx_export_refuses_a_name_of_another_encoding(run_dir, tmp_path, capsy
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "checkpoint.pt", "config.json"])
+def test_export_never_replaces_another_runs_files(run_dir, tmp_path, capsys, name):
+    """--out into another run directory's own file would break that run: refused, the file untouched."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    (other / "checkpoint.pt").write_bytes(b"x")
+    before = (other / name).read_bytes()
+    assert main(["export", str(run_dir), "--format", "torchscript", "--out", str(other / name)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"would replace the {name} of the run" in err[0], err
+    assert (other / name).read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "changes,routes",
     [
@@ -296,7 +311,7 @@ def test_onnx_export_of_a_numeric_series_run(series_run, tmp_path, capsys):
     for row, ref in zip(probs, want):
         assert meta["labels"][int(row.argmax())] == ref["label"]
         assert abs(float(row.max()) - ref["top"][0]["probability"]) <= 1e-4
-    for bad, needle in (([[1.0, float("nan")]], "NaN"), ([[[1.0, 2.0]]], "shape (1, 2)"), ([[]], "shape (0,")):
+    for bad, needle in (([[1.0, float("nan")]], "NaN"), ([[[1.0, 2.0]]], "shape (1, 2)"), ([[]], "an empty series")):
         with pytest.raises(ValueError, match=re.escape(needle)):
             encode_vectors_for_export(bad, enc)
 

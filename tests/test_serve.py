@@ -87,13 +87,16 @@ def test_unknown_characters_mapped_on_request(client, run_dir):
     "body,needle",
     [
         (b"{", "malformed JSON"),
-        (b"", "body"),
+        (b'{"sequences": ["Li"],}', "body: malformed JSON at character 21"),
+        (b"", "body: empty"),
         (b'["Smith"]', "body"),
+        (b'{"sequences": [1]}', "sequences[0]: give a string or an array of vocabulary indices, got a number"),
+        (b'{"sequences": [[2, null]]}', "sequences[0][1]: Input should be a valid integer, got null"),
         (b'{"sequences": "Smith"}', "sequences"),
-        (b'{"sequences": [1, 2]}', "sequences.0"),
-        (b'{"sequences": [["a"]]}', "sequences.0"),
-        (b'{"sequences": [true]}', "sequences.0"),
-        (b'{"sequences": [[1.5]]}', "sequences.0"),
+        (b'{"sequences": [1, 2]}', "sequences[0]"),
+        (b'{"sequences": [["a"]]}', "sequences[0]"),
+        (b'{"sequences": [true]}', "sequences[0]"),
+        (b'{"sequences": [[1.5]]}', "sequences[0]"),
         (b'{"sequences": []}', "at least 1"),
         (b'{"sequences": [""]}', "sequences[0]: an empty sequence"),
         (b'{"sequences": ["Li", "   "]}', "sequences[1]: an empty sequence"),
@@ -112,7 +115,7 @@ def test_unknown_characters_mapped_on_request(client, run_dir):
         (b'{"sequences": ["Li"], "colour": "red"}', "colour"),
         # nested hundreds deep (1.2 KB): echoing it back overflowed the recursion, a 500
         (('{"sequences": ["Li"], "x": ' + "[" * 600 + "]" * 600 + "}").encode(), "x: Extra inputs"),
-        (('{"sequences": ' + "[" * 600 + '"a"' + "]" * 600 + "}").encode(), "sequences.0"),
+        (('{"sequences": ' + "[" * 600 + '"a"' + "]" * 600 + "}").encode(), "sequences[0]"),
     ],
 )
 def test_bad_input_is_4xx_with_a_message(client, body, needle):
@@ -255,10 +258,21 @@ def test_wrong_method_and_path(client):
 def test_bad_run_or_limits_refused(tmp_path, run_dir):
     with pytest.raises(ValueError, match="no such run directory"):
         create_app(tmp_path / "missing")
-    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+    with pytest.raises(ValueError, match="max_length \\(--max-length\\) must be a positive integer"):
         create_app(run_dir, max_length=0)
-    with pytest.raises(ValueError, match="max_explain must be a positive integer"):
+    with pytest.raises(ValueError, match="max_explain \\(--max-explain\\) must be a positive integer"):
         create_app(run_dir, max_explain=0)
+    # /explain never takes more inputs than any request may hold
+    assert create_app(run_dir, max_sequences=2, max_explain=5).state.served.max_explain == 2
+
+
+def test_unreadable_bodies_say_why(client):
+    res = client.post("/predict", content='{"sequences": ["Ngu\xffyen"]}'.encode("latin-1"),
+                      headers={"content-type": "application/json"})
+    assert res.status_code == 400 and "not UTF-8" in res.json()["detail"], res.text
+    res = client.post("/predict", content=b"[" * 3000 + b"]" * 3000, headers={"content-type": "application/json"})
+    assert res.status_code in (400, 413) and "body" in res.json()["detail"], res.text
+    assert client.get("/nothing").status_code == 404 and client.get("/nothing").json()["detail"] == "Not Found"
 
 
 def test_cli_bad_input_and_missing_extra(tmp_path, run_dir, monkeypatch, capsys):
@@ -445,16 +459,18 @@ def test_numeric_explain(ecg_client):
         ('{"sequences": [[1.0, 2.0], [Infinity]]}', "sequences[1]: step 1 is NaN or infinite"),
         ('{"sequences": [[1e400]]}', "NaN or infinite"),
         ('{"sequences": [[]]}', "sequences[0]: an empty series"),
-        ('{"sequences": ["  "]}', "sequences[0]"),
+        ('{"sequences": [""]}', "sequences[0]: an empty series"),
+        ('{"sequences": ["  "]}', "sequences[0]: an empty series"),
+        ('{"sequences": [[1.0, null]]}', "sequences[0][1]: Input should be a valid number, got null"),
         ('{"sequences": ["1, x, 3"]}', "sequences[0]: not a series of numbers"),
         ('{"sequences": ["[1, NaN]"]}', "sequences[0]: NaN or infinite"),
         ('{"sequences": [[[1.0, 2.0], [3.0, 4.0]]]}', "sequences[0]: a series of shape (2, 2); the model reads (T, 1)"),
         ('{"sequences": [[[1.0], [2.0, 3.0]]]}', "sequences[0]: steps of different widths"),
         (json.dumps({"sequences": [[0.5] * 31]}), "sequences[0]: 31 steps, more than the limit of 30"),
         (json.dumps({"sequences": [[0.5] * 3] * 5}), "at most 4"),
-        ('{"sequences": [[true, false]]}', "sequences.0"),
-        ('{"sequences": [["1", "2"]]}', "sequences.0"),
-        ('{"sequences": [{"values": [1]}]}', "sequences.0"),
+        ('{"sequences": [[true, false]]}', "sequences[0]"),
+        ('{"sequences": [["1", "2"]]}', "sequences[0]"),
+        ('{"sequences": [{"values": [1]}]}', "sequences[0]"),
         ('{"sequences": [[1e300]]}', "beyond float32"),
         # valid JSON that was a 500: an integer no float holds
         ('{"sequences": [[' + "9" * 400 + ', 0.2]]}', "sequences[0]: a number too large for a float"),
@@ -531,7 +547,7 @@ def test_splice_run_served(splice_run):
     assert exp["probability_after_step"] == [] and "split" in exp["probability_after_step_note"]
     for body, needle in (({"sequences": ["ACGT"]}, "4 residues; the model reads exactly 60"),
                          ({"sequences": [seq[:59] + "X"]}, "character 'X' at position 60 is not in the DNA"),
-                         ({"sequences": [[1, 2, 3]]}, "sequences.0"),
+                         ({"sequences": [[1, 2, 3]]}, "sequences[0]"),
                          ({"sequences": [" "]}, "an empty sequence")):
         for path in ("/predict", "/explain"):
             res = client.post(path, json=body)

@@ -121,7 +121,7 @@ def test_check_answer_finds_every_wrong_answer():
         # response (strict JSON) could not be written: these were 500s
         ("/predict", b'{"sequences": ["Li"], "top": NaN}', "top"),
         ("/predict", b'{"sequences": ["Li"], "top": -Infinity}', "top"),
-        ("/predict", b'{"sequences": [[2, Infinity]]}', "sequences.0"),
+        ("/predict", b'{"sequences": [[2, Infinity]]}', "sequences[0][1]: Input should be a valid integer, got NaN or infinity"),
         ("/explain", b'{"sequences": ["Li"], "steps": 1e400}', "steps"),
         # a lone surrogate mapped to the unknown symbol and echoed back could not be encoded as UTF-8: a 500
         ("/predict", b'{"sequences": ["Li\\ud800"], "unknown": "map"}', "sequences[0]: not valid Unicode"),
@@ -149,7 +149,7 @@ def test_explain_work_is_bounded(run_dir, capsys):
                                     "or fewer steps")
     assert client.post("/predict", json={"sequences": ["Li" * 10]}).status_code == 200  # /predict is not bounded by it
     assert main(["serve", str(run_dir), "--max-explain-work", "0"]) == 2
-    assert "max_explain_work must be a positive integer" in capsys.readouterr().err
+    assert "max_explain_work (--max-explain-work) must be a positive integer" in capsys.readouterr().err
 
 
 def _raw_exchange(port: int, data: bytes, read: bool = True) -> bytes:

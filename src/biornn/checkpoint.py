@@ -37,6 +37,13 @@ def same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
     return bool(a and b and Path(a).exists() and Path(b).exists() and os.path.samefile(a, b))
 
 
+def is_run_dir(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run written by ``biornn train`` (its config and weights or checkpoint)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and any((folder / f).is_file()
+                                                      for f in ("model.safetensors", "checkpoint.pt"))
+
+
 def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: tuple = (),
                        option: str = "--out") -> None:
     """``ValueError`` (one line) when the output file ``out`` would replace one of the run directory's
@@ -50,6 +57,10 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
     # the run's own files, and its plots (curves.png, detection.png, confusion.png, ...)
     if in_run and (target.name in OWN_FILES or (target.suffix.lower() == ".png" and target.exists())):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
+    # and those of any other run directory: exporting into another run must not break it
+    for folder in (target.parent, target.parent.parent):
+        if target.name in OWN_FILES and is_run_dir(folder):
+            raise ValueError(f"{out}: {option} would replace the {target.name} of the run {folder}; write elsewhere")
     for f in inputs:
         if same_file(target, f):
             raise ValueError(f"{out}: {option} names the input file {f}; write elsewhere")

@@ -889,6 +889,8 @@ def encode_vectors_for_export(inputs: list[Any], encoding: dict[str, Any]) -> tu
             out.append(Alphabet.from_json(encoding["alphabet"]).encode(text, where))
             continue
         arr = np.asarray(item, dtype=np.float64)
+        if arr.size == 0:
+            raise ValueError(f"{where}: an empty series")
         if arr.ndim == 1 and F == 1:
             arr = arr[:, None]  # (T,) -> (T, 1)
         if arr.ndim != 2 or arr.shape[1] != F or len(arr) == 0:

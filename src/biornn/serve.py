@@ -67,7 +67,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -132,7 +132,8 @@ def load_served(run: str | os.PathLike, max_sequences: int = MAX_SEQUENCES, max_
                         ("max_body_bytes", max_body_bytes), ("max_explain", max_explain),
                         ("max_explain_work", max_explain_work)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {value!r}")
+    max_explain = min(max_explain, max_sequences)  # /explain takes no more inputs than any request may hold
     from .models import Ensemble, VectorClassifier
 
     cfg, task, model, meta = load_classifier_run(run)
@@ -571,17 +572,61 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _error_line(errors: list[dict[str, Any]]) -> str:
-    """pydantic's errors as one line: ``sequences.1: Input should be a valid string; ...``."""
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid":
-            msg = f"malformed JSON ({err.get('ctx', {}).get('error', 'cannot parse')})"
-        parts.append(f"{loc}: {msg}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
+def _place(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """An error's place without ``body`` and the type tags pydantic puts after an index for each member
+    of a union (``sequences.0.str``, ``sequences.0.list[int].1.float``): ``("sequences", 0, 1)``."""
+    loc = [p for p in loc if p != "body"]
+    return tuple(p for k, p in enumerate(loc) if not (isinstance(p, str) and k and isinstance(loc[k - 1], int)))
+
+
+def _place_text(place: tuple[Any, ...]) -> str:
+    """``("sequences", 0, 1)`` -> ``sequences[0][1]``, as the other messages name an input."""
+    return (str(place[0]) + "".join(f"[{p}]" for p in place[1:])) if place else "body"
+
+
+def _shown(value: Any) -> str:
+    """What a JSON value is, in a few words (``null``, ``a string``, ``NaN or infinity``, ...)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN or infinity"
+    kinds = {type(None): "null", bool: "true or false", str: "a string", list: "an array", dict: "an object",
+             int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _error_line(errors: list[dict[str, Any]], expected: str | None = None) -> str:
+    """pydantic's errors as one line: ``sequences[1]: give a string, got a number; ...``.
+
+    A malformed body says where (``body: malformed JSON at character 44 (...)``).  An input that fits
+    no member of a union (a string, or an array of numbers) gets one message, from the member that
+    came nearest (the deepest place: ``sequences[0][1]: Input should be a valid number, got null``),
+    not one per member; where every member failed at the input itself, ``expected`` says what an
+    input is."""
+    body: str | None = None
+    found: dict[tuple[Any, ...], tuple[tuple[Any, ...], str, Any]] = {}  # item -> (place, msg, input)
+    for err in errors:
+        kind, loc = err.get("type"), err.get("loc", ())
+        if kind == "json_invalid":
+            at = next((p for p in loc if isinstance(p, int)), None)
+            body = body or (f"body: malformed JSON{f' at character {at}' if at is not None else ''} "
+                            f"({err.get('ctx', {}).get('error', 'cannot parse')})")
+            continue
+        if kind == "missing" and list(loc) == ["body"]:
+            body = body or 'body: empty; send a JSON object such as {"sequences": [...]}'
+            continue
+        place = _place(loc)
+        item = place[:2] if place[:1] == ("sequences",) else place
+        if item not in found or len(place) > len(found[item][0]):
+            found[item] = (place, err.get("msg", "invalid"), err.get("input"))
+    lines = [body] if body else []
+    for item, (place, msg, got) in found.items():
+        if expected and place == item and item[:1] == ("sequences",) and len(item) == 2:
+            lines.append(f"{_place_text(item)}: give {expected}, got {_shown(got)}")
+        elif place != item:
+            lines.append(f"{_place_text(place)}: {msg}, got {_shown(got)}")
+        else:
+            lines.append(f"{_place_text(place)}: {msg}")
+    more = f" (and {len(lines) - 5} more)" if len(lines) > 5 else ""
+    return "; ".join(lines[:5]) + more
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -752,11 +797,29 @@ def create_app(run: str | os.PathLike | Served, *, max_sequences: int = MAX_SEQU
         # the inputs echoed cut to ECHO_DEPTH first: a body nested hundreds deep overflowed the encoder's recursion
         errors = _json_safe(jsonable_encoder([{**e, "input": _json_safe(e["input"])} if "input" in e else e
                                               for e in exc.errors()]))
-        detail = _error_line(errors)
+        detail = _error_line(exc.errors(), item_text)  # the inputs as sent: NaN is not the string 'nan'
         if any(e.get("type") == "model_attributes_type" and list(e.get("loc", ())) == ["body"] for e in errors):
             # the body was not read as a JSON object: say why, not only that
             detail = _body_not_an_object(request.headers.get("content-type"), errors)
         return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from fastapi.exception_handlers import http_exception_handler
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unparsable(request: Request, exc: StarletteHTTPException) -> Any:
+        # FastAPI's "There was an error parsing the body" (400) keeps why in its cause: say it
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:
+            if isinstance(cause, UnicodeDecodeError):
+                why = (f"body: not UTF-8 text (byte {cause.start} is {cause.object[cause.start:cause.start + 1]!r}); "
+                       f"send JSON as UTF-8")
+            elif isinstance(cause, RecursionError):
+                why = "body: JSON nested too deeply to read"
+            else:
+                why = f"body: cannot be read as JSON ({type(cause).__name__}: {cause})"
+            return JSONResponse(status_code=400, content={"detail": why})
+        return await http_exception_handler(request, exc)
 
     async def no_duplicate_keys(request: Request) -> None:
         """422 for a JSON body that names a key twice (json.loads would keep the last one silently)."""

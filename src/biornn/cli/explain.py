@@ -60,14 +60,15 @@ def run(args: argparse.Namespace) -> int:
                          f"{len(longest)} characters, {explain_work([longest], args.steps):,}), more than "
                          f"--max-work {args.max_work:,}; give fewer or shorter inputs, fewer --steps, or a "
                          f"larger --max-work")
+    from ..checkpoint import check_out_dir, output_set
+
+    out = check_out_dir(args.out, ("explain.json", *(f"explain-{n}.png" for n in range(len(inputs)))))
     rows = explain_run(args.run, inputs, target=args.target, steps=args.steps, top=args.top)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    for n, row in enumerate(rows):
-        plot_explanation(row, out / f"explain-{n}.png")
-    write_json(out / "explain.json", {"run": str(args.run), "inputs": rows})
+    # every plot and explain.json, or none; an earlier run's extra explain-N.png are removed
+    with output_set(out, stale=("explain-*.png",)) as files:
+        for n, row in enumerate(rows):
+            plot_explanation(row, files.path(f"explain-{n}.png"))
+        write_json(files.path("explain.json"), {"run": str(args.run), "inputs": rows})
     for n, row in enumerate(rows):
         ig = row["integrated_gradients"]
         top_step = max(range(len(ig)), key=lambda t: abs(ig[t]))

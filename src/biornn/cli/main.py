@@ -10,7 +10,9 @@ import argparse
 import errno
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .. import __version__
@@ -58,7 +60,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that a half-written file is removed as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    previous = None
+    # a plain `kill` (SIGTERM) unwinds like Ctrl-C: every atomic write removes its temporary file.
+    # Under torchrun the launcher owns the workers' signals; the main thread only can set a handler.
+    if "WORLD_SIZE" not in os.environ and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -103,6 +126,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("biornn: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("biornn: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":  # pragma: no cover

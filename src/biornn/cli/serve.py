@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"bytes per request body (default {MAX_BODY_BYTES})")
     p.add_argument("--max-explain", type=int, default=MAX_EXPLAIN,
-                   help=f"inputs per /explain request (default {MAX_EXPLAIN}: each costs many passes)")
+                   help=f"inputs per /explain request (default {MAX_EXPLAIN}: each costs many passes; at most "
+                        f"--max-sequences)")
     p.add_argument("--max-explain-work", type=int, default=MAX_EXPLAIN_WORK,
                    help=f"symbol steps of the model per /explain request, T x (steps + 1 + T) summed over its "
                    f"inputs of T symbols (default {MAX_EXPLAIN_WORK}: a few seconds of one core; a request "
@@ -38,8 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..serve import serve
+    from .main import Terminated
 
-    serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
-          max_body_bytes=args.max_body_bytes, max_explain=args.max_explain,
-          max_explain_work=args.max_explain_work)
+    try:
+        serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
+              max_body_bytes=args.max_body_bytes, max_explain=args.max_explain,
+              max_explain_work=args.max_explain_work)
+    except Terminated:  # uvicorn shut down cleanly, then passed the SIGTERM on: stopping is the way a server ends
+        pass
     return 0

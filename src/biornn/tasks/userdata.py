@@ -604,6 +604,8 @@ def parse_inputs(meta: dict[str, Any], inputs: list[str], max_length: int = 0) -
             from ..data.readers import split_fields
 
             raw = text.strip()
+            if not raw or raw.replace(" ", "") in ("[]", "[[]]"):
+                raise ValueError(f"{where}: an empty series")
             try:
                 value = json.loads(raw) if raw.startswith("[") else [float(v) for v in split_fields(raw)]
                 if _has_bool(value):  # np.asarray reads true as 1.0
