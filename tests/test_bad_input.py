@@ -1368,7 +1368,7 @@ def _(ctx):
 @case("train-out-is-a-file")
 def _(ctx):
     f = ctx.write("out", "a file")
-    return ["train", "names", "--out", str(f), *TRAIN_TINY], [str(f), "already exists"]
+    return ["train", "names", "--out", str(f), *TRAIN_TINY], [str(f), "is a file"]
 
 
 # ---- diagnose / experiment / bench / cells / check / env / data ----

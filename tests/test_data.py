@@ -195,6 +195,18 @@ def test_verify_finds_missing_and_corrupted_files(tmp_path, fake):
     assert all(r["where"] == str(d) and r["dataset"] == "fake" for r in rows.values())
 
 
+def test_verify_checks_an_incomplete_copy_in_data_dir_not_another(monkeypatch, tmp_path, fake):
+    """locate passes over an incomplete --data-dir to $BIORNN_DATA's copy; verify must check the user's
+    own copy, or a missing file there is reported as "all ok" elsewhere."""
+    a = _write(tmp_path / "a", {"fake/a.txt": b"alpha\n"})  # one of two files
+    monkeypatch.setenv("BIORNN_DATA", str(fake))  # a complete mirror
+    rows = {r["path"]: r for r in verify("fake", a)}
+    assert rows["fake/sub/b.bin"]["status"] == "missing" and rows["fake/a.txt"]["status"] == "ok"
+    assert {r["where"] for r in rows.values()} == {str(a)}
+    (tmp_path / "empty").mkdir()
+    assert {r["where"] for r in verify("fake", tmp_path / "empty")} == {str(fake)}  # no copy there: the mirror
+
+
 def test_verify_all_covers_every_file(tmp_path, fake):
     rows = verify(data_dir=tmp_path / "empty")
     assert len(rows) == sum(len(ds.files) for ds in DATASETS.values())

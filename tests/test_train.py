@@ -580,3 +580,56 @@ def test_forget_bias_reaches_every_lstm_cell_of_a_task_model():
     for c in cells:
         f = c.gate_slices()["f"]
         assert torch.allclose(c.bias_ih[f] + c.bias_hh[f], torch.full((8,), 1.5))
+
+
+def test_config_file_without_task_takes_overrides(data_dir, tmp_path, capsys):
+    """`train --config FILE.toml key=value`: the first override is not read as the TASK."""
+    toml = tmp_path / "task.toml"
+    toml.write_text('task = "names"\nhidden_size = 8\nembedding_dim = 4\nensemble = 1\nepochs = 1\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(toml), "--data-dir", str(data_dir), "--out", str(out),
+                 "batch_size=16", "lr=0.003"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["batch_size"], cfg["lr"]) == (8, 16, 0.003)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["names", "task=splice"], "override: task = 'splice', but the task trained is 'names'"),
+    (["names", "beam=3"], "override: beam applies to translate, not to task 'names'"),
+    (["names", "temperature=0.5"], "temperature applies to generate-names"),
+    (["names", "folds=3"], "folds applies to promoters"),
+    (["names", "horizon=5"], "horizon applies to ecg-anomaly and forecast"),
+    (["splice", "smooth=3"], "smooth applies to ecg-anomaly"),
+    (["names", "normalize=false"], "normalize applies to classify, tag, forecast"),
+    (["names", "--record", "100"], "option: record applies to ecg-anomaly and mitdb-qrs"),
+])
+def test_keys_that_do_nothing_for_the_task_are_refused(argv, needle, tmp_path, capsys):
+    assert main(["train", *argv, "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_inapplicable_key_in_a_toml_file_names_the_file(tmp_path, capsys):
+    toml = tmp_path / "na.toml"
+    toml.write_text('record = "100"\n')
+    assert main(["train", "names", "--config", str(toml), "--out", str(tmp_path / "o")]) == 2
+    assert f"{toml}: record applies to" in capsys.readouterr().err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_dir, tmp_path, capsys):
+    """A run killed in its first epoch leaves config.json alone: --resume trains it from epoch 1 with the
+    recorded config (it could be neither resumed nor trained again into the same folder)."""
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    _train(data_dir, whole)
+    _train(data_dir, stopped)
+    for f in stopped.iterdir():  # what a kill in epoch 1 leaves: the config and a partial write
+        if f.name != "config.json":
+            f.unlink() if f.is_file() else __import__("shutil").rmtree(f)
+    (stopped / ".checkpoint.pt.abcd1234.pt").write_bytes(b"partial")
+    assert main(["train", "--resume", str(stopped), "--data-dir", str(data_dir)]) == 0
+    a, b = load_file(whole / "model.safetensors"), load_file(stopped / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(stopped.glob(".*"))
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "no such run directory" in capsys.readouterr().err

@@ -435,6 +435,36 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+#: config keys that only some tasks read, and those tasks: set for any other task they would do nothing
+#: (``record``, ``refit``, ``conv_channels``, ``ngram_blend`` and the user-file keys are checked where
+#: their tasks are known)
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "record": ("ecg-anomaly", "mitdb-qrs"),
+    "horizon": ("ecg-anomaly", "forecast"),
+    "baseline_order": ("ecg-anomaly", "forecast"),
+    "holdout": ("ecg-anomaly", "mitdb-qrs"),
+    "smooth": ("ecg-anomaly",),
+    "threshold_quantile": ("ecg-anomaly",),
+    "threshold_margin": ("ecg-anomaly",),
+    "threshold_crossfit": ("ecg-anomaly",),
+    "normalize": ("classify", "tag", "forecast"),
+    "folds": ("promoters",),
+    "fold": ("promoters",),
+    "beam": ("translate",),
+    "n_sequences": ("translate",),
+    "temperature": ("generate-names",),
+}
+
+
+def check_task_keys(cfg: TrainConfig) -> None:
+    """Refuse (``ValueError``, ``config: KEY ...``) a key of :data:`TASK_KEYS` set to other than its
+    default for a task that does not read it, where it would be accepted and silently do nothing."""
+    for key, tasks in TASK_KEYS.items():
+        if cfg.task not in tasks and getattr(cfg, key) != getattr(TrainConfig, key):
+            raise ValueError(f"config: {key} applies to {' and '.join(tasks) if len(tasks) < 3 else ', '.join(tasks)}, "
+                             f"not to task {cfg.task!r}")
+
+
 def resolve(
     task: str,
     config_file: str | Path | None = None,
@@ -451,11 +481,17 @@ def resolve(
         layers.append(("option", {k: v for k, v in options.items() if v is not None}))
     if overrides:
         layers.append(("override", parse_overrides(overrides)))
+    for source, values in layers[1:]:
+        if "task" in values and values["task"] != task:
+            raise ValueError(f"{source}: task = {values['task']!r}, but the task trained is {task!r}; name the "
+                             f"task once (as TASK, or in the TOML file)")
     cfg = TrainConfig(task=task)
     for source, values in layers:
         cfg = apply(cfg, values, source=source)
     try:
-        return cfg.validate()
+        cfg = cfg.validate()
+        check_task_keys(cfg)
+        return cfg
     except ValueError as e:  # a bad value is reported against the layer that set it (the TOML file's name)
         message = e.args[0]
         key = re.match(r"config: (\w+) ", message)

@@ -202,6 +202,8 @@ def train(
 def _check_run_dir(cfg: TrainConfig | None, out: Path, resume: bool) -> TrainConfig:
     """The config to train: the run's own on ``resume``; ``ValueError`` if ``out`` does not suit."""
     if resume:
+        if not out.exists():
+            raise ValueError(f"{out}: no such run directory")
         if not (out / "config.json").is_file():
             raise ValueError(f"{out}: no config.json, not a run directory to resume")
         cfg = read_config(out / "config.json")
@@ -212,6 +214,8 @@ def _check_run_dir(cfg: TrainConfig | None, out: Path, resume: bool) -> TrainCon
             taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
         except OSError as e:  # a name too long, a path through a file, ...
             raise ValueError(f"{out}: not a usable run directory ({e.strerror or e})") from None
+        if taken and not out.is_dir():
+            raise ValueError(f"{out}: is a file; --out names the run directory to create")
         if taken:
             raise ValueError(f"{out}: already exists and is not empty; choose another --out or --resume it")
     return cfg
@@ -279,8 +283,14 @@ def _set_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
-def _load_resume_state(out: Path) -> dict[str, Any]:
+def _load_resume_state(out: Path) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None for a run stopped before its first checkpoint (the run
+    directory holds its config.json alone, and perhaps a partial write): it starts again at epoch 1."""
     checkpoint_path = out / "checkpoint.pt"
+    if not checkpoint_path.exists():
+        stale = {f.name for f in out.iterdir() if checkpoint._TEMP.match(f.name)}
+        if {f.name for f in out.iterdir()} - stale == {"config.json"}:
+            return None
     state = checkpoint.load_state(checkpoint_path)
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
@@ -548,6 +558,10 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 for f in checkpoint.remove_stale_temps(out):
                     log(f"removed {f.name}, a partial write of the interrupted run")
             log(f"resuming {out} after epoch {epoch0}")
+        elif resume:  # stopped before its first checkpoint: from the start, with the recorded config
+            if main:
+                checkpoint.remove_stale_temps(out)
+            log(f"resuming {out}: it stopped before its first checkpoint; training from epoch 1")
         show = sys.stderr.isatty() if progress is None else progress
         meta = {**data.meta(), "task": cfg.task, "config": cfg.to_dict(), "biornn_version": __version__,
                 **task.run_meta(cfg, data), "data_fingerprint": data.fingerprint}

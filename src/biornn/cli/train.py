@@ -9,10 +9,6 @@ import sys
 from pathlib import Path
 
 
-#: the tasks that read ``record``
-RECORD_TASKS = ("ecg-anomaly", "mitdb-qrs")
-
-
 def check_user_file_keys(cfg) -> None:
     """Refuse (``ValueError``) the keys of the user's files on a built-in task, which reads its own data
     set and would silently ignore them, and a validation or test file that is the training file."""
@@ -105,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out, cfg, resume = Path(args.resume), None, True
     else:
+        if args.task and "=" in args.task and not args.task.endswith(".toml"):
+            # `train --config FILE.toml lr=1e-3`: the first override took TASK's place
+            args.key_values, args.task = [args.task, *args.key_values], None
         if not args.task and not args.config:
             raise ValueError("give a TASK to train (or --config FILE.toml that sets task = NAME, or --resume RUN); "
                              "see 'biornn train --help'")
@@ -133,8 +132,6 @@ def run(args: argparse.Namespace) -> int:
         from ..tasks import get
 
         get(cfg.task)
-        if cfg.record and cfg.task not in RECORD_TASKS:
-            raise ValueError(f"config: record applies to {' and '.join(RECORD_TASKS)}, not to task {cfg.task!r}")
         check_user_file_keys(cfg)
         if cfg.class_weighting != "none" and cfg.logit_adjustment:
             print(f"biornn: note: class_weighting={cfg.class_weighting} and logit_adjustment="

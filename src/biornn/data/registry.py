@@ -290,8 +290,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def verify(name: str | None = None, data_dir: str | os.PathLike | None = None) -> list[dict]:
     """Check every file of one data set (or of all, for ``name=None``) against its SHA-256.
 
-    Each set is checked in the directory :func:`locate` would use, or, where no
-    directory holds the whole set, in the first directory of :func:`search_path`.
+    Each set is checked in ``data_dir`` where that holds any of its files, else in
+    the directory :func:`locate` would use, or, where no directory holds the
+    whole set, in the first directory of :func:`search_path`.
 
     Returns
     -------
@@ -307,6 +308,10 @@ def verify(name: str | None = None, data_dir: str | os.PathLike | None = None) -
             root = locate(n, data_dir)
         except DataError:
             root = search_path(data_dir)[0][0]
+        if data_dir is not None and str(data_dir) != "" and _present(Path(data_dir).expanduser(), DATASETS[n]):
+            # a copy of the set in --data-dir, even an incomplete one, is the copy to check: locate would
+            # pass over it to $BIORNN_DATA's or the cache's, and a missing file would go unreported
+            root = Path(data_dir).expanduser()
         for f in DATASETS[n].files:
             p = root / f.path
             if not p.is_file():
