@@ -180,3 +180,9 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_file(monkeypatch, t
     assert capsys.readouterr().err == "biornn: terminated\n"
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only
+
+
+def test_a_word_among_overrides_is_named(capsys):
+    assert main(["train", "names", "--out", "zz-never", "threads=1", "novalue"]) == 2
+    err = capsys.readouterr().err
+    assert err == "biornn: error: override 'novalue' is not of the form key=value\n"

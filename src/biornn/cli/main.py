@@ -91,6 +91,10 @@ def _run(argv: Sequence[str] | None) -> int:
                 args.key_values = [*args.key_values, *extra]
             elif hasattr(args, "inputs") and not any(e.startswith("-") for e in extra):
                 args.inputs = [*args.inputs, *extra]  # predict RUN --top 2 Smith
+            elif hasattr(args, "key_values") and not any(e.startswith("-") for e in extra):
+                # train names --out r threads=1 novalue: name the word that is wrong, not every override
+                bad = next(e for e in extra if "=" not in e)
+                raise UsageError(f"override {bad!r} is not of the form key=value")
             else:
                 raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see 'biornn --help')")
         if args.command is None:
