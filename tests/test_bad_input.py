@@ -235,6 +235,14 @@ def _(ctx):
             [str(f), "--test names the training file"])
 
 
+@case("tsv-test-is-a-copy-of-the-train-file")
+def _(ctx):
+    f = ctx.write("train.tsv", GOOD_TSV)
+    copy = ctx.write("copy.tsv", GOOD_TSV)
+    return (_train(ctx, "classify", "--train", str(f), "--test", str(copy)),
+            [str(copy), "--test is a byte-for-byte copy of the training file"])
+
+
 @case("config-train-file-on-a-builtin-task")
 def _(ctx):
     # splice reads its own data set: the user's file would be silently ignored

@@ -24,11 +24,18 @@ def check_user_file_keys(cfg) -> None:
         return
     from ..checkpoint import same_file
 
+    import filecmp
+
     for key, option in (("val_file", "--val"), ("test_file", "--test")):
         other = getattr(cfg, key)
         if same_file(other, cfg.train_file):
             raise ValueError(f"{other}: {option} names the training file; held-out figures need another file "
                              f"(without {option}, part of the training file is held out)")
+        if (other and cfg.train_file and Path(other).is_file() and Path(cfg.train_file).is_file()
+                and filecmp.cmp(other, cfg.train_file, shallow=False)):
+            raise ValueError(f"{other}: {option} is a byte-for-byte copy of the training file {cfg.train_file}; "
+                             f"held-out figures need other records (without {option}, part of the training file "
+                             f"is held out)")
 
 
 #: the config keys that describe the user's files (classify, tag, forecast)
