@@ -91,6 +91,20 @@ def test_list_json(mirror, capsys):
     assert rows["names"]["mirror_only"] == [] and rows["splice"]["mirror_only"] == ["dna/splice.csv"]
 
 
+def test_list_says_when_data_dir_holds_part_of_a_set(mirror, monkeypatch, tmp_path, capsys):
+    part = tmp_path / "part"
+    first = next(iter(FILES))
+    (part / first).parent.mkdir(parents=True)
+    (part / first).write_bytes(FILES[first])
+    monkeypatch.setenv("BIORNN_DATA", str(mirror))  # the lookup passes over the incomplete copy to this one
+    assert main(["data", "list", "--data-dir", str(part)]) == 0
+    fake = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fake "))
+    assert f"{mirror} (BIORNN_DATA); only 1 of 2 files in {part} (--data-dir)" in fake
+    assert main(["data", "list", "--json", "--data-dir", str(part)]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["fake"]["partial"] == f"1 of 2 files in {part} (--data-dir)" and rows["names"]["partial"] is None
+
+
 def test_verify_exit_codes(mirror, capsys):
     assert main(["data", "verify", "fake", "--data-dir", str(mirror)]) == 0
     out = capsys.readouterr().out

@@ -94,7 +94,15 @@ def run_list(args: argparse.Namespace) -> int:
         except DataError:
             root = None
         size = None if root is None else sum((root / f.path).stat().st_size for f in ds.files)
+        # an incomplete copy in --data-dir, which the lookup passes over: say so, not just where else it is
+        partial = None
+        if args.data_dir:
+            mine = Path(args.data_dir).expanduser()
+            n = sum((mine / f.path).is_file() for f in ds.files)
+            if 0 < n < len(ds.files):
+                partial = f"{n} of {len(ds.files)} files in {mine} (--data-dir)"
         rows.append({"name": name, "title": ds.title, "licence": ds.licence, "files": len(ds.files),
+                     "partial": partial,
                      "bytes": size, "where": None if root is None else str(root),
                      "found_via": None if root is None else reasons[str(root)],
                      "source": ds.source, "note": ds.note,
@@ -103,7 +111,8 @@ def run_list(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
         return 0
-    where = [f"{r['where']} ({r['found_via']})" if r["where"] else "not found" for r in rows]
+    where = [(f"{r['where']} ({r['found_via']})" if r["where"] else "not found")
+             + (f"; only {r['partial']}" if r["partial"] else "") for r in rows]
     def files(r: dict) -> str:
         n, m = r["files"], len(r["mirror_only"])
         # a file with no byte-identical public copy is fetched from a mirror only
