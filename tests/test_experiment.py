@@ -126,3 +126,40 @@ def test_every_new_command_has_help(argv, capsys):
         main([*argv, "--help"])
     assert e.value.code == 0
     assert "usage: biornn " + " ".join(argv) in capsys.readouterr().out
+
+
+def test_a_killed_grid_with_jobs_stops_its_workers_at_once(tmp_path):
+    """SIGTERM reaches the parent alone: it must stop the pool's workers, not wait for their runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "grid"
+    exe = os.path.join(os.path.dirname(sys.executable), "biornn")
+    proc = subprocess.Popen([exe, "experiment", "long-lag", "--cells", "elman", "lstm", "--lags", "50", "100",
+                             "--steps", "100000", "--hidden", "32", "--batch", "32", "--explode-scale", "0",
+                             "--jobs", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "long_lag.json").exists():  # the gradient flow is written before the runs start
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.2)
+        time.sleep(3)
+        children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True,
+                                  text=True).stdout.split()
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 20, "the parent waited for its workers' runs"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143 and err.strip().endswith("biornn: terminated"), err
+    time.sleep(2)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and
+             "Z" not in open(f"/proc/{pid}/stat").read().split()[2]]
+    assert not alive, alive

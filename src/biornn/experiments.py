@@ -307,8 +307,16 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
             futures = {pool.submit(train_adding, grid[k][0], grid[k][1], **kwargs(grid[k][0], grid[k][2])): k
                        for k in order}
-            for f in as_completed(futures):
-                finished(futures[f], f.result())
+            try:
+                for f in as_completed(futures):
+                    finished(futures[f], f.result())
+            except BaseException:
+                # Ctrl-C, a kill (SIGTERM reaches this process alone), a failed run: stop the workers now;
+                # leaving the pool would wait for every run in progress to finish (minutes at long lags)
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     if explode_scale:
         lag = explode_lag or lags[len(lags) // 2]
