@@ -186,3 +186,27 @@ def test_a_word_among_overrides_is_named(capsys):
     assert main(["train", "names", "--out", "zz-never", "threads=1", "novalue"]) == 2
     err = capsys.readouterr().err
     assert err == "biornn: error: override 'novalue' is not of the form key=value\n"
+
+
+def test_no_output_replaces_a_file_of_any_run_directory(tmp_path):
+    """refuse_overwriting: another run's files, a record=all folder's summary, a run stopped before its
+    first checkpoint; a folder that is no run, and a file that is no run file, are left to the user."""
+    from biornn.checkpoint import refuse_overwriting
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    every = tmp_path / "all"  # ecg-anomaly record=all: config, metrics, summary, no weights of its own
+    every.mkdir()
+    for name in ("config.json", "metrics.json", "summary.json"):
+        (every / name).write_text("{}")
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "config.json").write_text('{"task": "names"}')
+    for target in (every / "summary.json", every / "metrics.json", early / "config.json"):
+        with pytest.raises(ValueError, match=f"would replace the {target.name} of the run {target.parent}"):
+            refuse_overwriting(target, mine)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text('{"lr": 1}')  # someone's config, not a run's
+    refuse_overwriting(plain / "config.json", mine)
+    refuse_overwriting(every / "model.onnx", mine)

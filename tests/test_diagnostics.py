@@ -679,15 +679,24 @@ def test_output_set_is_all_or_nothing(tmp_path):
     out.mkdir()
     (out / "a.json").write_text("old")
     (out / "plot-7.png").write_text("old")
+    (out / "plot-overview.png").write_text("the user's own")  # not a numbered plot: never removed
     with pytest.raises(RuntimeError):
-        with output_set(out, stale=("plot-*.png",)) as files:
+        with output_set(out, stale=(r"plot-\d+\.png",)) as files:
             files.path("a.json").write_text("new")
             raise RuntimeError("failed")
-    assert (out / "a.json").read_text() == "old" and sorted(p.name for p in out.iterdir()) == ["a.json", "plot-7.png"]
-    with output_set(out, stale=("plot-*.png",)) as files:
+    assert (out / "a.json").read_text() == "old"
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "plot-7.png", "plot-overview.png"]
+    with output_set(out, stale=(r"plot-\d+\.png",)) as files:
         files.path("a.json").write_text("new")
         files.path("plot-0.png").write_text("new")
-    assert (out / "a.json").read_text() == "new" and sorted(p.name for p in out.iterdir()) == ["a.json", "plot-0.png"]
+    assert (out / "a.json").read_text() == "new"
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "plot-0.png", "plot-overview.png"]
+    deep = tmp_path / "deep" / "a" / "b"
+    with pytest.raises(RuntimeError):
+        with output_set(deep) as files:
+            files.path("x.json").write_text("1")
+            raise RuntimeError("failed")
+    assert not (tmp_path / "deep").exists()  # every folder the set made, not only the last
 
 
 def test_run_gradient_flow_uses_the_runs_own_loss():

@@ -627,6 +627,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_d
         if f.name != "config.json":
             f.unlink() if f.is_file() else __import__("shutil").rmtree(f)
     (stopped / ".checkpoint.pt.abcd1234.pt").write_bytes(b"partial")
+    (stopped / "tensorboard").mkdir()  # a tracker's store, made before epoch 1
     assert main(["train", "--resume", str(stopped), "--data-dir", str(data_dir)]) == 0
     a, b = load_file(whole / "model.safetensors"), load_file(stopped / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from .errors import first_line
@@ -38,10 +39,18 @@ def same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
 
 
 def is_run_dir(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` holds a run written by ``biornn train`` (its config and weights or checkpoint)."""
+    """Whether ``folder`` holds a run written by ``biornn train``: its config.json beside its weights,
+    checkpoint, metrics or summary (a ``record=all`` folder), or a config.json that names a task (a
+    run stopped before its first checkpoint)."""
     folder = Path(folder)
-    return (folder / "config.json").is_file() and any((folder / f).is_file()
-                                                      for f in ("model.safetensors", "checkpoint.pt"))
+    if not (folder / "config.json").is_file():
+        return False
+    if any((folder / f).is_file() for f in ("model.safetensors", "checkpoint.pt", "metrics.json", "summary.json")):
+        return True
+    try:
+        return '"task"' in (folder / "config.json").read_text(encoding="utf-8", errors="replace")[:100_000]
+    except OSError:
+        return False
 
 
 def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: tuple = (),
@@ -58,9 +67,9 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
     if in_run and (target.name in OWN_FILES or (target.suffix.lower() == ".png" and target.exists())):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
     # and those of any other run directory: exporting into another run must not break it
-    for folder in (target.parent, target.parent.parent):
-        if target.name in OWN_FILES and is_run_dir(folder):
-            raise ValueError(f"{out}: {option} would replace the {target.name} of the run {folder}; write elsewhere")
+    if target.name in OWN_FILES and is_run_dir(target.parent):
+        raise ValueError(f"{out}: {option} would replace the {target.name} of the run {target.parent}; "
+                         f"write elsewhere")
     for f in inputs:
         if same_file(target, f):
             raise ValueError(f"{out}: {option} names the input file {f}; write elsewhere")
@@ -133,6 +142,8 @@ class OutputSet:
 
     def path(self, name: str) -> Path:
         """A temporary path in the folder that becomes ``folder/name`` when the whole set is written."""
+        if name in self.staged:
+            return self.staged[name]
         final = self.folder / name
         if final.is_dir():
             raise ValueError(f"{final}: is a directory where a result file goes; remove it or give another --out")
@@ -157,12 +168,16 @@ class OutputSet:
 @contextmanager
 def output_set(folder: str | os.PathLike, stale: tuple[str, ...] = ()) -> Iterator[OutputSet]:
     """Write several result files into ``folder`` all or none: ``files.path(name)`` gives a temporary
-    path for each; when the block ends without an error they all take their names, and files matching
-    the glob patterns ``stale`` that this set did not write (an earlier run's ``states-2.png`` beside
-    a new run of one input) are removed.  On an error the temporary files are removed, and the folder
-    too if this call made it and it is empty."""
+    path for each; when the block ends without an error they all take their names, and files whose
+    whole name matches one of the regular expressions ``stale`` but that this set did not write (an
+    earlier run's ``states-2.png`` beside a new run of one input: ``r"states-\d+\.png"``) are removed.
+    On an error the temporary files are removed, and the folders this call made, if left empty."""
     folder = Path(folder)
-    made = not folder.exists()
+    made = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        made.append(probe)
+        probe = probe.parent
     folder.mkdir(parents=True, exist_ok=True)
     files = OutputSet(folder)
     try:
@@ -170,16 +185,16 @@ def output_set(folder: str | os.PathLike, stale: tuple[str, ...] = ()) -> Iterat
         files.commit()
     except BaseException:
         files.discard()
-        if made:
+        for d in made:  # deepest first
             try:
-                folder.rmdir()
+                d.rmdir()
             except OSError:
-                pass
+                break
         raise
-    for pattern in stale:
-        for f in folder.glob(pattern):
-            if f.name not in files.staged and f.is_file() and not f.is_symlink():
-                f.unlink(missing_ok=True)
+    for f in folder.iterdir():
+        if (any(re.fullmatch(pattern, f.name) for pattern in stale) and f.name not in files.staged
+                and f.is_file() and not f.is_symlink()):
+            f.unlink(missing_ok=True)
 
 
 #: the names :func:`atomic_path` gives its temporary files (``tempfile.mkstemp``: 8 random characters)
@@ -212,8 +227,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def strict_json(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float replaced by None, so that ``json.dumps`` writes strict
     JSON (``NaN`` and ``Infinity`` are not JSON: strict parsers such as JavaScript's refuse them)."""
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -350,8 +350,8 @@ def random_params(
     if readout_size is not None and (not _is_int(readout_size) or readout_size <= 0):
         raise ValueError(f"readout_size must be a positive integer, got {readout_size!r}")
     if _is_int(rng):  # a seed
-        if not 0 <= rng < 2**64:
-            raise ValueError(f"rng: a seed must be in 0 .. 2**64-1, got {rng}")
+        if rng < 0:
+            raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
         rng = np.random.default_rng(rng)
     elif not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator or an integer seed, got {type(rng).__name__}")

@@ -285,11 +285,14 @@ def _set_threads(n: int) -> None:
 
 def _load_resume_state(out: Path) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None for a run stopped before its first checkpoint (the run
-    directory holds its config.json alone, and perhaps a partial write): it starts again at epoch 1."""
+    directory holds its config.json, perhaps the trackers' stores and a partial write, no weights or
+    logs): it starts again at epoch 1."""
     checkpoint_path = out / "checkpoint.pt"
     if not checkpoint_path.exists():
-        stale = {f.name for f in out.iterdir() if checkpoint._TEMP.match(f.name)}
-        if {f.name for f in out.iterdir()} - stale == {"config.json"}:
+        # what a run holds before its first checkpoint: its config, the trackers' stores, partial writes
+        early = {"config.json", "mlflow.db", "mlartifacts", "tensorboard", "tracking.json"}
+        names = {f.name for f in out.iterdir() if not checkpoint._TEMP.match(f.name)}
+        if "config.json" in names and names <= early:
             return None
     state = checkpoint.load_state(checkpoint_path)
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]

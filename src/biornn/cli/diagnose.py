@@ -104,7 +104,10 @@ def _note(d: dict[str, Any]) -> str | None:
                 "length and scale -- try a shorter --length or a smaller --scale")
     if math.isinf(first) or math.isinf(last) or math.isinf(d["max"]):
         return ("the norm overflowed float64 (inf): the gradient explodes beyond what a float can hold; the "
-                "orders of magnitude are -inf (null in JSON)")
+                "orders of magnitude are infinite (null in JSON)")
+    if last == 0.0:
+        return ("the norm at the last step is 0: no error signal leaves the loss there, so the orders of "
+                "magnitude are undefined (null in JSON)")
     if first == 0.0 and last > 0.0:
         return ("the norm at the first step underflowed to 0 (below about 1e-308 in float64, the fresh networks' "
                 "precision; 1e-45 in a run's float32): every order of magnitude lost; the orders are +inf (null "
@@ -307,7 +310,7 @@ def run_states(args: argparse.Namespace) -> int:
         _check_fits(sum(len(codes) for _, codes in encoded) * member.rnn.hidden_size * 4 * 16,
                     f"{len(encoded)} inputs of {sum(len(c) for _, c in encoded)} symbols in all")
         lines = []
-        with output_set(out, stale=("states-*.png",)) as files:  # every plot and states.json, or none
+        with output_set(out, stale=(r"states-\d+\.png",)) as files:  # every plot and states.json, or none
             for n, (name, codes) in enumerate(encoded):
                 onehot = F.one_hot(torch.tensor([codes]), member.vocab_size).to(member.readout.weight.dtype)
                 with torch.no_grad():
@@ -339,7 +342,7 @@ def run_states(args: argparse.Namespace) -> int:
         _check_fits(T * args.hidden * 4 * 16 + 4 * 16 * args.hidden * (I + args.hidden + 1),
                     f"--input of {T} steps with --hidden {args.hidden}")
         rows, lines = [], []
-        with output_set(out, stale=("states-*.png",)) as files:  # every plot and states.json, or none
+        with output_set(out, stale=(r"states-\d+\.png",)) as files:  # every plot and states.json, or none
             for n, cell in enumerate(cells):
                 rnn = build_fresh(cell, I, args.hidden)
                 labels = layer_labels(rnn)

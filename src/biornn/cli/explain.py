@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out, ("explain.json", *(f"explain-{n}.png" for n in range(len(inputs)))))
     rows = explain_run(args.run, inputs, target=args.target, steps=args.steps, top=args.top)
     # every plot and explain.json, or none; an earlier run's extra explain-N.png are removed
-    with output_set(out, stale=("explain-*.png",)) as files:
+    with output_set(out, stale=(r"explain-\d+\.png",)) as files:
         for n, row in enumerate(rows):
             plot_explanation(row, files.path(f"explain-{n}.png"))
         write_json(files.path("explain.json"), {"run": str(args.run), "inputs": rows})
