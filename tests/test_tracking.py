@@ -151,3 +151,72 @@ def test_an_unreachable_tracking_server_is_refused_before_training(data_dir, tmp
         s.listen()
         check_server(f"http://127.0.0.1:{s.getsockname()[1]}/")
     check_server("sqlite:///x.db")  # not a server: nothing to ask
+
+
+def test_an_interrupted_epoch_reaches_the_trackers_once(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    """Ctrl-C in the middle of epoch 2: the run shows as KILLED, and after --resume every step is in
+    MLflow and TensorBoard once (the interrupted epoch's first steps, trained again, were sent twice)."""
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    pytest.importorskip("tensorboard", reason="the track extra is part of dev")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from biornn import tracking
+
+    run = tmp_path / "run"
+    epochs_logged, steps_after = [], []
+    real_step, real_epoch = tracking.Trackers.log_step, tracking.Trackers.log_epoch
+
+    def log_epoch(self, row):
+        epochs_logged.append(row["epoch"])
+        real_epoch(self, row)
+
+    def log_step(self, row):
+        real_step(self, row)
+        if epochs_logged:
+            steps_after.append(row["step"])
+            if len(steps_after) == 2:  # two steps into epoch 2
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracking.Trackers, "log_step", log_step)
+    monkeypatch.setattr(tracking.Trackers, "log_epoch", log_epoch)
+    args = ["--track", "mlflow", "--track", "tensorboard"]
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(run), *TINY, "epochs=3", *args]) == 130
+    kept = json.loads((run / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=kept["mlflow_uri"])
+    assert client.get_run(kept["mlflow_run_id"]).info.status == "KILLED"
+    monkeypatch.setattr(tracking.Trackers, "log_step", real_step)
+    assert main(["train", "--resume", str(run), "--data-dir", str(data_dir), *args]) == 0
+    steps = [int(r["step"]) for r in _rows(run / "steps.csv")]
+    history = client.get_metric_history(kept["mlflow_run_id"], "step/loss")
+    assert sorted(m.step for m in history) == steps  # each once
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert sorted(e.step for e in acc.Scalars("step/loss")) == steps
+
+
+def test_moved_runs_and_in_memory_stores_are_refused(data_dir, tmp_path, capsys):  # noqa: F811
+    pytest.importorskip("mlflow", reason="the track extra is part of dev")
+    base = ["train", "names", "--data-dir", str(data_dir), *TINY]
+    assert main([*base, "--out", str(tmp_path / "mem"), "--track", "mlflow", "--track-uri", "sqlite://"]) == 2
+    assert "names no database file" in capsys.readouterr().err and not (tmp_path / "mem").exists()
+    run = tmp_path / "run"
+    cfg = resolve("names", overrides=[*TINY, "epochs=2"])
+    assert train(cfg, run, str(data_dir), log=lambda line: None, stop_after_epochs=1, track=["mlflow"]) == {}
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert main(["train", "--resume", str(moved), "--data-dir", str(data_dir), "--track", "mlflow"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if line.startswith("biornn: error:")]
+    assert len(errors) == 1 and f"the run was moved from {run.resolve()}" in errors[0], err
+    assert not run.exists()  # nothing written at the old place
+
+
+def test_first_line_cuts_at_a_word():
+    from biornn.errors import first_line
+
+    text = "the store is in maintenance mode and will not receive further updates; please migrate " * 3
+    line = first_line(ValueError(text))
+    assert len(line) <= 120 and line.endswith("...") and not line[:-3].endswith(" ")
+    assert text.startswith(line[:-3])
+    assert first_line(ValueError("short")) == "short"

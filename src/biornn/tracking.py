@@ -54,6 +54,10 @@ def check_trackers(track: tuple[str, ...] | list[str], uri: str | None = None) -
         raise ValueError("--track-uri: applies to --track mlflow")
     if uri is not None and not uri.strip():
         raise ValueError("--track-uri: empty")
+    if uri is not None and uri.strip().startswith("sqlite:") and uri.strip().rstrip("/") in ("sqlite:", "sqlite:/",
+                                                                                           "sqlite://"):
+        raise ValueError(f"--track-uri {uri}: names no database file (an in-memory store: everything logged "
+                         f"would be lost); give sqlite:////absolute/path.db")
     for name in dict.fromkeys(track):
         missing = [m for m in _NEEDS[name] if importlib.util.find_spec(m) is None]
         if missing:
@@ -101,15 +105,21 @@ class _TensorBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+        self.pending: list[dict[str, Any]] = []
         if not resume:
             text = "```json\n" + cfg.to_json() + "\n```"  # TensorBoard renders the text as Markdown
             self.writer.add_text("config", text, 0)
 
     def log_step(self, row: dict[str, Any]) -> None:
-        for key in ("loss", "grad_norm", "lr"):
-            self.writer.add_scalar(f"step/{key}", float(row[key]), row["step"])
+        # held until the epoch is checkpointed: an interrupted epoch is trained again on --resume, and
+        # its steps written now would be there twice
+        self.pending.append(row)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
+        for step in self.pending:
+            for key in ("loss", "grad_norm", "lr"):
+                self.writer.add_scalar(f"step/{key}", float(step[key]), step["step"])
+        self.pending = []
         for key, value in _numbers(row).items():
             if key != "epoch":
                 self.writer.add_scalar(key, value, row["epoch"])
@@ -126,7 +136,22 @@ class _TensorBoard:
             self.writer.add_image(path.stem, pixels, epoch, dataformats="HWC")
 
     def close(self, status: str) -> None:
+        self.pending = []  # the steps of an epoch that was not checkpointed: --resume trains it again
         self.writer.close()
+
+
+def _retry_new_store(call: Any, tries: int = 5) -> Any:
+    """``call()``, tried again where another process is creating the same new SQLite store's tables at
+    the same moment (MLflow: "table ... already exists"): two runs started together on one shared file."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as e:
+            if "already exists" not in str(e) or attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 class _MLflow:
@@ -136,9 +161,14 @@ class _MLflow:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        # MLflow announces creating its tables at INFO on stderr; the run's own lines are what the user reads
+        # MLflow announces creating its tables at INFO on stderr, and warns about some stores at WARNING
+        # before failing on them; the run's own lines (one, for an error) are what the user reads
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.utils.databricks_utils").setLevel(logging.ERROR)
         self.out = out
+        if uri is not None and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            # a relative database path: made absolute, so that a resume from another directory opens it
+            uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
         self.uri = uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=self.uri)
         self.pending: list = []
@@ -151,11 +181,17 @@ class _MLflow:
                 raise ValueError(f"{kept}: not readable JSON") from None
             if saved.get("mlflow_uri") == self.uri:
                 run_id = saved.get("mlflow_run_id")
+            elif uri is None and str(saved.get("mlflow_uri", "")).endswith("/mlflow.db"):
+                # the run's own store, recorded under the folder the run was in: it was moved, and the
+                # store keeps its artifact folder as an absolute path there
+                before = Path(str(saved["mlflow_uri"]).removeprefix("sqlite:///")).parent
+                raise ValueError(f"{out}: the run was moved from {before}, and its MLflow store records its "
+                                 f"artifact folder there; resume it at {before}, or resume without --track mlflow")
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
         else:
             name = f"biornn-{cfg.task}"
-            experiment = self.client.get_experiment_by_name(name)
+            experiment = _retry_new_store(lambda: self.client.get_experiment_by_name(name))
             if experiment is not None:
                 experiment_id = experiment.experiment_id
             else:  # the default store keeps its artifacts in the run directory too, not in ./mlruns
@@ -198,6 +234,8 @@ class _MLflow:
                 self.client.log_artifact(self.run_id, str(path))
 
     def close(self, status: str) -> None:
+        if status != "FINISHED":  # the steps of an epoch that was not checkpointed: --resume trains it again
+            self.pending = []
         self._flush()
         self.client.set_terminated(self.run_id, status=status)
 
@@ -226,12 +264,12 @@ class Trackers:
         for b in self.backends:
             b.log_finish(metrics, images, self.epoch)
 
-    def close(self, failed: bool = False, finished: bool = True) -> None:
+    def close(self, failed: bool = False, finished: bool = True, interrupted: bool = False) -> None:
         """Flush and close; MLflow's run ends FINISHED, FAILED or (interrupted, to resume) KILLED."""
         if self.closed:
             return
         self.closed = True
-        status = "FAILED" if failed else ("FINISHED" if finished else "KILLED")
+        status = "KILLED" if interrupted or not (failed or finished) else ("FAILED" if failed else "FINISHED")
         for b in self.backends:
             b.close(status)
 

@@ -50,7 +50,7 @@ from torch.nn import functional as F
 from . import __version__, checkpoint, distributed, tasks
 from . import device as devices
 from .config import TrainConfig, read_config
-from .errors import first_line
+from .errors import Terminated, first_line
 
 def log_fields(task) -> tuple[str, ...]:
     """The columns of log.csv: the loop's, with the task's validation metrics after ``val_loss``."""
@@ -570,6 +570,8 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
                 **task.run_meta(cfg, data), "data_fingerprint": data.fingerprint}
         if main:
             tracker = open_trackers(track, out, cfg, track_uri, resume)
+            if tracker is not None and state is not None:
+                tracker.epoch = epoch0  # a run resumed into its finish logs its test metrics at its last epoch
 
         epochs_run, stop_reason = 0, f"completed {cfg.epochs} epochs"
         first = epoch0 + 1
@@ -656,9 +658,10 @@ def _train_one(cfg: TrainConfig, task, out: Path, data_dir: str | None, resume: 
         if tracker is not None:
             tracker.close()
         return metrics
-    except BaseException:
+    except BaseException as e:
         if tracker is not None:
-            tracker.close(failed=True)
+            stopped = isinstance(e, (KeyboardInterrupt, Terminated))  # to be resumed: KILLED, not FAILED
+            tracker.close(failed=not stopped, interrupted=stopped)
         # a run that failed before its first checkpoint leaves nothing behind
         if created and not (out / "checkpoint.pt").exists():
             shutil.rmtree(out, ignore_errors=True)

@@ -60,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that a half-written file is removed as on Ctrl-C."""
+from ..errors import Terminated  # noqa: E402  (raised by the SIGTERM handler; serve imports it from here)
 
 
 def _terminate(signum: int, frame: object) -> None:
