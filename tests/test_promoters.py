@@ -142,6 +142,9 @@ def test_promoters_cross_validation_end_to_end(data_dir, tmp_path, capsys):
     assert set(evaluated["runs"]) == {"fold-01", "fold-02", "fold-03"}
     one = json.loads((out / "fold-02" / "metrics.json").read_text())
     assert evaluated["runs"]["fold-02"]["test"]["accuracy"] == pytest.approx(one["test"]["accuracy"])
+    # the cross-validated figures themselves, as the top-level metrics.json has them
+    top = json.loads((out / "metrics.json").read_text())
+    assert evaluated["test"]["accuracy"] == pytest.approx(top["test"]["accuracy"], abs=1e-6)
 
     seq = _sequence(random.Random(5), "+")
     assert main(["predict", str(out / "fold-01"), seq]) == 0

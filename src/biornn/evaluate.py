@@ -36,19 +36,36 @@ def other_data(cfg) -> str:
     return "the data directory holds other data than the run was trained on"
 
 
+def _means(each: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``test`` (and ``baseline`` where the runs report one): each numeric metric's mean over the runs,
+    as the run's own metrics.json has it (promoters' cross-validated accuracy), where every run has it."""
+    out: dict[str, dict[str, float]] = {}
+    for part in ("test", "baseline"):
+        parts = [m.get(part) for m in each.values()]
+        if not parts or not all(isinstance(x, dict) for x in parts):
+            continue
+        keys = [k for k, v in parts[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                and all(isinstance(x.get(k), (int, float)) for x in parts)]
+        if keys:
+            out[part] = {k: round(sum(float(x[k]) for x in parts) / len(parts), 6) for k in keys}
+    return out
+
+
 def evaluate_run(run: str | Path, data_dir: str | None = None) -> dict[str, Any]:
     """The run's test metrics, recomputed from the data directory with the saved weights.
 
-    A directory of several runs (``ecg-anomaly record=all``) is evaluated run by
-    run: ``{"task", "cell", "runs": {name: metrics}}``.
+    A directory of several runs (``ecg-anomaly record=all``, promoters' folds) is
+    evaluated run by run: ``{"task", "cell", "test", "runs": {name: metrics}}``,
+    ``test`` the means over the runs (the model's; the baselines are not saved to
+    evaluate again).
     """
     config = Path(run) / "config.json"
     if config.is_file() and not (Path(run) / "model.safetensors").exists():
         cfg = read_config(config)
         subruns = tasks.get(cfg.task).subruns(cfg, data_dir)
         if subruns is not None:
-            return {"task": cfg.task, "cell": cfg.cell,
-                    "runs": {name: evaluate_run(Path(run) / name, data_dir) for name, _ in subruns}}
+            each = {name: evaluate_run(Path(run) / name, data_dir) for name, _ in subruns}
+            return {"task": cfg.task, "cell": cfg.cell, **_means(each), "runs": each}
     cfg, task, model, meta = load_run(run)
     data = task.load(cfg, data_dir)
     if data.fingerprint != meta["data_fingerprint"]:
