@@ -634,3 +634,14 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_d
     assert not list(stopped.glob(".*"))
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_a_bad_line_of_predict_file_is_named_by_its_line(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    _train(data_dir, run, "epochs=1")
+    f = tmp_path / "in.txt"
+    f.write_text("Abcab\n\n123\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["predict", str(run), "--file", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"biornn: error: {f}:3: ") and "'123'" in err and err.count("\n") == 1, err

@@ -25,25 +25,49 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import predict
 
     inputs = list(args.inputs)
+    file_lines: dict[int, int] = {}
     if args.file:
         from ..data.readers import read_text_file
 
         path = Path(args.file)
         text = read_text_file(path, allow_pipe=True)  # a byte-order mark is not part of a name; a device is refused
-        from_file = [line.strip() for line in text.splitlines() if line.strip()]
-        if not from_file:
+        numbered = [(k, line.strip()) for k, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if not numbered:
             raise ValueError(f"{path}: no inputs (an empty file, or blank lines only)")
-        inputs += from_file
+        file_lines = {len(inputs) + i: k for i, (k, _) in enumerate(numbered)}  # input index -> line
+        inputs += [line for _, line in numbered]
     if not inputs:
         raise ValueError("give at least one INPUT or --file F")
     if args.top <= 0:
         raise ValueError("--top must be positive")
-    rows = _tagging_rows(args.run, inputs, args.top)
-    if rows is None:
-        rows = predict(args.run, inputs, top=args.top)
+    try:
+        rows = _tagging_rows(args.run, inputs, args.top)
+        if rows is None:
+            rows = predict(args.run, inputs, top=args.top)
+    except ValueError as e:
+        if not args.file:
+            raise
+        # a bad input read from --file: say where it is (the file and its line), not only what it is
+        raise ValueError(_where_in_file(str(e), inputs, file_lines, args.file)) from None
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
+
+
+def _where_in_file(message: str, inputs: list[str], file_lines: dict[int, int], path: str) -> str:
+    """``message`` with ``PATH:LINE: `` in front where it names an input read from the file (as
+    ``input N`` or by its text), else unchanged."""
+    import re
+
+    index = None
+    m = re.search(r"\binput (\d+)\b", message)
+    if m and 0 < int(m.group(1)) <= len(inputs):
+        index = int(m.group(1)) - 1
+    else:
+        index = next((i for i, text in enumerate(inputs) if len(text) >= 2 and repr(text)[:40] in message), None)
+    if index is None or index not in file_lines:
+        return message
+    return f"{path}:{file_lines[index]}: {message}"
 
 
 def _tagging_rows(run: str, inputs: list[str], top: int = 3) -> list[dict] | None:
