@@ -307,3 +307,19 @@ def test_config_checks(data_dir, tmp_path, capsys):
         assert main(["train", "mitdb-qrs", "--data-dir", str(data_dir), "--out", str(out), *TINY, item]) == 2
         assert match in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_moved_record_path_is_found_in_data_dir(tmp_path):
+    """record=PATH is kept in the run's config.json: a record that has moved is looked for in --data-dir,
+    and without it the error says so."""
+    from biornn.data.registry import DataError
+    from biornn.tasks.mitdb_qrs import find_record
+
+    gone = tmp_path / "old" / "rec7"
+    with pytest.raises(DataError, match=r"rec7\.hea: no such WFDB header .*give --data-dir DIR holding rec7\.hea"):
+        find_record(str(gone), None)
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "rec7.hea").write_text("rec7 1 360 10\n")
+    assert find_record(str(gone), str(new)) == new / "rec7"
+    assert find_record(str(new / "rec7.hea"), None) == new / "rec7"

@@ -159,7 +159,16 @@ def find_record(record: str, data_dir: str | None) -> Path:
     """The path (without extension) of ``record``: a path to a WFDB record, or a record name in the
     data directory's ``ecg/mitdb`` (``"100"``: the registered data set, found like every data set)."""
     if "/" in record or "\\" in record or record.endswith(".hea"):
-        return record_path(record)
+        path = record_path(record)
+        hea = path.parent / f"{path.name}.hea"
+        if not hea.is_file():
+            # a run keeps its record's path in config.json: a record that has moved is looked for in
+            # --data-dir (the fingerprint then tells whether it is the same record)
+            if data_dir and (Path(data_dir).expanduser() / hea.name).is_file():
+                return Path(data_dir).expanduser() / path.name
+            raise DataError(f"{hea}: no such WFDB header (record={record}; a run keeps this path in its "
+                            f"config.json: if the record has moved, give --data-dir DIR holding {hea.name})")
+        return path
     if record == "100":
         return locate(DATASET, data_dir) / SUBDIR / record
     looked = []
