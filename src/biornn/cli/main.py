@@ -16,6 +16,7 @@ import threading
 from typing import Sequence
 
 from .. import __version__
+from ..errors import Terminated
 from . import (bench, cells, check, data, detect, diagnose, env, evaluate, experiment, explain, export, generate,
                native, predict, serve, train)
 
@@ -58,9 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     exit_after_group(code)
     return code
-
-
-from ..errors import Terminated  # noqa: E402  (raised by the SIGTERM handler; serve imports it from here)
 
 
 def _terminate(signum: int, frame: object) -> None:

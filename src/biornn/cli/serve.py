@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..serve import serve
-    from .main import Terminated
+    from ..errors import Terminated
 
     try:
         serve(args.run, args.host, args.port, max_sequences=args.max_sequences, max_length=args.max_length,
