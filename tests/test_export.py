@@ -192,6 +192,12 @@ def test_torchscript_export_reloads_and_matches(run_dir, tmp_path, changes, rout
     extra = {"biornn.json": ""}
     loaded = torch.jit.load(str(out), _extra_files=extra)
     assert sorted(json.loads(json.loads(extra["biornn.json"])["labels"])) == sorted(LANGS)
+    from biornn.export import read_torchscript_metadata
+
+    meta = read_torchscript_metadata(out)  # decoded once, as read_onnx_metadata gives them
+    assert sorted(meta["labels"]) == sorted(LANGS) and isinstance(meta["vocab"], dict)
+    with pytest.raises(ValueError, match="not a readable TorchScript file"):
+        read_torchscript_metadata(run / "config.json")
     V = len(load_run(run)[3]["vocab_obj"])
     for k, (B, T) in enumerate(SHAPES):
         x, lengths = example_inputs(V, B, T, seed=200 + k)

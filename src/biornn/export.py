@@ -851,6 +851,27 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
             for k, v in props.items()}
 
 
+def read_torchscript_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The biornn metadata of an exported TorchScript file (its ``biornn.json`` extra file), with the
+    same decoded JSON values as :func:`read_onnx_metadata` (labels, vocab or encoding, ...)."""
+    files = {"biornn.json": ""}
+    try:
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable TorchScript file ({first_line(e)})") from None
+    try:
+        props = json.loads(files["biornn.json"] or "{}")
+    except ValueError:
+        raise ValueError(f"{path}: its biornn.json is not JSON") from None
+    if not isinstance(props, dict) or "labels" not in props or ("vocab" not in props and "encoding" not in props):
+        raise ValueError(f"{path}: not exported by biornn (no labels/vocab metadata)")
+    return {k: (json.loads(v) if isinstance(v, str) and k in ("labels", "vocab", "encoding", "inputs", "outputs",
+                                                              "routes") else v)
+            for k, v in props.items()}
+
+
 def encode_for_export(texts: list[str], vocab: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Texts -> ``symbols`` (B, T) and ``lengths`` (B,) int64 arrays for an exported file.
 
