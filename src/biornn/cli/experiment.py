@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "without clipping. Writes long_lag.json, success.png, gradient_flow.png and exploding.png into --out and "
         f"prints the success table. Default grid: lags {' '.join(map(str, DEFAULT['lags']))}, {DEFAULT['steps']} "
         f"steps, hidden {DEFAULT['hidden']} (about 9 minutes on 2 cores with --jobs 2, 20 with --jobs 1); --quick: lags "
-        f"{' '.join(map(str, QUICK['lags']))}, {QUICK['steps']} steps, hidden {QUICK['hidden']} (about 15 seconds with --threads 1, under a minute). "
+        f"{' '.join(map(str, QUICK['lags']))}, {QUICK['steps']} steps, hidden {QUICK['hidden']} (about 25 seconds with --threads 1, under a minute). "
         "A grid that would not fit in memory is refused before it starts.")
     e.add_argument("--cells", nargs="+", choices=CELL_NAMES, metavar="CELL",
                    help=f"cells (default: {' '.join(DEFAULT['cells'])})")
