@@ -602,6 +602,9 @@ def test_config_file_without_task_takes_overrides(data_dir, tmp_path, capsys):
     (["splice", "smooth=3"], "smooth applies to ecg-anomaly"),
     (["names", "normalize=false"], "normalize applies to classify, tag, forecast"),
     (["names", "--record", "100"], "option: record applies to ecg-anomaly and mitdb-qrs"),
+    (["names", "refit=true"], "override: refit applies to the tasks with a validation part"),
+    (["splice", "conv_channels=4"], "override: conv_channels (a window layer before the recurrence) applies to"),
+    (["splice", "ngram_blend=0.3"], "override: ngram_blend (a character n-gram model"),
 ])
 def test_keys_that_do_nothing_for_the_task_are_refused(argv, needle, tmp_path, capsys):
     assert main(["train", *argv, "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2

@@ -465,6 +465,24 @@ def check_task_keys(cfg: TrainConfig) -> None:
                              f"not to task {cfg.task!r}")
 
 
+def check_task_features(cfg: TrainConfig) -> None:
+    """Refuse (``ValueError``, ``config: KEY ...``) ``refit``, ``conv_channels`` and ``ngram_blend`` for a
+    task that has no such part (the task module's ``REFIT``, ``CONV``, ``NGRAM``)."""
+    from . import tasks
+
+    task = tasks.get(cfg.task)
+    for key, flag, what in (("refit", "REFIT", "refit applies to the tasks with a validation part to add to the "
+                                                  "training part"),
+                            ("conv_channels", "CONV", "conv_channels (a window layer before the recurrence) "
+                                                      "applies to"),
+                            ("ngram_blend", "NGRAM", "ngram_blend (a character n-gram model blended with the "
+                                                     "recurrent one) applies to")):
+        if getattr(cfg, key) and not getattr(task, flag, False):
+            having = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), flag, False))
+            where = f" ({having})" if key == "refit" else f" {having}"
+            raise ValueError(f"config: {what}{where}, not to task {cfg.task!r}")
+
+
 def resolve(
     task: str,
     config_file: str | Path | None = None,
@@ -491,6 +509,7 @@ def resolve(
     try:
         cfg = cfg.validate()
         check_task_keys(cfg)
+        check_task_features(cfg)
         return cfg
     except ValueError as e:  # a bad value is reported against the layer that set it (the TOML file's name)
         message = e.args[0]

@@ -49,7 +49,7 @@ from torch.nn import functional as F
 
 from . import __version__, checkpoint, distributed, tasks
 from . import device as devices
-from .config import TrainConfig, read_config
+from .config import TrainConfig, check_task_features, read_config
 from .errors import Terminated, first_line
 
 def log_fields(task) -> tuple[str, ...]:
@@ -236,18 +236,7 @@ def _train(cfg: TrainConfig | None, out: Path, data_dir: str | None, resume: boo
     if devices.resolve(cfg.device).type != "cpu" and not getattr(task, "DEVICE", True):
         raise ValueError(f"task {cfg.task}: device={cfg.device} is not supported ({task.NOT_ON_DEVICE}); "
                          f"train it with device=cpu")
-    if cfg.refit and not getattr(task, "REFIT", False):
-        refitting = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "REFIT", False))
-        raise ValueError(f"config: refit applies to the tasks with a validation part to add to the training "
-                         f"part ({refitting}), not to task {cfg.task!r}")
-    if cfg.conv_channels and not getattr(task, "CONV", False):
-        convolving = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "CONV", False))
-        raise ValueError(f"config: conv_channels (a window layer before the recurrence) applies to {convolving}, "
-                         f"not to task {cfg.task!r}")
-    if cfg.ngram_blend and not getattr(task, "NGRAM", False):
-        blending = ", ".join(name for name in tasks.TASKS if getattr(tasks.get(name), "NGRAM", False))
-        raise ValueError(f"config: ngram_blend (a character n-gram model blended with the recurrent one) applies "
-                         f"to {blending}, not to task {cfg.task!r}")
+    check_task_features(cfg)
     if not cfg.conv_channels and cfg.conv_kernel != TrainConfig.conv_kernel:
         raise ValueError(f"config: conv_kernel={cfg.conv_kernel} sizes the window layer, which conv_channels=0 "
                          f"leaves out; set conv_channels too, or drop conv_kernel")
