@@ -92,22 +92,27 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def _settle(tmp: Path) -> None:
+    """A written temporary file made ready to take its name: the mode a plain open() would give
+    (mkstemp makes it 0600), and its bytes on disk."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
     path = Path(path)
     tmp = _temp_beside(path)
     try:
-        yield Path(tmp)
-        # mkstemp makes the file 0600; give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as fh:  # on disk before it takes the real name
-            os.fsync(fh.fileno())
+        yield tmp
+        _settle(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -155,12 +160,8 @@ class OutputSet:
             tmp.unlink(missing_ok=True)
 
     def commit(self) -> None:
-        umask = os.umask(0)
-        os.umask(umask)
-        for tmp in self.staged.values():
-            os.chmod(tmp, 0o666 & ~umask)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+        for tmp in self.staged.values():  # every file on disk before any takes its name
+            _settle(tmp)
         for name, tmp in self.staged.items():
             os.replace(tmp, self.folder / name)
 
