@@ -365,3 +365,20 @@ def test_export_model_names_a_wrong_adjust_or_vocabulary(tmp_path, capfd):
     capfd.readouterr()
     assert export_model(m, torch.zeros(3), "onnx", tmp_path / "c.onnx", vocab_size=12)["routes"] == ["scan", "scan"]
     assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_a_second_onnx_export_in_one_process_keeps_the_native_route(tmp_path):
+    """The second export of a bidirectional nn.LSTM in one process came out fixed to the example's 7
+    steps (torch's exporter leaves its Python-loop decomposition in aten.lstm's dispatch cache), was
+    refused by the check and exported again on the slower scan route."""
+    from biornn.export import export_model
+    from biornn.models import SequenceClassifier
+
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    m = SequenceClassifier(12, 3, "lstm", 8, embedding_dim=4, bidirectional=True).eval()
+    for k in range(2):
+        out = tmp_path / f"m{k}.onnx"
+        assert export_model(m, None, "onnx", out, vocab_size=12)["routes"] == ["native", "native"], k
+        dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "steps"], k

@@ -532,16 +532,37 @@ def _input_names(x: Tensor) -> tuple[str, str]:
     return VECTOR_INPUT_NAMES if x.dim() == 3 else INPUT_NAMES
 
 
+def _forget_rnn_dispatch() -> None:
+    """Clear the dispatch caches of ``aten.lstm``/``aten.gru``.
+
+    To keep T free, torch's ONNX exporter puts a while-loop decomposition of
+    these ops into their ``py_kernels`` while it captures the graph, without
+    clearing the op's dispatch cache; the export's later steps cache torch's
+    Python-loop decomposition instead, and the next export in the same process
+    found that one cached: it unrolls the example's 7 steps, so the graph came
+    out fixed to length 7 (refused by the check, then exported again on the
+    slower ``scan`` route). Cleared before and after each export.
+    """
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
 def _write_onnx(model: ExportModel, x: Tensor, lengths: Tensor, path: Path, metadata: dict[str, str]) -> None:
     require("onnxscript", "export")
     require("onnx", "export")
     batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
-    with _quiet():
-        program = torch.onnx.export(
-            model, (x, lengths), dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=list(_input_names(x)), output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"x": {0: batch, 1: steps}, "lengths": {0: batch}},
-        )
+    _forget_rnn_dispatch()
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                model, (x, lengths), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=list(_input_names(x)), output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"x": {0: batch, 1: steps}, "lengths": {0: batch}},
+            )
+    finally:
+        _forget_rnn_dispatch()
     program.model.metadata_props.update(metadata)
     program.save(str(path), external_data=False)
 
