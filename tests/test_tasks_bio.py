@@ -456,7 +456,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.mark.parametrize("script", ["splice_splits.py", "protein_ss_cv.py", "names_raw_split.py"])
 @pytest.mark.parametrize("args, message", [
-    (["nosuchkey=1"], "config: unknown key 'nosuchkey'"),
+    (["nosuchkey=1"], "override: unknown key 'nosuchkey'"),
     (["hidden_size=x"], "hidden_size must be int"),
     (["task=names"], "this script trains"),
     (["seed=3"], "the script sets seed itself"),
@@ -464,16 +464,39 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     (["--threads", "-1"], "--threads must be >= 1"),
     (["noequals"], "expected KEY=VALUE"),
 ])
-def test_benchmark_scripts_refuse_bad_arguments_in_one_line(script, args, message, tmp_path):
-    """Before any training: one line naming the problem, exit 2 (they were tracebacks, exit 1)."""
+def test_benchmark_scripts_refuse_bad_arguments_in_one_line(script, args, message, tmp_path, monkeypatch, capsys):
+    """Before any training: one line naming the problem, exit 2 (they were tracebacks, exit 1).
+
+    Run in this process as ``python SCRIPT ARGS`` runs it (``__main__``, ``sys.argv``), so that the 21
+    cases do not each start an interpreter and import torch; one case per script runs as a real
+    process below."""
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / script), *args])
+    monkeypatch.setenv("BIORNN_DATA", str(tmp_path / "none"))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(), pytest.raises(SystemExit) as done:
+            runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2, err[-20:]
+    assert len(err) == 1 and message in err[0] and err[0].startswith(script), err
+
+
+@pytest.mark.parametrize("script", ["splice_splits.py", "protein_ss_cv.py", "names_raw_split.py"])
+def test_benchmark_scripts_refuse_bad_arguments_as_a_process(script, tmp_path):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, str(BENCHMARKS / script), "noequals"], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path, env={**os.environ, "BIORNN_DATA": str(tmp_path / "none")})
     assert res.returncode == 2, res.stderr[-2000:]
     err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and message in err[0] and err[0].startswith(script), err
+    assert len(err) == 1 and "expected KEY=VALUE" in err[0] and err[0].startswith(script), err
 
 
 def test_names_raw_split_benchmark_runs_one_model_too(tmp_path):
