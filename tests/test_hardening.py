@@ -287,3 +287,17 @@ def test_runs_of_another_version_are_refused_naming_both(data_dir, tmp_path, cap
     assert main(["evaluate", str(out), "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err
     assert f"different biornn run format ('0', this version reads '{checkpoint.FORMAT_VERSION}')" in err
+
+
+def test_every_source_file_compiles_without_warnings():
+    """An invalid escape such as '\\d' in a docstring is a DeprecationWarning now and a SyntaxWarning
+    from Python 3.12: every .py file of the package, the tests and the benchmarks compiles cleanly."""
+    import warnings
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in ("src", "tests", "benchmarks") for p in sorted((root / d).rglob("*.py"))]
+    assert len(files) > 50
+    for p in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(p.read_text(encoding="utf-8"), str(p), "exec")

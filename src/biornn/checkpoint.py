@@ -168,7 +168,7 @@ class OutputSet:
 
 @contextmanager
 def output_set(folder: str | os.PathLike, stale: tuple[str, ...] = ()) -> Iterator[OutputSet]:
-    """Write several result files into ``folder`` all or none: ``files.path(name)`` gives a temporary
+    r"""Write several result files into ``folder`` all or none: ``files.path(name)`` gives a temporary
     path for each; when the block ends without an error they all take their names, and files whose
     whole name matches one of the regular expressions ``stale`` but that this set did not write (an
     earlier run's ``states-2.png`` beside a new run of one input: ``r"states-\d+\.png"``) are removed.
