@@ -187,3 +187,10 @@ def test_unbatched_step_is_the_batched_step_of_one(name):
         torch.testing.assert_close(a, b[0])
     again = cell(x, state)  # an unbatched state is accepted back
     assert again.h.shape == (4,)
+    # so is a batch-of-one state beside an unbatched input (initial_state(1) gives one): the LSTMs and
+    # the GRU crashed on it, Elman and the fully recurrent net answered (1, H)
+    from_one = cell(x, tuple(f.unsqueeze(0) for f in state))
+    for a, b in zip(from_one, again):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b)
+    assert all(f.shape == (n,) for f, n in zip(cell(x, cell.initial_state(1)), cell.state_sizes()))

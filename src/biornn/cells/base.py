@@ -190,7 +190,7 @@ class Cell(nn.Module):
         x : Tensor, shape (B, I), or (I,) unbatched
             The input at time t.
         state : state_type, tuple of Tensor, Tensor or None
-            The state at time t-1, each field (B, size) (or (size,) unbatched);
+            The state at time t-1, each field (B, size) (or (size,) or (1, size) unbatched);
             a one-field state may be a bare tensor; ``None`` is the zero state.
 
         Returns
@@ -210,7 +210,8 @@ class Cell(nn.Module):
                 state, self.state_type, [((B, n), (n,)) if unbatched else ((B, n),) for n in self.state_sizes()],
                 x,
             )
-            state = self.state_type(*(f.unsqueeze(0) if unbatched else f for f in fields))
+            # an unbatched input may come with (size,) or (1, size) fields (initial_state(1) gives those)
+            state = self.state_type(*(f.unsqueeze(0) if f.dim() == 1 else f for f in fields))
         new = self.step(x, state)[0]
         return self.state_type(*(f.squeeze(0) for f in new)) if unbatched else new
 
