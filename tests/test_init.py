@@ -81,3 +81,43 @@ def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="init"):
         initialize(cell, "kaiming")
     assert set(SCHEMES) == {"default", "identity", "irnn", "orthogonal", "xavier"}
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_every_scheme_draws_the_peepholes_anew(scheme):
+    """initialize(r, 'default') said 'every parameter' but kept edited or trained peephole weights."""
+    r = Recurrent("lstm-peephole", 2, 4)
+    with torch.no_grad():
+        for name in ("weight_ci_l0", "weight_cf_l0", "weight_co_l0"):
+            getattr(r, name).fill_(5.0)
+    initialize(r, scheme)
+    for name in ("weight_ci_l0", "weight_cf_l0", "weight_co_l0"):
+        w = getattr(r, name)
+        assert w.abs().max() <= 0.5 and len(set(w.tolist())) == 4, (name, w)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"gain": float("nan")}, "gain"), ({"gain": -1.0}, "gain"), ({"gain": 0.0}, "gain"), ({"gain": "a"}, "gain"),
+    ({"scale": float("nan")}, "scale"), ({"scale": float("inf")}, "scale"), ({"scale": True}, "scale"),
+    ({"layers": 1}, "layers"), ({"layers": ["0"]}, "layers"), ({"layers": "0"}, "layers"),
+    ({"forget_bias": float("nan")}, "forget_bias"),
+])
+def test_bad_numbers_are_a_value_error_naming_them_and_change_nothing(kwargs, name):
+    r = Recurrent("lstm", 2, 3, num_layers=2)
+    before = [p.detach().clone() for p in r.parameters()]
+    scheme = "identity" if "scale" in kwargs else "orthogonal"
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        initialize(r, scheme, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, r.parameters()))
+    with pytest.raises(ValueError, match=r"^std must be"):
+        init_cell(r.cells[0][0], input="normal", std=0.0)
+
+
+def test_gain_multiplies_the_input_blocks_xavier_too():
+    """As documented (README table, docstrings): gain= scales every orthogonal and Xavier matrix."""
+    torch.manual_seed(0)
+    r = Recurrent("elman", 6, 3)
+    initialize(r, "orthogonal", gain=2.0)
+    bound = (6 / (6 + 3)) ** 0.5
+    assert bound < r.weight_ih_l0.abs().max() <= 2 * bound
+    torch.testing.assert_close(r.weight_hh_l0 @ r.weight_hh_l0.T, 4 * torch.eye(3))

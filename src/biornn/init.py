@@ -44,6 +44,13 @@ SCHEMES: dict[str, dict[str, str]] = {
 }
 
 
+def _check_number(name: str, value: object, positive: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a finite real number (and > 0 if ``positive``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}; got {value!r}")
+
+
 def _blocks(weight: Tensor, slices: Iterable[slice]) -> list[Tensor]:
     return [weight[s] for s in slices]
 
@@ -121,11 +128,28 @@ def init_cell(
         ``weight_oh`` and ``weight_ho``; ``normal`` is N(0, std^2).
     bias : {"default", "zeros"}
         For every bias vector.
+    scale : float
+        The identity's scale (finite).
+    gain : float
+        Multiplies every orthogonal and Xavier matrix drawn, recurrent and
+        input blocks alike (finite, > 0).
+    std : float
+        The standard deviation of ``normal`` (finite, > 0).
     forget_bias : float, optional
         Then set the forget-gate bias (``lstm``, ``lstm-peephole`` only).
 
-    Peephole weights are left at PyTorch's default.
+    Returns
+    -------
+    Cell
+        ``cell``, initialised.
+
+    Any other parameter (the peephole weights ``weight_ci``, ``weight_cf``,
+    ``weight_co``) is drawn anew from PyTorch's default U(±1/√H), whatever
+    the scheme.
     """
+    _check_number("scale", scale)
+    _check_number("gain", gain, positive=True)
+    _check_number("std", std, positive=True)
     for name, value, allowed in (
         ("recurrent", recurrent, RECURRENT_INITS),
         ("input", input, INPUT_INITS),
@@ -163,6 +187,8 @@ def init_cell(
                 default_(p, H)
             else:
                 p.zero_()
+        elif name not in ("weight_hh", "weight_ih", "weight_oh", "weight_ho"):
+            default_(p, H)  # the peepholes
     if forget_bias is not None:
         forget_bias_(cell, forget_bias)
     return cell
@@ -188,11 +214,17 @@ def initialize(
     layers : sequence of int, optional
         Only these layers (default: all).
     scale : float
-        The identity's scale :math:`\\lambda`.
+        The identity's scale :math:`\\lambda` (finite).
     gain : float
-        Gain of ``orthogonal``/``xavier``.
+        Multiplies every orthogonal and Xavier matrix the scheme draws, the
+        input blocks' Xavier matrices included (finite, > 0).
     forget_bias : float, optional
         Forget-gate bias for ``lstm``/``lstm-peephole``.
+
+    Returns
+    -------
+    nn.Module
+        ``rnn``, initialised; on an error every parameter is as it was.
 
     Examples
     --------
@@ -221,7 +253,14 @@ def initialize(
     for name in names:
         if name not in SCHEMES:
             raise ValueError(f"init must be one of {', '.join(SCHEMES)}; got {name!r}")
-    chosen = range(n) if layers is None else layers
+    if layers is not None and (isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable)
+                               or not all(isinstance(k, int) and not isinstance(k, bool) for k in layers)):
+        raise ValueError(f"layers must be a list of layer numbers; got {layers!r}")
+    _check_number("scale", scale)
+    _check_number("gain", gain, positive=True)
+    if forget_bias is not None:
+        _check_number("forget_bias", forget_bias)
+    chosen = range(n) if layers is None else list(layers)
     for layer in chosen:
         if not 0 <= layer < n:
             raise ValueError(f"layers: no layer {layer} in a {n}-layer network")
