@@ -605,6 +605,10 @@ def test_config_file_without_task_takes_overrides(data_dir, tmp_path, capsys):
     (["names", "refit=true"], "override: refit applies to the tasks with a validation part"),
     (["splice", "conv_channels=4"], "override: conv_channels (a window layer before the recurrence) applies to"),
     (["splice", "ngram_blend=0.3"], "override: ngram_blend (a character n-gram model"),
+    # values that are not numbers of the key's type were blamed on 'config:'
+    (["names", "clip_value=nan"], "override: clip_value must be a finite number, got 'nan'"),
+    (["names", "lr=inf"], "override: lr must be a finite number, got 'inf'"),
+    (["names", "hidden_size=x"], "override: hidden_size must be int, got 'x'"),
 ])
 def test_keys_that_do_nothing_for_the_task_are_refused(argv, needle, tmp_path, capsys):
     assert main(["train", *argv, "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2

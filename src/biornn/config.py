@@ -498,7 +498,10 @@ def resolve(
     if options:
         layers.append(("option", {k: v for k, v in options.items() if v is not None}))
     if overrides:
-        layers.append(("override", parse_overrides(overrides)))
+        try:
+            layers.append(("override", parse_overrides(overrides)))
+        except ValueError as e:  # a value that is not a number: named against the override, as a bad number is
+            raise ValueError(re.sub(r"^config: ", "override: ", e.args[0])) from None
     for source, values in layers[1:]:
         if "task" in values and values["task"] != task:
             raise ValueError(f"{source}: task = {values['task']!r}, but the task trained is {task!r}; name the "
