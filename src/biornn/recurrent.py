@@ -147,8 +147,10 @@ class Recurrent(nn.Module):
         ``identity``, ``irnn``, ``orthogonal``, ``xavier``), or one per layer.
         ``irnn`` cells default to ``irnn``, the others to PyTorch's default.
     fast : bool
-        Use torch's fused kernels when the cell has the same maths and no
-        traces are asked for (:mod:`biornn.fast`); results equal the step loop.
+        Use a fast path when no traces are asked for (:mod:`biornn.fast`):
+        torch's fused kernels where the cell has the same maths, else the
+        hand-written BPTT (compiled loops when built); results equal the step
+        loop.  :meth:`path` says which route a call takes.
     **cell_options
         Passed to every cell: ``nonlinearity``, ``output_size``,
         ``output_nonlinearity``, ``cells_per_block``, ``g``, ``h``,
@@ -438,7 +440,7 @@ class Recurrent(nn.Module):
     def uses_fast_path(
         self, lengths: Any = None, return_traces: bool = False, truncate: int | None = None
     ) -> bool:
-        """Whether a call with these arguments runs on torch's fused kernels.
+        """Whether a call with these arguments runs on a fast path, not the step loop.
 
         Every built-in cell has a fast path (:mod:`biornn.fast`: torch's fused
         kernels or the hand-written BPTT) for every call without traces; the

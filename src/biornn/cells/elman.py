@@ -6,10 +6,11 @@ the recurrent (context-to-hidden) weights :math:`W_{hh}`:
 
 .. math::
 
-    h_t = f_h(W_{xh} x_t + W_{hh} h_{t-1} + b), \qquad y_t = f_o(W_{hy} h_t)
+    h_t = f_h(W_{xh} x_t + W_{hh} h_{t-1} + b), \qquad y_t = f_o(W_{hy} h_t + b_y)
 
-The output layer :math:`y_t = f_o(W_{hy} h_t)` is not part of the cell: it is
-the model's read-out, put on top of the recurrence.  Only in the fully
+The output layer :math:`y_t = f_o(W_{hy} h_t + b_y)` is not part of the cell: it
+is the model's read-out, put on top of the recurrence (biornn's models use a
+linear read-out, :math:`f_o` the identity, with the softmax or sigmoid in the loss).  Only in the fully
 recurrent net below are output units part of the recurrence.
 
 PyTorch's layout: ``weight_ih`` is :math:`W_{xh}` (H, I), ``weight_hh`` is
