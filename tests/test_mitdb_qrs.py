@@ -250,6 +250,18 @@ def test_a_record_path_instead_of_the_data_directory(tmp_path, capsys):
     assert metrics["parts"]["test"]["end_s"] == pytest.approx(20.2 * 60)
 
 
+def test_a_relative_record_path_is_kept_absolute(tmp_path, monkeypatch, capsys):
+    """record=recs/rec1 was kept as typed, so evaluate from another directory said the record had moved."""
+    _write_record(tmp_path / "work" / "recs", "rec1", minutes=20.2, seed=3)
+    monkeypatch.chdir(tmp_path / "work")
+    out = tmp_path / "run"
+    assert main(["train", "mitdb-qrs", "--out", str(out), *TINY, "epochs=1", "record=recs/rec1"]) == 0
+    assert json.loads((out / "config.json").read_text())["record"] == str(tmp_path / "work" / "recs" / "rec1")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0, capsys.readouterr().err
+
+
 # -- bad input: exit 2, one line, nothing written ---------------------------------------
 
 

@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         # the files as absolute paths, so that --resume and evaluate find them from any directory
         cfg = dataclasses.replace(cfg, **{key: str(Path(getattr(cfg, key)).expanduser().absolute())
                                           for key in ("train_file", "val_file", "test_file") if getattr(cfg, key)})
+        from ..tasks.mitdb_qrs import is_record_path
+
+        if cfg.task == "mitdb-qrs" and cfg.record and is_record_path(cfg.record):  # record=PATH, likewise
+            cfg = dataclasses.replace(cfg, record=str(Path(cfg.record).expanduser().absolute()))
         from ..tasks import get
 
         get(cfg.task)

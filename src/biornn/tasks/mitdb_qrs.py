@@ -155,10 +155,19 @@ class TaskData:
         return self.beats[(self.beats >= start) & (self.beats < end)]
 
 
+def is_record_path(record: str) -> bool:
+    """Whether ``record=`` names a WFDB record by its path (else a record name in the data directory).
+
+    >>> is_record_path("100"), is_record_path("recs/100"), is_record_path("100.hea")
+    (False, True, True)
+    """
+    return "/" in record or "\\" in record or record.endswith(".hea")
+
+
 def find_record(record: str, data_dir: str | None) -> Path:
     """The path (without extension) of ``record``: a path to a WFDB record, or a record name in the
     data directory's ``ecg/mitdb`` (``"100"``: the registered data set, found like every data set)."""
-    if "/" in record or "\\" in record or record.endswith(".hea"):
+    if is_record_path(record):
         path = record_path(record)
         hea = path.parent / f"{path.name}.hea"
         if not hea.is_file():
