@@ -159,11 +159,16 @@ def test_promoters_one_fold_alone(data_dir, tmp_path, capsys):
     assert main(["train", "promoters", "--data-dir", str(data_dir), "--out", str(out), *TINY, "fold=2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fold"] == 2 and metrics["n"]["test"] == 10 and "feedforward" in metrics
+    # the one-to-one baseline keeps its own settings: it took the LSTM's hidden_size (4 here)
+    assert metrics["feedforward"]["hidden_size"] == promoters.FEEDFORWARD["hidden_size"] == 16
 
 
 @pytest.mark.parametrize("text, args, match", [
-    ("class,sequence\n+," + "a" * 56 + "\n", [], "record 1: 56 bases; every sequence must have 57"),
-    ("class,sequence\n?," + "a" * 57 + "\n", [], "record 1: class '?' is not + or -"),
+    ("class,sequence\n+," + "a" * 56 + "\n", [], "line 2: 56 bases; every sequence must have 57"),
+    ("class,sequence\n?," + "a" * 57 + "\n", [], "line 2: class '?' is not + or -"),
+    # line numbers as the character errors give them (it said 'record 2' for line 4)
+    ("class,sequence\n+," + "a" * 57 + "\n\n-," + "a" * 57 + "\n?," + "a" * 57 + "\n", [],
+     "line 5: class '?' is not + or -"),
     ("class,sequence\n+," + "a" * 20 + "x" + "a" * 36 + "\n", [], "character 'x' at position 21 is not in the DNA"),
     ("class,sequence\n" + "".join(f"{'+-'[k % 2]},{'a' * 57}\n" for k in range(4)), [],
      "3 folds need at least 3 sequences of each class"),

@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +360,8 @@ class Table:
         The numeric columns, if no sequence column was named.
     columns : list of str
         The names of the numeric columns (F).
+    lines : list of int
+        The file's line number of each row (N,), for messages about a row.
     """
 
     labels: list[str] | None
@@ -367,6 +369,7 @@ class Table:
     sequences: list[str] | None
     values: np.ndarray | None
     columns: list[str]
+    lines: list[int] = field(default_factory=list)
 
 
 def read_table(path: str | Path, label: str | None = "label", sequence: str | None = None, id: str | None = None,
@@ -423,9 +426,11 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
     ids: list[str] = []
     seqs: list[str] = []
     values: list[list[float]] = []
+    lines: list[int] = []
     for n, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
+        lines.append(n)
         if len(row) != len(header):
             raise ValueError(f"{p}: line {n}: {len(row)} fields, the header has {len(header)}")
         cells = dict(zip(header, (c.strip() for c in row)))
@@ -456,6 +461,7 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
         sequences=seqs if sequence is not None else None,
         values=np.array(values, dtype=np.float32) if sequence is None else None,
         columns=[header[j] for j in numeric],
+        lines=lines,
     )
 
 
