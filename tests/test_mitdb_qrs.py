@@ -335,3 +335,15 @@ def test_a_moved_record_path_is_found_in_data_dir(tmp_path):
     (new / "rec7.hea").write_text("rec7 1 360 10\n")
     assert find_record(str(gone), str(new)) == new / "rec7"
     assert find_record(str(new / "rec7.hea"), None) == new / "rec7"
+
+
+def test_errors_list_the_first_missed_beats_and_false_detections_and_say_how_many_at_most():
+    from biornn.tasks.mitdb_qrs import ERRORS_LISTED, _errors
+
+    fs = 360.0
+    ref = np.arange(1, 61) * 360  # a beat a second, 60 of them
+    found = np.sort(np.concatenate([ref[:5] + 3, [200, 1900]]))  # five found, two false, 55 missed
+    e = _errors(ref, found, fs)
+    assert e["listed_at_most"] == ERRORS_LISTED == 50
+    assert e["missed_s"] == [float(k) for k in range(6, 56)]  # the first 50 of the 55, in seconds
+    assert e["false_s"] == [round(200 / fs, 3), round(1900 / fs, 3)]

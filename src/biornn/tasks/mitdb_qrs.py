@@ -316,15 +316,20 @@ def xqrs(data: TaskData, part: str = "test") -> tuple[dict[str, Any], np.ndarray
     return {"name": "wfdb-xqrs", "lead": data.leads[0], **s, "seconds": round(seconds, 2)}, found
 
 
-def _errors(reference: np.ndarray, found: np.ndarray, fs: float) -> dict[str, list[float]]:
-    """Times (s) of the missed reference beats and of the false detections (at most 50 of each)."""
+#: how many missed beats and false detections ``errors`` lists (the first ones of each); fn and fp count all
+ERRORS_LISTED = 50
+
+
+def _errors(reference: np.ndarray, found: np.ndarray, fs: float) -> dict[str, Any]:
+    """Times (s) of the first :data:`ERRORS_LISTED` missed reference beats and false detections."""
     from ..beats import MATCH_WINDOW_S, match_beats
 
     pairs = match_beats(reference, found, int(round(MATCH_WINDOW_S * fs)))
     missed = np.setdiff1d(np.arange(len(reference)), pairs[:, 0])
     false = np.setdiff1d(np.arange(len(found)), pairs[:, 1])
-    return {"missed_s": [round(float(reference[i]) / fs, 3) for i in missed[:50]],
-            "false_s": [round(float(found[i]) / fs, 3) for i in false[:50]]}
+    return {"missed_s": [round(float(reference[i]) / fs, 3) for i in missed[:ERRORS_LISTED]],
+            "false_s": [round(float(found[i]) / fs, 3) for i in false[:ERRORS_LISTED]],
+            "listed_at_most": ERRORS_LISTED}
 
 
 # -- the training loop's hooks (biornn.train) ------------------------------------------
