@@ -352,3 +352,16 @@ def test_bad_names_files_exit_2_and_write_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Czech.txt line 2: not UTF-8" in err, err
     assert not out.exists()
+
+
+def test_an_empty_sample_is_not_a_novel_name():
+    """A sample whose first symbol is the end (high temperatures) was counted as a new surname."""
+    from types import SimpleNamespace
+
+    from biornn.tasks.generate_names import sample_metrics
+
+    part = lambda texts, y: SimpleNamespace(texts=texts, y=y)  # noqa: E731
+    data = SimpleNamespace(splits={"train": part(["Smith", "Rossi"], [0, 1]), "test": part(["Jones"], [0])})
+    m = sample_metrics([(0, ""), (0, "Smith"), (0, "Jones"), (1, "Verdi")], data)
+    assert m["novel_fraction"] == 0.5  # Jones and Verdi; not Smith (trained on), not the empty sample
+    assert m["test_name_fraction"] == 0.25 and m["samples"] == 4

@@ -187,13 +187,13 @@ def bayes_metrics(loglik: np.ndarray, prior: np.ndarray, y: np.ndarray, labels: 
 
 
 def sample_metrics(samples: list[tuple[int, str]], data: TaskData) -> dict[str, float]:
-    """Of ``(language, name)`` samples: the fraction not a training name of any language, the fraction
-    that are held-out test names of their language, and the mean length."""
+    """Of ``(language, name)`` samples: the fraction that are novel (not empty and not a training name
+    of any language), the fraction that are held-out test names of their language, and the mean length."""
     train = set(data.splits["train"].texts)
     test = {(int(k), n) for n, k in zip(data.splits["test"].texts, data.splits["test"].y)}
     n = len(samples)
     return {"samples": n,
-            "novel_fraction": round(sum(name not in train for _, name in samples) / n, 4) if n else 0.0,
+            "novel_fraction": round(sum(bool(name) and name not in train for _, name in samples) / n, 4) if n else 0.0,
             "test_name_fraction": round(sum((k, name) in test for k, name in samples) / n, 4) if n else 0.0,
             "mean_sample_length": round(float(np.mean([len(s) for _, s in samples])), 3) if n else 0.0}
 
@@ -608,7 +608,8 @@ def generate(run: str | Path, condition: str | None = None, n: int = 10, tempera
         nll = _nll_allow_empty(model, encoded, k)
         for name, e, v in zip(names, encoded, nll):
             rows.append({"condition": labels[k], "name": name, "length": len(name),
-                         "nll_per_char": round(float(v) / (len(e) + 1), 4), "novel": name not in train_names})
+                         "nll_per_char": round(float(v) / (len(e) + 1), 4),
+                         "novel": bool(name) and name not in train_names})  # an empty sample is no new name
     return rows
 
 
