@@ -46,6 +46,10 @@ def test_the_refractory_period_keeps_the_stronger_of_two_close_detections():
     c = np.zeros(100)
     c[[10, 25, 40]] = [0.6, 0.9, 0.6]
     assert detect_beats(c, fs, refractory_s=0.2)[0].tolist() == [25]
+    # equal peaks within the refractory period: the earlier one is kept, as documented
+    e = np.zeros(100)
+    e[[30, 40]] = 0.8
+    assert detect_beats(e, fs, refractory_s=0.2)[0].tolist() == [30]
 
 
 def test_match_beats_pairs_nearest_first_and_each_beat_once():

@@ -342,8 +342,10 @@ def test_torchscript_export_of_a_splice_run(tmp_path):
     seqs[1] = seqs[1][:10] + "N" + seqs[1][11:]
     x, lengths = encode_vectors_for_export(seqs, enc)
     _, probs = loaded(torch.from_numpy(x), torch.from_numpy(lengths))
+    labels = json.loads(json.loads(extra["biornn.json"])["labels"])
     for row, ref in zip(probs, predict(run, seqs, top=1)):
         assert abs(float(row.max()) - ref["top"][0]["probability"]) <= 1e-4
+        assert labels[int(row.argmax())] == ref["top"][0]["label"]
     with pytest.raises(ValueError, match="59 residues; the model reads exactly 60"):
         encode_vectors_for_export(["A" * 59], enc)
 

@@ -930,7 +930,7 @@ def test_detect_beats_refuses_bad_arguments(which, value):
         return  # a threshold or refractory period of 0 (or below) is allowed: every sample, no refractory
     else:
         args[which] = value
-    refused(lambda: detect_beats(**args), which)
+    assert refused(lambda: detect_beats(**args), which) is None, f"{which}={value!r} was accepted"
 
 
 def _greedy_match(reference, detected, tol):

@@ -19,6 +19,9 @@ def test_against_hand_counts():
 def test_absent_class_is_left_out_of_macro_averages():
     m = classification_metrics([0, 0, 1], [0, 2, 1], ["a", "b", "c"])
     assert m["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    # c is predicted once but never true: its F1 of 0 is not averaged in (a: 2/3, b: 1)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert m["per_class"]["c"]["support"] == 0
 
 
 def test_matches_sklearn_when_available():
@@ -34,3 +37,6 @@ def test_matches_sklearn_when_available():
 def test_bad_labels():
     with pytest.raises(ValueError, match="y_pred"):
         confusion_matrix([0, 1], [0, 5], 3)
+    for y_true in ([-1, 0], [0, 3]):  # -1 was counted as the last class if unchecked
+        with pytest.raises(ValueError, match="y_true has labels outside 0..2"):
+            confusion_matrix(y_true, [0, 0], 3)
