@@ -644,3 +644,19 @@ def test_a_stream_stopped_by_a_bad_line_scores_the_samples_before_it(trained, da
     assert main(["detect", str(trained), "--stream"]) == 2
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 301 and "line 301" in out.err
+
+
+@pytest.mark.parametrize("times", [("-1.7e308", "1.7e308"), ("0", "5e-324")])
+def test_extreme_times_are_one_error_and_no_numpy_warning(times, tmp_path):
+    """Times at the float limits printed numpy's overflow warnings (two more lines on stderr) before the
+    one-line error."""
+    import warnings
+
+    from biornn.data.ecg import read_discord
+
+    p = tmp_path / "x.txt"
+    p.write_text(f"{times[0]} 1 2\n{times[1]} 1 2\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="no usable sampling rate"):
+            read_discord(p)

@@ -208,7 +208,8 @@ def read_discord(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     data = read_columns(path, columns=3)
     t, x = data[:, 0], data[:, 1:]
-    dt = np.diff(t)
+    with np.errstate(all="ignore"):  # times near the float limits: inf steps, then no usable rate (below)
+        dt = np.diff(t)
     if len(dt) == 0 or not np.all(dt > 0):
         raise ValueError(f"{path}: the time column (column 1) must increase from line to line")
     fs = _rate(t, dt)
@@ -227,15 +228,18 @@ def _rate(t: np.ndarray, dt: np.ndarray) -> float:
     >>> _rate(t, np.diff(t))
     360.0
     """
-    mean = (t[-1] - t[0]) / len(dt)
-    if np.all(np.abs(dt - mean) < 0.5 * mean):
+    with np.errstate(all="ignore"):  # times near the float limits: not regular, the median below decides
+        mean = (t[-1] - t[0]) / len(dt)
+        regular = bool(np.all(np.abs(dt - mean) < 0.5 * mean))
+    if regular:
         i = np.arange(len(t), dtype=np.float64)
         i -= i.mean()
         with np.errstate(all="ignore"):
             fs = 1.0 / float(np.dot(i, t - t.mean()) / np.dot(i, i))
         if math.isfinite(fs) and fs > 0:
             return float(f"{fs:.6g}")  # what rounded times can tell: 360.000016 -> 360
-    return float(1.0 / np.median(dt))
+    with np.errstate(all="ignore"):  # a subnormal step: an infinite rate, which the caller refuses
+        return float(1.0 / np.median(dt))
 
 
 def read_wfdb(path: str | Path) -> np.ndarray:
@@ -314,7 +318,8 @@ def read_wfdb(path: str | Path) -> np.ndarray:
     if T < 1:
         raise ValueError(f"{dat}: no samples")
     d = d[: T * n_sig].reshape(T, n_sig)
-    x = (d - np.asarray(bases)) / np.asarray(gains)
+    with np.errstate(all="ignore"):  # a gain that overflows is refused just below, in one line
+        x = (d - np.asarray(bases)) / np.asarray(gains)
     if not np.isfinite(x).all():
         raise ValueError(f"{hea}: a gain of {', '.join(map(str, gains))} gives NaN or infinite samples")
     return x

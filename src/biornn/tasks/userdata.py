@@ -361,7 +361,8 @@ def normalize(x: np.ndarray, norm: dict[str, list[float]] | None, where: str = "
     if norm is None:
         z = np.asarray(x, dtype=np.float64)
     else:
-        z = (x - np.asarray(norm["mean"], dtype=np.float64)) / np.asarray(norm["std"], dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a message of its own
+            z = (x - np.asarray(norm["mean"], dtype=np.float64)) / np.asarray(norm["std"], dtype=np.float64)
     big = ~(np.abs(z) <= np.finfo(np.float32).max)
     if big.any():
         t, f = np.argwhere(big)[0]
