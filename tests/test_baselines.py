@@ -95,11 +95,11 @@ def test_ngram_logreg_balanced_weights_move_the_fit_towards_the_minority():
 
 @needs_sklearn
 def test_ngram_logreg_rejects_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="analyzer must be 'char' or 'char_wb', got 'word'"):
         NgramLogReg(analyzer="word")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="class_weight must be None or 'balanced', got 'auto'"):
         NgramLogReg(class_weight="auto")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.1"):
         NgramLogReg().fit(["a", "b"], [0, 2], n_classes=2)
 
 
@@ -177,7 +177,7 @@ def test_tutorial_rnn_probabilities_and_odd_inputs():
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(p[1], 1 / 3)  # empty after transliteration: uniform
     assert isinstance(m.to_module(), TutorialNet)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no training name is left after transliteration"):
         TutorialRNN().fit(["ß"], [0], 1, steps=10)
 
 

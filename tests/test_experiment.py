@@ -148,8 +148,12 @@ def test_a_killed_grid_with_jobs_stops_its_workers_at_once(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
             time.sleep(0.2)
         time.sleep(3)
-        children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True,
-                                  text=True).stdout.split()
+        children: list[str] = []
+        while not children and time.monotonic() < deadline:  # the workers (else the test checks nothing)
+            children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True,
+                                      text=True).stdout.split()
+            time.sleep(0.2)
+        assert children, "no worker process had started"
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=60)

@@ -194,7 +194,7 @@ def _weights(run: Path) -> dict:
     return load_file(run / "model.safetensors")
 
 
-def test_refit_is_the_training_loop_on_train_and_val_for_the_best_epochs(data_dir, tmp_path, monkeypatch):
+def test_refit_is_the_training_loop_on_train_and_val_for_the_best_epochs(data_dir, tmp_path, monkeypatch, capsys):
     from biornn.tasks.common import with_val_in_train
 
     cfg = resolve("splice", overrides=[*TINY, "epochs=3", "ensemble=1", "refit=true"])
@@ -218,7 +218,11 @@ def test_refit_is_the_training_loop_on_train_and_val_for_the_best_epochs(data_di
     assert all(torch.equal(a[k], ckpt["model"][k]) for k in a)
     # evaluate measures the refitted weights: the figures of metrics.json
     monkeypatch.setattr(splice, "load", real_load)
+    capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "refit"), "--data-dir", str(data_dir)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    recorded = json.loads((tmp_path / "refit" / "metrics.json").read_text())
+    assert evaluated["test"]["accuracy"] == pytest.approx(recorded["test"]["accuracy"], abs=1e-9)
 
 
 def test_refit_resumes_to_the_same_weights(data_dir, tmp_path):

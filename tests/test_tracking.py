@@ -108,6 +108,8 @@ def test_resume_continues_the_same_mlflow_run(data_dir, tmp_path):  # noqa: F811
 def test_bad_track_options_are_one_line_exit_2(data_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
     base = ["train", "names", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *TINY]
     assert main([*base, "--track", "wandb"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--track: invalid choice: 'wandb' (choose from 'tensorboard', 'mlflow')" in err[0], err
     assert main([*base, "--track-uri", "sqlite:///x.db"]) == 2
     assert "--track-uri: applies to --track mlflow" in capsys.readouterr().err
     real = importlib.util.find_spec

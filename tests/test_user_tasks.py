@@ -312,6 +312,12 @@ def test_normalisation_is_fitted_on_the_training_part_alone(tmp_path):
     train_idx = [int(i.split()[1]) for i in data.parts["train"].ids]
     expected = np.concatenate([raw[i, :lengths[i]] for i in train_idx]).mean(axis=0)
     np.testing.assert_allclose(data.norm["mean"], expected, rtol=1e-6)
+    # and the test part is scaled with those statistics (raw values also have a mean above 100)
+    with np.load(test_file) as z:
+        raw_test, test_lengths = z["X"], z["lengths"]
+    want = np.concatenate([(raw_test[i, :test_lengths[i]] - np.asarray(data.norm["mean"])) / np.asarray(data.norm["std"])
+                           for i in range(len(raw_test))])
+    np.testing.assert_allclose(np.concatenate(data.parts["test"].x), want, rtol=1e-4)
     # normalize=false keeps the values
     plain = userdata.load(resolve("classify", overrides=[f"train_file={train_file}", "normalize=false"]), "classify")
     assert plain.norm is None and np.concatenate(plain.parts["train"].x)[:, 0].mean() > 50.0
