@@ -68,7 +68,8 @@ def test_flops_formula():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--cells", "lstm,nope"], "unknown cell 'nope'"),
+    (["--cells", "lstm,nope"], "argument --cells: invalid choice: 'nope' (unknown cell;"),
+    (["--cells", ","], "argument --cells: names no cell"),
     (["--shapes", "ecg,12x3"], "unknown shape '12x3'"),
     (["--shapes", "0x1x1x1"], "unknown shape"),
     (["--shapes", "100000x100000x1x1024"], "needs about"),

@@ -210,3 +210,27 @@ def test_no_output_replaces_a_file_of_any_run_directory(tmp_path):
     (plain / "config.json").write_text('{"lr": 1}')  # someone's config, not a run's
     refuse_overwriting(plain / "config.json", mine)
     refuse_overwriting(every / "model.onnx", mine)
+
+
+@pytest.mark.parametrize("prefix, option", [
+    (["bench"], "--cells"), (["experiment", "long-lag"], "--cells"),
+    (["diagnose", "gradients"], "--cell"), (["diagnose", "gradients"], "--cells"), (["diagnose", "states"], "--cell"),
+])
+def test_cell_lists_are_taken_by_spaces_or_commas_in_every_command(prefix, option):
+    """bench took only 'gru,lstm', experiment and diagnose only 'gru lstm' (and diagnose no --cells)."""
+    parser = build_parser()
+    for words in (["gru", "lstm-peephole"], ["gru,lstm-peephole"], ["gru,", "lstm-peephole"]):
+        args, _ = parser.parse_known_args([*prefix, option, *words])
+        assert (getattr(args, "cells", None) or getattr(args, "cell", None)) == ["gru", "lstm-peephole"], words
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["evaluate", "RUN", "--threads", "1"], "(see 'biornn evaluate --help')"),
+    (["diagnose", "gradients", "--bogus", "1"], "(see 'biornn diagnose gradients --help')"),
+    (["data", "list", "--bogus"], "(see 'biornn data list --help')"),
+])
+def test_an_unknown_option_points_at_its_commands_help(argv, hint, capsys):
+    """It pointed at 'biornn --help', which does not list a subcommand's options."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(hint), err

@@ -9,6 +9,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..bench import SHAPES
+    from .checks import CellList
 
     shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in SHAPES.items())
     p = sub.add_parser(
@@ -21,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"training step, and streaming inference (batch 1, one step per call). Shapes BxTxIxH: {shapes}. "
         "Read the ratios, not the absolute times: the machine may be shared.",
     )
-    p.add_argument("--cells", metavar="CELL[,CELL...]", help="biornn cells to measure (default: all)")
+    p.add_argument("--cells", action=CellList, metavar="CELL",
+                   help="biornn cells to measure, by spaces or commas (default: all)")
     p.add_argument("--shapes", metavar="SHAPE[,SHAPE...]",
                    help="shape names or BxTxIxH (default: all four named shapes)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation (default 5)")
@@ -38,10 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import bench
 
-    for option, value in (("--cells", args.cells), ("--shapes", args.shapes)):
-        if value is not None and not [v for v in value.split(",") if v.strip()]:  # '' or ',': nothing to run
-            raise ValueError(f"{option} {value!r}: names nothing; give at least one (or leave {option} out)")
-    cells = [c for c in args.cells.split(",") if c] if args.cells else None
+    if args.shapes is not None and not [v for v in args.shapes.split(",") if v.strip()]:  # '' or ','
+        raise ValueError(f"--shapes {args.shapes!r}: names nothing; give at least one (or leave --shapes out)")
+    cells = args.cells
     if args.shapes:
         shapes = dict(bench.parse_shape(s) for s in args.shapes.split(",") if s)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
 
@@ -20,6 +21,28 @@ def threads(value: int | None, zero_ok: bool = False, option: str = "--threads")
                          f"got {value}")
     if value > LIMITS["threads"]:
         raise ValueError(f"{option} must be at most {int(LIMITS['threads'])}, got {value}")
+
+
+class CellList(argparse.Action):
+    """A list of cell names after one option, written either way: ``--cells gru lstm`` or
+    ``--cells gru,lstm`` (``bench`` took only the one, ``experiment`` and ``diagnose`` only the other);
+    an unknown name is argparse's one-line error."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..cells import CELL_NAMES
+
+        names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+        if not names:
+            parser.error(f"argument {option_string}: names no cell; give at least one (or leave it out)")
+        for n in names:
+            if n not in CELL_NAMES:
+                parser.error(f"argument {option_string}: invalid choice: {n!r} (unknown cell; choose from "
+                             f"{', '.join(CELL_NAMES)})")
+        setattr(namespace, self.dest, names)
 
 
 def finite(option: str, value: float | None) -> None:

@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..cells import CELL_NAMES
     from ..diagnostics import COMPARE_CELLS
     from ..init import SCHEMES
+    from .checks import CellList
 
     p = sub.add_parser("diagnose", help="gradient flow over time; state and gate trajectories",
                        description="Measure what happens inside a recurrent net: how the error signal "
@@ -37,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "orders lost down to it (orders_to_min), which the two endpoints alone can hide.")
     g.add_argument("run", metavar="RUN", nargs="?", help="a run directory (omit to measure fresh --cell networks)")
     g.add_argument("--data-dir", metavar="DIR", help="data directory of the RUN's task")
-    g.add_argument("--cell", nargs="+", choices=CELL_NAMES, metavar="CELL",
-                   help=f"fresh networks of these cells (default: {' '.join(COMPARE_CELLS)})")
+    g.add_argument("--cell", "--cells", action=CellList, metavar="CELL",
+                   help=f"fresh networks of these cells, by spaces or commas (default: {' '.join(COMPARE_CELLS)})")
     g.add_argument("--length", type=int, default=200,
                    help="T, steps of the adding-problem batch, >= 2 (default 200)")
     g.add_argument("--hidden", type=int, default=64, help="hidden units of the fresh networks (default 64)")
@@ -49,12 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "is necessary for gradients to explode, not sufficient: saturating units (tanh, sigmoid) "
                         "can still make them vanish (elman --init identity --scale 1.5 vanishes; irnn, whose ReLU "
                         "does not saturate, explodes at --scale 1.1)")
-    g.add_argument("--forget-bias", type=float, help="forget-gate bias of 'lstm'/'lstm-peephole'")
+    g.add_argument("--forget-bias", type=float,
+                   help="forget-gate bias of 'lstm'/'lstm-peephole' (default: the init scheme's)")
     g.add_argument("--batch", type=int, default=32, help="sequences averaged over (default 32)")
     g.add_argument("--jacobian-batch", type=int, default=None,
                    help="sequences for dh_T/dh_t, the first of the batch (one backward pass per hidden unit; "
                         "0 skips it; default 8, or --batch if smaller)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="random seed of the batch and the weights (default 0)")
     g.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     g.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
     g.set_defaults(handler=run_gradients)
@@ -68,8 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "states-N.png, or cell_state.json + cell_state.png.")
     s.add_argument("run", metavar="RUN", nargs="?", help="a run directory")
     s.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs for the RUN, e.g. surnames")
-    s.add_argument("--cell", nargs="+", choices=CELL_NAMES, metavar="CELL",
-                   help="fresh network(s) (default for --stream: lstm1997 lstm)")
+    s.add_argument("--cell", "--cells", action=CellList, metavar="CELL",
+                   help="fresh network(s), by spaces or commas (default for --stream: lstm1997 lstm)")
     s.add_argument("--input", metavar="FILE", help="numeric input for a fresh --cell network: CSV, T rows x I columns")
     s.add_argument("--input-size", type=int, help="I, features per step of the fresh network (default: the file's)")
     s.add_argument("--stream", type=int, default=5000, help="length of the continuous stream (default 5000)")
@@ -77,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--layer", type=int, default=0,
                    help="which layer * D + direction of a RUN to draw (default 0; a fresh --cell network has "
                         "only 0)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the fresh weights and stream (default 0)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     s.add_argument("--out", metavar="DIR", default="diagnostics", help="output directory (default diagnostics)")
     s.set_defaults(handler=run_states)

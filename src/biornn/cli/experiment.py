@@ -10,6 +10,7 @@ import sys
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..cells import CELL_NAMES
     from ..experiments import DEFAULT, FORGET_BIAS, QUICK
+    from .checks import CellList
 
     p = sub.add_parser("experiment", help="long-time-lag experiments (the adding problem)",
                        description="Reproducible experiments behind the lectures' claims.")
@@ -26,12 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"steps, hidden {DEFAULT['hidden']} (about 9 minutes on 2 cores with --jobs 2, 20 with --jobs 1); --quick: lags "
         f"{' '.join(map(str, QUICK['lags']))}, {QUICK['steps']} steps, hidden {QUICK['hidden']} (about 25 seconds with --threads 1, under a minute). "
         "A grid that would not fit in memory is refused before it starts.")
-    e.add_argument("--cells", nargs="+", choices=CELL_NAMES, metavar="CELL",
-                   help=f"cells (default: {' '.join(DEFAULT['cells'])})")
-    e.add_argument("--lags", nargs="+", type=int, metavar="T", help="sequence lengths T")
-    e.add_argument("--steps", type=int, help="most updates per run (stops early when solved)")
-    e.add_argument("--hidden", type=int, help="hidden units")
-    e.add_argument("--batch", type=int, help="sequences per update")
+    e.add_argument("--cells", action=CellList, metavar="CELL",
+                   help=f"cells, by spaces or commas (default: {' '.join(DEFAULT['cells'])})")
+    e.add_argument("--lags", nargs="+", type=int, metavar="T",
+                   help=f"sequence lengths T (default {' '.join(map(str, DEFAULT['lags']))}; "
+                        f"--quick: {' '.join(map(str, QUICK['lags']))})")
+    e.add_argument("--steps", type=int, help=f"most updates per run, stopping early when solved (default "
+                                             f"{DEFAULT['steps']}; --quick: {QUICK['steps']})")
+    e.add_argument("--hidden", type=int, help=f"hidden units (default {DEFAULT['hidden']}; --quick: {QUICK['hidden']})")
+    e.add_argument("--batch", type=int, help=f"sequences per update (default {DEFAULT['batch']})")
     e.add_argument("--clip", type=float, default=1.0, help="gradient-norm threshold of the clipped runs (default 1)")
     e.add_argument("--clipping", choices=("both", "on", "off"), default="both",
                    help="run with clipping, without, or both (default)")
@@ -42,12 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--explode-scale", type=float, default=1.1,
                    help="W_hh = scale * I of the exploding IRNN run (default 1.1; 0 skips it)")
     e.add_argument("--quick", action="store_true", help="the small grid (defaults above)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="random seed of the data and the weights (default 0)")
     e.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     e.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, each in its own process with one thread (default 1; "
                         "--jobs 2 on a 2-core machine about halves the time; the results do not change)")
-    e.add_argument("--out", metavar="DIR", default="experiments/long-lag", help="output directory")
+    e.add_argument("--out", metavar="DIR", default="experiments/long-lag",
+                   help="output directory (default experiments/long-lag)")
     e.set_defaults(handler=run)
 
 

@@ -93,7 +93,9 @@ def _run(argv: Sequence[str] | None) -> int:
                 bad = next(e for e in extra if "=" not in e)
                 raise UsageError(f"override {bad!r} is not of the form key=value")
             else:
-                raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see 'biornn --help')")
+                where = " ".join(w for w in ("biornn", args.command, getattr(args, "what", None),
+                                             getattr(args, "data_command", None)) if w)
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         if args.command is None:
             parser.print_help()
             raise UsageError("no command given (see 'biornn --help')")
