@@ -655,3 +655,16 @@ def test_a_bad_line_of_predict_file_is_named_by_its_line(data_dir, tmp_path, cap
     assert main(["predict", str(run), "--file", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"biornn: error: {f}:3: ") and "'123'" in err and err.count("\n") == 1, err
+
+
+def test_threads_is_an_option_of_train_too(data_dir, tmp_path, capsys):
+    """detect, bench, diagnose and experiment take --threads; train took only threads=N."""
+    out = tmp_path / "t"
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY, "--threads", "1"]) == 0
+    assert json.loads((out / "config.json").read_text())["threads"] == 1
+    capsys.readouterr()
+    assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(tmp_path / "u"), "--threads", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biornn: error: option: threads"), err
+    assert main(["train", "--resume", str(out), "--threads", "2"]) == 2
+    assert "--resume continues a run with its recorded config" in capsys.readouterr().err

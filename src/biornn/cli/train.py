@@ -69,9 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("key_values", nargs="*", metavar="key=value", help="config overrides, type-checked")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BIORNN_DATA, then ~/.cache/biornn)")
     p.add_argument("--out", metavar="RUN", help="run directory to create (default runs/TASK-CELL-sSEED)")
-    p.add_argument("--cell", help="cell name (see 'biornn cells')")
-    p.add_argument("--epochs", type=int, help="number of epochs")
-    p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
+    p.add_argument("--cell", help="cell name (see 'biornn cells'; default: the task's)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the task's)")
+    p.add_argument("--seed", type=int, help="random seed: same seed, same weights (default 0)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads, as the config key threads=N (default: the task's, 0 = torch's choice)")
     p.add_argument("--record", metavar="NAME", help="ecg-anomaly: a discord record (file name without .txt), "
                    "or all: train and evaluate every record into RUN/NAME and write RUN/summary.md")
     p.add_argument("--train", metavar="FILE", help="classify, tag, forecast: the training file (train_file)")
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         others = (args.task, args.key_values, args.config, args.out, args.cell, args.record, args.train, args.val,
                   args.test, args.format)
-        if any(others) or args.epochs is not None or args.seed is not None:
+        if any(others) or args.epochs is not None or args.seed is not None or args.threads is not None:
             raise ValueError("--resume continues a run with its recorded config; give no other options")
         out, cfg, resume = Path(args.resume), None, True
     else:
@@ -131,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             if named != task:
                 raise ValueError(f"{config_file}: sets task = {named!r} but the command names {task!r}")
         cfg = resolve(task, config_file, {"cell": args.cell, "epochs": args.epochs, "seed": args.seed,
+                                          "threads": args.threads,
                                           "record": args.record, "train_file": args.train, "val_file": args.val,
                                           "test_file": args.test, "format": args.format}, args.key_values)
         # the files as absolute paths, so that --resume and evaluate find them from any directory
