@@ -81,10 +81,27 @@ def channel_vectors(E: np.ndarray, channel: str) -> np.ndarray:
 
 
 def fit_gaussian(V: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (d,) and precision matrix (d, d) of the rows of V (N, d), NaN rows left out.
+    """Mean and precision matrix of the rows of V, NaN rows left out.
 
     The covariance gets ``ridge * trace / d`` on its diagonal, so that
     nearly collinear errors (neighbouring horizons) still invert stably.
+
+    Parameters
+    ----------
+    V : ndarray, shape (N, d)
+        Error vectors, one per row.
+    ridge : float
+
+    Returns
+    -------
+    mean : ndarray, shape (d,)
+    precision : ndarray, shape (d, d)
+        The inverse of the (ridged) covariance.
+
+    Raises
+    ------
+    ValueError
+        No more finite rows than dimensions (N <= d).
     """
     V = V[~np.isnan(V).any(axis=1)]
     N, d = V.shape
@@ -97,7 +114,19 @@ def fit_gaussian(V: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.nda
 
 
 def mahalanobis(V: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """sqrt((v - mean)^T P (v - mean)) per row of V (T, d) -> (T,); NaN rows stay NaN.
+    """The Mahalanobis distance of every row: sqrt((v - mean)^T P (v - mean)).
+
+    Parameters
+    ----------
+    V : ndarray, shape (T, d)
+    mean : ndarray, shape (d,)
+    precision : ndarray, shape (d, d)
+        P, from :func:`fit_gaussian`.
+
+    Returns
+    -------
+    ndarray, shape (T,)
+        NaN where the row has a NaN.
 
     >>> float(mahalanobis(np.array([[3.0, 0.0]]), np.zeros(2), np.diag([1.0, 0.25]))[0])
     3.0
@@ -198,8 +227,25 @@ def events(flags: np.ndarray) -> list[tuple[int, int]]:
 
 
 def event_metrics(flags: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Event-level results: was each labelled window hit (a flagged step inside it), and how many
-    flagged runs touch no labelled step (false alarm events)."""
+    """Event-level results: was each labelled window hit, and how many alarms were false.
+
+    Parameters
+    ----------
+    flags : ndarray of bool, shape (T,)
+        The detector's flags.
+    y : ndarray of bool, shape (T,)
+        The labels (True inside an anomaly window).
+
+    Returns
+    -------
+    dict
+        ``windows`` (labelled runs), ``windows_hit`` (those with a flagged step inside),
+        ``hit`` (every window hit, and at least one), ``false_alarms`` (flagged runs that
+        touch no labelled step) and ``alarm_events`` (all flagged runs).
+
+    >>> event_metrics(np.array([0, 1, 0, 0, 1, 1], bool), np.array([0, 1, 1, 0, 0, 0], bool))["false_alarms"]
+    1
+    """
     alarms = events(flags)
     windows = events(y)
     hit = [bool(flags[a:b].any()) for a, b in windows]
@@ -209,7 +255,17 @@ def event_metrics(flags: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 def point_metrics(y: np.ndarray, flags: np.ndarray) -> dict[str, float]:
-    """Point-wise precision, recall and F1 of boolean flags against boolean labels (0 where undefined)."""
+    """Point-wise precision, recall and F1 of flags against labels.
+
+    Parameters
+    ----------
+    y, flags : ndarray of bool, shape (T,)
+
+    Returns
+    -------
+    dict of str -> float
+        ``precision``, ``recall``, ``f1``; 0 where undefined.
+    """
     tp = float(np.sum(flags & y))
     fp, fn = float(np.sum(flags & ~y)), float(np.sum(~flags & y))
     p = tp / (tp + fp) if tp + fp else 0.0
@@ -310,7 +366,22 @@ def fit_scorer(E_hold: np.ndarray, smooth: int, quantile: float, margin: float,
 
 
 def score(E: np.ndarray, scorer: dict[str, Any], smoothed: bool = True) -> dict[str, np.ndarray]:
-    """Every channel's score per step, (T,) each, from error vectors (T, k, L)."""
+    """Every channel's score per step.
+
+    Parameters
+    ----------
+    E : ndarray, shape (T, k, L)
+        Error vectors (:func:`error_vectors`).
+    scorer : dict
+        From :func:`fit_scorer`.
+    smoothed : bool
+        Apply the scorer's moving average (else the raw Mahalanobis distances).
+
+    Returns
+    -------
+    dict of str -> ndarray, shape (T,)
+        One score per channel (``both`` and each lead); NaN for the first k steps.
+    """
     out = {}
     for ch, g in scorer["channels"].items():
         raw = mahalanobis(channel_vectors(E, ch), np.asarray(g["mean"]), np.asarray(g["precision"]))

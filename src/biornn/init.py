@@ -57,7 +57,18 @@ def _blocks(weight: Tensor, slices: Iterable[slice]) -> list[Tensor]:
 
 @torch.no_grad()
 def identity_(weight: Tensor, scale: float = 1.0) -> Tensor:
-    """Fill a square block (or the top-left of a rectangular one) with ``scale * I``."""
+    """Fill a square block (or the top-left of a rectangular one) with ``scale * I``, in place.
+
+    Parameters
+    ----------
+    weight : Tensor, shape (R, C)
+    scale : float
+
+    Returns
+    -------
+    Tensor
+        ``weight``: zero but ``weight[i, i] = scale`` for i < min(R, C).
+    """
     weight.zero_()
     n = min(weight.shape)
     weight[range(n), range(n)] = scale
@@ -66,19 +77,53 @@ def identity_(weight: Tensor, scale: float = 1.0) -> Tensor:
 
 @torch.no_grad()
 def orthogonal_(weight: Tensor, gain: float = 1.0) -> Tensor:
-    """A random (semi-)orthogonal matrix times ``gain`` (``torch.nn.init.orthogonal_``)."""
+    """A random (semi-)orthogonal matrix times ``gain`` (``torch.nn.init.orthogonal_``), in place.
+
+    Parameters
+    ----------
+    weight : Tensor, shape (R, C)
+    gain : float
+
+    Returns
+    -------
+    Tensor
+        ``weight``, with orthonormal rows (R <= C) or columns (R > C), times ``gain``.
+    """
     return nn.init.orthogonal_(weight, gain=gain)
 
 
 @torch.no_grad()
 def xavier_(weight: Tensor, gain: float = 1.0) -> Tensor:
-    """Glorot/Xavier uniform for one block: fan_in = columns, fan_out = rows."""
+    """Glorot/Xavier uniform for one block, in place: fan_in = columns, fan_out = rows.
+
+    Parameters
+    ----------
+    weight : Tensor, shape (R, C)
+    gain : float
+
+    Returns
+    -------
+    Tensor
+        ``weight`` ~ U(-a, a), a = gain * sqrt(6 / (R + C)).
+    """
     return nn.init.xavier_uniform_(weight, gain=gain)
 
 
 @torch.no_grad()
 def default_(param: Tensor, hidden_size: int) -> Tensor:
-    """PyTorch's RNN default: ``U(-1/sqrt(H), 1/sqrt(H))``."""
+    """PyTorch's RNN default, in place: ``U(-1/sqrt(H), 1/sqrt(H))``.
+
+    Parameters
+    ----------
+    param : Tensor, any shape
+    hidden_size : int
+        H of the cell the parameter belongs to.
+
+    Returns
+    -------
+    Tensor
+        ``param``.
+    """
     bound = 1.0 / math.sqrt(hidden_size)
     return nn.init.uniform_(param, -bound, bound)
 
@@ -88,7 +133,18 @@ def forget_bias_(cell: Cell, value: float = 1.0) -> None:
     """Set the forget-gate bias of an LSTM cell: ``bias_ih[f] = value``, ``bias_hh[f] = 0``.
 
     The effective bias is ``bias_ih + bias_hh``, so this makes it exactly
-    ``value``.  The 1997 LSTM has no forget gate: ``ValueError``.
+    ``value``.
+
+    Parameters
+    ----------
+    cell : LSTMCell
+        ``lstm`` or ``lstm-peephole`` (with biases).
+    value : float
+
+    Raises
+    ------
+    ValueError
+        A cell without a forget gate (the 1997 LSTM, GRU, Elman) or without biases.
     """
     if not isinstance(cell, LSTMCell):
         raise ValueError(

@@ -14,7 +14,28 @@ import numpy as np
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
-    """Counts, shape (K, K): row = true class, column = predicted class."""
+    """The confusion matrix.
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence of int, shape (N,)
+        Class indices in 0 .. n_classes - 1.
+    n_classes : int
+        K.
+
+    Returns
+    -------
+    ndarray of int64, shape (K, K)
+        Counts: row = true class, column = predicted class.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ or are not 1-D; a label outside 0 .. K - 1 (naming ``y_true`` or ``y_pred``).
+
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], 2).tolist()
+    [[1, 0], [1, 1]]
+    """
     t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if t.shape != p.shape or t.ndim != 1:
         raise ValueError(f"y_true and y_pred must be 1-D of the same length, got {t.shape} and {p.shape}")
@@ -27,7 +48,19 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: in
 
 
 def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class, each (K,); 0 where undefined."""
+    """Precision, recall, F1 and support per class.
+
+    Parameters
+    ----------
+    cm : ndarray, shape (K, K)
+        A :func:`confusion_matrix`.
+
+    Returns
+    -------
+    dict of str -> ndarray of float, each shape (K,)
+        ``precision``, ``recall``, ``f1``, ``support``; 0 where undefined (no
+        prediction of, or no example of, the class).
+    """
     tp = np.diag(cm).astype(float)
     support = cm.sum(axis=1).astype(float)
     predicted = cm.sum(axis=0).astype(float)

@@ -43,9 +43,31 @@ CELL_NAMES: tuple[str, ...] = tuple(CELLS)
 def make_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
     """Build the cell called ``name`` (see the table above) with its default options.
 
-    ``options`` override the defaults (for example ``nonlinearity="sigmoid"`` for
-    ``elman``, ``cells_per_block=2`` for ``lstm1997``).  An unknown name or an
-    option the cell does not take raises ``ValueError`` naming it.
+    Parameters
+    ----------
+    name : str
+        One of :data:`CELL_NAMES`.
+    input_size : int
+        I, features of x_t.
+    hidden_size : int
+        H, units of h_t.
+    **options
+        Override the defaults (for example ``nonlinearity="sigmoid"`` for
+        ``elman``, ``cells_per_block=2`` for ``lstm1997``).
+
+    Returns
+    -------
+    Cell
+        One time step: ``cell(x_t, state)``, x_t (B, I) or (I,), each state
+        field (B, H) or (H,).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or an option the cell does not take, named.
+
+    >>> make_cell("lstm1997", 3, 4)
+    LSTM1997Cell(3, 4, cells_per_block=1, g='tanh', h='tanh')
     """
     if name not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELL_NAMES)}; got {name!r}")
