@@ -72,6 +72,15 @@ def test_match_beats_matches_as_many_pairs_as_there_can_be():
     assert match_beats(np.array([1000, 1080]), np.array([950, 1040]), 54).tolist() == [[0, 0], [1, 1]]
     s = score_beats(np.array([1000, 1080]), np.array([950, 1040]), fs=360.0)
     assert (s["tp"], s["fn"], s["fp"]) == (2, 0, 0)
+    # only that group is matched in time order: a beat far from it keeps its nearest detection (5001, not
+    # 4995), and the mean offset is that of the nearest pairs there (it was 118 ms for this when the whole
+    # record went to time order)
+    assert match_beats(np.array([1000, 1080, 5000]), np.array([950, 1040, 4995, 5001]), 54).tolist() == \
+        [[0, 0], [1, 1], [2, 3]]
+    far = score_beats(np.array([5000, 9000]), np.array([4960, 5001, 8960, 9001]), fs=360.0)
+    both = score_beats(np.array([1000, 1080, 5000, 9000]), np.array([950, 1040, 4960, 5001, 8960, 9001]), fs=360.0)
+    assert both["mean_abs_offset_ms"] == pytest.approx((50 + 40 + 1 + 1) / 4 / 360 * 1000, abs=1e-3)
+    assert far["mean_abs_offset_ms"] == pytest.approx(1 / 360 * 1000, abs=1e-3)
     rng = np.random.default_rng(0)
     for _ in range(300):
         ref = np.unique(rng.integers(0, 400, size=rng.integers(0, 12)))

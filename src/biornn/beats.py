@@ -180,11 +180,12 @@ def match_beats(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> 
     Each beat and each detection is matched at most once, and as many pairs
     as possible are matched: the closest pairs first (ties: the earlier
     reference beat), the nearest unmatched reference for every detection --
-    unless that leaves fewer pairs than the most there can be (a detection
-    between two beats under 2 x ``tolerance`` apart, taken by the farther
-    one's neighbour), in which case the pairs are matched in time order, the
-    earliest unmatched detection to the earliest reference beat within reach,
-    which always matches the most.  So TP is never undercounted.
+    except in a group of beats joined by detections within reach of two of
+    them (beats under 2 x ``tolerance`` apart) where that leaves fewer pairs
+    than there can be; such a group is matched in time order instead, the
+    earliest unmatched detection to the earliest beat within reach, which
+    matches the most.  So TP is never undercounted, and every other beat
+    keeps its nearest detection.
 
     Parameters
     ----------
@@ -228,10 +229,35 @@ def match_beats(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> 
         if not used_ref[r] and not used_det[d]:
             used_ref[r] = used_det[d] = True
             pairs.append((r, d))
+    nearest = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
     in_order = _match_in_time_order(reference, detected, tolerance)
-    if len(in_order) > len(pairs):
-        return in_order
-    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    if len(in_order) == len(nearest):
+        return nearest
+    # only the groups of beats where nearest-first matched fewer take the time-ordered pairs; the
+    # others keep their nearest pairs (and the offsets they give)
+    group = _reach_groups(lo, hi)  # of every detection
+    n = int(group.max()) + 1
+    better = np.bincount(group[in_order[:, 1]], minlength=n) > np.bincount(group[nearest[:, 1]], minlength=n)
+    kept = np.concatenate([nearest[~better[group[nearest[:, 1]]]], in_order[better[group[in_order[:, 1]]]]])
+    return kept[np.lexsort((kept[:, 1], kept[:, 0]))]
+
+
+def _reach_groups(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The group of every detection (K,): detections joined by a beat within reach of both.
+
+    ``[lo[j], hi[j])`` are the reference beats within reach of detection j; as
+    both bounds only grow with j, detection j shares a beat with detection
+    j + 1 exactly when those ranges overlap, and with no later one otherwise --
+    so the groups (the connected parts of the beats-and-detections graph) are
+    runs of detections.
+
+    >>> _reach_groups(np.array([0, 0, 2, 2]), np.array([1, 2, 3, 2])).tolist()
+    [0, 0, 1, 2]
+    """
+    if not len(lo):
+        return np.zeros(0, dtype=np.int64)
+    joined = (hi[:-1] > lo[1:]) & (hi[:-1] > lo[:-1]) & (hi[1:] > lo[1:])
+    return np.concatenate([[0], np.cumsum(~joined)]).astype(np.int64)
 
 
 def _match_in_time_order(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> np.ndarray:
