@@ -121,3 +121,21 @@ def test_gain_multiplies_the_input_blocks_xavier_too():
     bound = (6 / (6 + 3)) ** 0.5
     assert bound < r.weight_ih_l0.abs().max() <= 2 * bound
     torch.testing.assert_close(r.weight_hh_l0 @ r.weight_hh_l0.T, 4 * torch.eye(3))
+
+
+def test_init_cell_refuses_a_bad_forget_bias_before_drawing_anything():
+    """init_cell wrote NaN biases, or redrew a GRU's weights and then refused its forget bias."""
+    import numpy as np
+
+    from biornn.cells import make_cell
+
+    for cell, value, match in ((make_cell("lstm", 2, 3), float("nan"), "^forget_bias must be"),
+                               (make_cell("gru", 2, 3), 1.0, "no forget gate")):
+        before = [p.detach().clone() for p in cell.parameters()]
+        with pytest.raises(ValueError, match=match):
+            init_cell(cell, "orthogonal", "xavier", "zeros", forget_bias=value)
+        assert all(torch.equal(a, b) for a, b in zip(before, cell.parameters()))
+    # NumPy numbers are numbers (the checks refused them for a while)
+    r = Recurrent("lstm", 2, 3, num_layers=2)
+    initialize(r, "identity", layers=np.array([1]), scale=np.float64(0.5), gain=np.int64(1))
+    assert torch.equal(r.weight_hh_l1[:3], 0.5 * torch.eye(3))

@@ -278,3 +278,16 @@ def test_gzip_compressed_files_read_as_their_contents(tmp_path):
         read_text_file(cut)
     with pytest.raises(ValueError, match=re.escape("cannot tell the format from the extension '(none)' under .gz")):
         file_format(tmp_path / "x.gz")
+
+
+def test_table_rows_are_named_by_the_line_they_start_on(tmp_path):
+    """A quoted field over two lines put every later row's line number one short."""
+    from biornn.data.readers import read_table
+
+    p = tmp_path / "t.csv"
+    p.write_text('label,sequence\nA,"AC\nGT"\n\nB,ACGT\nC,"AC\nG"\n')
+    t = read_table(p, sequence="sequence")
+    assert t.lines == [2, 5, 6] and t.sequences == ["ACGT", "ACGT", "ACG"]
+    p.write_text('label,sequence\nA,"AC\nGT"\n,ACGT\n')
+    with pytest.raises(ValueError, match=r"t\.csv: line 4: empty label"):
+        read_table(p, sequence="sequence")

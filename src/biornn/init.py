@@ -22,8 +22,10 @@ matrix.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -46,7 +48,7 @@ SCHEMES: dict[str, dict[str, str]] = {
 
 def _check_number(name: str, value: object, positive: bool = False) -> None:
     """``ValueError`` naming ``name`` unless ``value`` is a finite real number (and > 0 if ``positive``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
     if not ok or (positive and value <= 0):
         raise ValueError(f"{name} must be a finite number{' > 0' if positive else ''}; got {value!r}")
 
@@ -206,6 +208,10 @@ def init_cell(
     _check_number("scale", scale)
     _check_number("gain", gain, positive=True)
     _check_number("std", std, positive=True)
+    if forget_bias is not None:  # refused before any weight is drawn, so that a refusal changes nothing
+        _check_number("forget_bias", forget_bias)
+        if not isinstance(cell, LSTMCell) or cell.bias_ih is None:
+            forget_bias_(cell, forget_bias)  # raises, naming the missing forget gate or biases
     for name, value, allowed in (
         ("recurrent", recurrent, RECURRENT_INITS),
         ("input", input, INPUT_INITS),
@@ -310,13 +316,14 @@ def initialize(
         if name not in SCHEMES:
             raise ValueError(f"init must be one of {', '.join(SCHEMES)}; got {name!r}")
     if layers is not None and (isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable)
-                               or not all(isinstance(k, int) and not isinstance(k, bool) for k in layers)):
+                               or not all(isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_))
+                                          for k in layers)):
         raise ValueError(f"layers must be a list of layer numbers; got {layers!r}")
     _check_number("scale", scale)
     _check_number("gain", gain, positive=True)
     if forget_bias is not None:
         _check_number("forget_bias", forget_bias)
-    chosen = range(n) if layers is None else list(layers)
+    chosen = range(n) if layers is None else [int(k) for k in layers]
     for layer in chosen:
         if not 0 <= layer < n:
             raise ValueError(f"layers: no layer {layer} in a {n}-layer network")

@@ -11,7 +11,6 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..cells import CELL_NAMES
     from ..diagnostics import COMPARE_CELLS
     from ..init import SCHEMES
     from .checks import CellList

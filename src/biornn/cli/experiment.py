@@ -8,7 +8,6 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..cells import CELL_NAMES
     from ..experiments import DEFAULT, FORGET_BIAS, QUICK
     from .checks import CellList
 

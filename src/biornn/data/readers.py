@@ -427,7 +427,10 @@ def _read_table(p: Path, reader, label: str | None, sequence: str | None, id: st
     seqs: list[str] = []
     values: list[list[float]] = []
     lines: list[int] = []
-    for n, row in enumerate(reader, start=2):
+    end = reader.line_num  # the header's last line
+    for row in reader:
+        # the line the row starts on: a quoted field may run over several lines
+        n, end = end + 1, reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
         lines.append(n)

@@ -77,7 +77,7 @@ def read_promoters(path: Path) -> tuple[list[str], list[str]]:
     ``ValueError`` naming the file and record on a label other than + or -, a character outside
     the DNA alphabet or a length other than 57."""
     table = read_table(path, label="class", sequence="sequence", alphabet=DNA)
-    for n, label, seq in zip(table.lines, table.labels, table.sequences):
+    for n, label, seq in zip(table.lines, table.labels, table.sequences, strict=True):
         if label not in LABELS:
             raise ValueError(f"{path}: line {n}: class {label!r} is not + or -")
         if len(seq) != LENGTH:
