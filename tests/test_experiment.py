@@ -73,9 +73,12 @@ def test_tiny_grid_end_to_end(tmp_path, capsys):
     assert not list(out.glob(".*"))
     assert "| T = 6 | T = 10 |" in format_table(res["table"], [6, 10])
     # the same folder again without the exploding runs: the earlier exploding.png does not stay beside it
+    capsys.readouterr()
     assert main(["experiment", "long-lag", "--cells", "elman", "--lags", "6", "--steps", "5", "--hidden", "4",
-                 "--batch", "4", "--explode-scale", "0", "--out", str(out)]) == 0
+                 "--batch", "4", "--explode-scale", "0", "--out", str(out), "--json"]) == 0
     assert json.loads((out / "long_lag.json").read_text())["exploding"] == []
+    printed = json.loads(capsys.readouterr().out)  # --json: one object alone, no Markdown table before it
+    assert printed["out"] == str(out) and printed["table"] == json.loads((out / "long_lag.json").read_text())["table"]
     assert sorted(p.name for p in out.iterdir()) == ["gradient_flow.png", "long_lag.json", "success.png"]
 
 
