@@ -543,3 +543,19 @@ def test_batches_cover_every_index_once():
     assert list(batches(0, 3, None, shuffle=True)) == []
     with pytest.raises(ValueError, match="batch_size"):
         list(batches(3, 0, None, shuffle=False))
+
+
+def test_a_missing_mirror_only_set_is_told_to_fetch_from_a_mirror(tmp_path, monkeypatch):
+    """'run biornn data fetch splice' was the advice, and that command refuses: splice has no public copy."""
+    from biornn.data.registry import fetch_command
+
+    monkeypatch.setenv("BIORNN_DATA", str(tmp_path / "none"))
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DataError, match=r"run 'biornn data fetch splice --mirror URL\|DIR'"):
+        locate("splice")
+    with pytest.raises(DataError, match=r"run 'biornn data fetch names' or"):
+        locate("names")
+    mitdb = DATASETS["mitdb-100"]
+    public = [f.path for f in mitdb.files if f.url]
+    assert public and fetch_command("mitdb-100", public) == "biornn data fetch mitdb-100"
+    assert fetch_command("mitdb-100").endswith("--mirror URL|DIR")  # 100.atr's conversion is mirror-only

@@ -157,7 +157,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..data.registry import verify
+    from ..data.registry import fetch_command, verify
 
     _check_data_dir(args.data_dir)
     rows = verify(args.name, args.data_dir)
@@ -174,8 +174,9 @@ def run_verify(args: argparse.Namespace) -> int:
         dirs = sorted({r["where"] for r in bad})
         what = ", ".join(f"{r['path']} ({r['status']})" for r in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        fix = (f"run 'biornn data fetch {sets[0]}'" if len(sets) == 1
-               else f"run 'biornn data fetch NAME' for each of {', '.join(sets)}")
+        fix = (f"run '{fetch_command(sets[0], [r['path'] for r in bad])}'" if len(sets) == 1
+               else f"run 'biornn data fetch NAME' (with --mirror URL|DIR for the mirror-only files) for each "
+                    f"of {', '.join(sets)}")
         print(f"biornn: error: {len(bad)} of {len(rows)} files not ok in {', '.join(dirs)}: {what}{more}; {fix}",
               file=sys.stderr)
         return 1

@@ -277,8 +277,20 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> Path:
             return root
         partial = f", {n} of {len(ds.files)} files" if n else ""
         looked.append(f"{root} ({why}{partial})")
-    raise DataError(f"data set {name!r} not found: looked in {', '.join(looked)}; run 'biornn data fetch {name}' "
+    raise DataError(f"data set {name!r} not found: looked in {', '.join(looked)}; run '{fetch_command(name)}' "
                     f"or pass --data-dir DIR pointing at a mirror")
+
+
+def fetch_command(name: str, paths: list[str] | None = None) -> str:
+    """The ``biornn data fetch`` line that can get ``name`` (its files ``paths``, default all): with
+    ``--mirror URL|DIR`` where one of them has no public byte-identical copy, which only a mirror has.
+
+    >>> fetch_command("names"), fetch_command("splice")
+    ('biornn data fetch names', 'biornn data fetch splice --mirror URL|DIR')
+    """
+    ds = _dataset_named(name)
+    files = [f for f in ds.files if paths is None or f.path in paths]
+    return f"biornn data fetch {name}" + (" --mirror URL|DIR" if any(f.url is None for f in files) else "")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
