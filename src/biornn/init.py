@@ -319,10 +319,6 @@ def initialize(
                                or not all(isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_))
                                           for k in layers)):
         raise ValueError(f"layers must be a list of layer numbers; got {layers!r}")
-    _check_number("scale", scale)
-    _check_number("gain", gain, positive=True)
-    if forget_bias is not None:
-        _check_number("forget_bias", forget_bias)
     chosen = range(n) if layers is None else [int(k) for k in layers]
     for layer in chosen:
         if not 0 <= layer < n:
