@@ -214,10 +214,12 @@ def test_metrics_and_baseline_windows():
 
 
 @pytest.mark.parametrize("text, match", [
-    ("ATGXCCTAA", "character 'X' at position 4 is not in the DNA alphabet"),
+    ("ATGXCCTAA", "character 'X' at position 4; translate reads A, C, G, T only"),
     ("ATGNCCTAA", "ambiguity code 'N' at position 4; translate reads A, C, G, T only"),
     ("ATGGCCTA", "8 bases is not a whole number of codons"),
     ("   ", "an empty sequence"),
+    ("ATG" + "GCC" * (tr.MAX_PREDICT_CODONS - 1) + "TAA",
+     f"{tr.MAX_PREDICT_CODONS + 1} codons; translate decodes at most {tr.MAX_PREDICT_CODONS} codons"),
 ])
 def test_check_orf_refuses_bad_input(text, match):
     with pytest.raises(ValueError, match=match):
@@ -226,6 +228,8 @@ def test_check_orf_refuses_bad_input(text, match):
 
 def test_check_orf_accepts_lower_case_and_spaces():
     assert tr.check_orf("atg gcc\ttaa") == "ATGGCCTAA"
+    longest = "ATG" + "GCC" * (tr.MAX_PREDICT_CODONS - 2) + "TAA"
+    assert tr.check_orf(longest) == longest
 
 
 # -- end to end --------------------------------------------------------------------------------
