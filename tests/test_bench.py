@@ -91,3 +91,39 @@ def test_every_benchmark_script_answers_help_without_running(script):
     """--help prints the usage and runs nothing (a script without argparse ran its whole benchmark)."""
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("usage:"), (out.stdout[:200], out.stderr[-300:])
+
+
+VARIABLE_LENGTHS = Path(__file__).resolve().parents[1] / "benchmarks" / "variable_lengths.py"
+
+
+def _variable_lengths(args, monkeypatch):
+    import runpy
+
+    import torch
+
+    monkeypatch.setattr(sys, "argv", [str(VARIABLE_LENGTHS), *args])
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(VARIABLE_LENGTHS), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    return done.value.code
+
+
+def test_the_variable_lengths_benchmark_times_both_routes(monkeypatch, capsys):
+    assert _variable_lengths(["--cells", "elman,lstm", "--shapes", "names-var", "--repeats", "1"], monkeypatch) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("names-var")]
+    assert len(rows) == 2 and all("fused (packed)" in r and "auto/fused" in r for r in rows)
+    assert "auto (bptt)" in rows[0] and ("auto (native)" if native.available() else "auto (bptt)") in rows[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells", "gru"], "--cells: 'gru' is not one of lstm, lstm1997, elman"),
+    (["--shapes", "ecg"], "--shapes: 'ecg' is not one of names-var"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_the_variable_lengths_benchmark_refuses_bad_arguments(args, message, monkeypatch, capsys):
+    assert _variable_lengths(args, monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("variable_lengths.py: ") and message in err[0], err

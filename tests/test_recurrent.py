@@ -431,6 +431,91 @@ def test_dropout_between_layers_only_in_training():
     torch.testing.assert_close(c, d, **TOL)  # the same dropout masks on both paths
 
 
+@pytest.mark.parametrize("name", ["lstm", "elman", "elman-relu", "lstm1997"])
+@pytest.mark.parametrize("layers,bidirectional,variable,dropout", [
+    (1, False, False, 0.0), (1, True, True, 0.0), (3, True, False, 0.0), (2, True, True, 0.5), (3, False, True, 0.3),
+])
+def test_a_stack_on_the_multi_layer_kernel_equals_the_step_loop(name, layers, bidirectional, variable, dropout,
+                                                               monkeypatch):
+    """Where every cell takes the fused kernel, the whole stack (layers and directions) is one call of
+    torch's multi-layer kernel -- or one call per layer where dropout is drawn between them -- and
+    gives the step loop's outputs, final states and gradients, with the same dropout masks."""
+    from biornn import fast
+
+    calls = []
+    real = fast.fused_stack
+    monkeypatch.setattr(fast, "fused_stack", lambda *a: calls.append(1) or real(*a))
+    loop = Recurrent(name, 3, 5, num_layers=layers, bidirectional=bidirectional, dropout=dropout, fast=False)
+    stacked = copy.deepcopy(loop)
+    stacked.fast = True
+    x = torch.randn(4, 7, 3) * 2
+    lengths = _lengths(4, 7) if variable else None
+    D = 2 if bidirectional else 1
+    state = tuple(torch.randn(layers * D, 4, n) * 0.5 for n in loop.cells[0][0].state_sizes())
+    results = []
+    for rnn in (loop, stacked):
+        xx = x.clone().requires_grad_()
+        ss = tuple(s.clone().requires_grad_() for s in state)
+        torch.manual_seed(3)
+        if rnn is stacked and variable:
+            # on the CPU a call with variable lengths takes the hand-written BPTT (torch's kernels run
+            # packed sequences there without oneDNN), so the packed stack -- a GPU's route -- is called
+            # here by itself
+            out, fin = fast.fused_stack(rnn.cells, xx, ss, lengths, dropout)
+        else:
+            out, fin = rnn(xx, ss, lengths)
+        _loss(out, fin).backward()
+        results.append([out, *fin, xx.grad, *(s.grad for s in ss), *(p.grad for p in rnn.parameters())])
+    assert calls == [1]
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **TOL)
+    if dropout:  # the masks were drawn: another seed gives other outputs
+        torch.manual_seed(4)
+        assert not torch.allclose(fast.fused_stack(stacked.cells, x, state, lengths, dropout)[0], results[1][0])
+
+
+def test_the_multi_layer_kernel_serves_only_whole_fused_stacks():
+    from biornn import fast
+
+    def stacks(rnn, lengths=None, steps=12):
+        return fast.stacks(rnn.cells, lengths, rnn.truncate, steps)
+
+    assert stacks(Recurrent("lstm", 2, 3, num_layers=2, bidirectional=True))
+    assert stacks(Recurrent("lstm1997", 2, 3, num_layers=2))
+    assert not stacks(Recurrent("lstm", 2, 3, truncate=4))  # truncation: a call per cell, chunk by chunk
+    assert not stacks(Recurrent("lstm1997", 2, 3), steps=fast.LSTM1997_MIN_STEPS)  # the compiled loops
+    assert not stacks(Recurrent("lstm1997", 2, 3, g="scaled-sigmoid", h="scaled-sigmoid"))  # its state is scaled
+    assert not stacks(Recurrent("gru", 2, 3))
+    assert not stacks(Recurrent("lstm", 2, 3), steps=1)  # a single LSTM step: the compiled loops
+    # variable lengths on the CPU: the hand-written BPTT, one layer and direction at a time
+    assert not stacks(Recurrent("lstm", 2, 3, num_layers=2), lengths=torch.tensor([12, 5]))
+
+
+@pytest.mark.parametrize("name", ["lstm", "elman", "lstm1997"])
+def test_variable_lengths_on_the_cpu_take_the_hand_written_bptt(name, monkeypatch):
+    """torch's kernels run packed sequences on the CPU without oneDNN (a loop of per-step operations,
+    1.5-8x slower than the hand-written BPTT): a call with variable lengths takes the latter, and a
+    call whose lengths are all T takes the fused kernel as if none had been given."""
+    from biornn import fast
+
+    routes = []
+    real = fast.scan
+    monkeypatch.setattr(fast, "scan", lambda cell, x, s, lengths, truncate, how=None: routes.append(
+        fast.method(cell, lengths, truncate, x.shape[1], x.device)) or real(cell, x, s, lengths, truncate, how))
+    rnn = Recurrent(name, 3, 4)
+    x = torch.randn(3, 6, 3)
+    hand = "native" if fast._native_maths(rnn.cells[0][0]) and fast._native.available() else "bptt"
+    assert rnn.path(lengths=torch.tensor([6, 2, 4]), steps=6) == hand
+    rnn(x, lengths=torch.tensor([6, 2, 4]))
+    assert routes == [hand]
+    assert rnn.path(lengths=torch.tensor([6, 6, 6]), steps=6) == "fused"
+    routes.clear()
+    out, _ = rnn(x, lengths=torch.tensor([6, 6, 6]))
+    assert routes == []  # the whole stack on the fused kernel, no call per cell
+    torch.testing.assert_close(out, rnn(x)[0], rtol=0, atol=0)
+    assert fast.method(rnn.cells[0][0], torch.tensor([6, 2]), None, 6, "cuda") == "fused"  # cuDNN takes packed
+
+
 def test_module_conversions_keep_cells_in_sync():
     rnn = Recurrent("lstm-peephole", 2, 3)
     rnn.double()

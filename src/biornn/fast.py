@@ -50,8 +50,10 @@ Traces (``return_traces=True``) always use the step loop: it is what records the
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -107,8 +109,10 @@ def method(
     ``steps`` is the call's sequence length T, if known: a single step
     (streaming, one sample per call) of an LSTM is faster by the hand-written
     route, because oneDNN's LSTM re-lays out its weights on every call
-    (``biornn bench``'s streaming table).  ``device`` is where the tensors
-    are (default: the CPU); the compiled loops run on the CPU only.
+    (``biornn bench``'s streaming table).  ``lengths`` (variable lengths, some
+    shorter than T) on the CPU take the hand-written route too: torch's
+    kernels run packed sequences there without oneDNN.  ``device`` is where
+    the tensors are (default: the CPU); the compiled loops run on the CPU only.
 
     Returns
     -------
@@ -126,8 +130,13 @@ def method(
     # torch.compile cannot trace the LSTM kernel's backward (aten.mkldnn_rnn_layer, torch 2.13): a
     # compiled training step takes the hand-written BPTT, which it runs as an autograd.Function
     compiling_lstm = type(cell) in (LSTMCell, LSTM1997Cell) and _compiling_with_grad()
+    # variable lengths on the CPU: torch's kernels take a packed sequence there without oneDNN, by
+    # a generic loop of per-step operations that autograd records one by one -- the hand-written
+    # BPTT (which also runs only the rows still going at each step) is 1.5-8x faster
+    # (docs/speed.md, "Variable lengths"); on a GPU cuDNN takes packed sequences as they are
+    packed_on_cpu = lengths is not None and on_cpu
     if (_fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step
-            and not lstm1997_compiled and not compiling_lstm):
+            and not lstm1997_compiled and not compiling_lstm and not packed_on_cpu):
         return "fused"
     if type(cell) in _BPTT_CELLS:
         return "native" if compiled else "bptt"
@@ -368,6 +377,106 @@ def _fused_scan(
         c = c.squeeze(0)
         return out, cell.state_type(h.squeeze(0), c / c_scale if c_scale != 1.0 else c)
     return out, cell.state_type(hx.squeeze(0))
+
+
+def stacks(cells: Sequence[Sequence[Cell]], lengths: Tensor | None, truncate: int | None, steps: int | None,
+           device: torch.device | str | None = None) -> bool:
+    """Whether a whole stack of layers (both directions) runs as torch's multi-layer kernel in one call.
+
+    Where every cell takes the fused route (:func:`method`) and there is no truncation, the layers
+    and directions need not be called one by one: torch's kernel takes them all, as ``nn.LSTM``
+    does, and runs the backward direction inside itself -- no reversing of the input and output
+    copies, no concatenation of the directions, one call instead of ``num_layers * D``
+    (:func:`fused_stack`).  A 1997 cell with the paper's scaled sigmoids (its state is scaled)
+    keeps the call per cell.
+    """
+    if truncate:
+        return False
+    for row in cells:
+        for cell in row:
+            if method(cell, lengths, truncate, steps, device) != "fused":
+                return False
+            if type(cell) is LSTM1997Cell and cell.g_name != "tanh":
+                return False
+    return True
+
+
+def fused_stack(cells: Sequence[Sequence[Cell]], x: Tensor, state: Sequence[Tensor], lengths: Tensor | None,
+                dropout: float = 0.0) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """A whole stack on torch's multi-layer kernel (where :func:`stacks` is true); the same results as
+    calling :func:`scan` for every layer and direction.
+
+    Parameters
+    ----------
+    cells : sequence of sequence of Cell
+        ``cells[layer][direction]``, all of one class.
+    x : Tensor, shape (B, T, I)
+        Batch-first input.
+    state : sequence of Tensor
+        The initial state's fields, each (num_layers * D, B, size), torch.nn's order.
+    lengths : Tensor of int64, shape (B,), or None
+        True lengths; outputs past them are zero and the final state is read at each sequence's
+        last step (the backward direction's at its first).
+    dropout : float
+        Dropout on the outputs of every layer but the last (0 when not training).  Dropout is drawn
+        as the layer-by-layer route draws it (on the batch-first outputs, in memory order), so the
+        layers are then called one at a time, both directions in each call.
+
+    Returns
+    -------
+    out : Tensor, shape (B, T, D * H)
+    state : tuple of Tensor, each (num_layers * D, B, size)
+    """
+    L, D = len(cells), len(cells[0])
+    first = cells[0][0]
+    if type(first) is LSTM1997Cell:
+        layer_weights = [[w for cell in row for w in _lstm1997_weights(cell)[0]] for row in cells]
+        kernel, has_bias = torch._VF.lstm, True
+    else:
+        has_bias = first.bias_ih is not None
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if has_bias else ("weight_ih", "weight_hh")
+        layer_weights = [[getattr(cell, n) for cell in row for n in names] for row in cells]
+        if type(first) is LSTMCell:
+            kernel = torch._VF.lstm
+        else:
+            kernel = torch._VF.rnn_tanh if first.nonlinearity == "tanh" else torch._VF.rnn_relu
+    is_lstm = kernel is torch._VF.lstm
+    train = torch.is_grad_enabled()  # as in _fused_scan: only cuDNN reads it
+    packed = None
+    if lengths is not None:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        order = packed.sorted_indices.to(x.device)
+        unorder = packed.unsorted_indices.to(x.device)
+        state = [s.index_select(1, order) for s in state]
+
+    def run(inp: Tensor, hx: list[Tensor], weights: list[Tensor], layers: int) -> tuple[Tensor, list[Tensor]]:
+        h = tuple(hx) if is_lstm else hx[0]
+        if packed is None:
+            res = kernel(inp, h, weights, has_bias, layers, 0.0, train, D == 2, True)
+        else:
+            data = pack_padded_sequence(inp, lengths.cpu(), batch_first=True, enforce_sorted=False).data \
+                if inp is not x else packed.data
+            res = kernel(data, packed.batch_sizes, h, weights, has_bias, layers, 0.0, train, D == 2)
+            out, _ = pad_packed_sequence(packed._replace(data=res[0]), batch_first=True, total_length=x.shape[1])
+            res = (out, *res[1:])
+        return res[0], list(res[1:])
+
+    if not dropout or L == 1:
+        out, final = run(x, list(state), [w for ws in layer_weights for w in ws], L)
+    else:
+        out, parts = x, []
+        for layer in range(L):
+            rows = slice(layer * D, (layer + 1) * D)
+            out, fin = run(out, [s[rows] for s in state], layer_weights[layer], 1)
+            parts.append(fin)
+            if layer < L - 1:
+                out = F.dropout(out.contiguous(), dropout, training=True)
+        final = [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
+    if packed is not None:
+        final = [f.index_select(1, unorder) for f in final]
+    if D == 2:
+        out = out.contiguous()  # as the layer-by-layer route's concatenation of the directions
+    return out, tuple(final)
 
 
 # ---------------------------------------------------------------------------

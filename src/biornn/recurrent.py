@@ -465,6 +465,12 @@ class Recurrent(nn.Module):
         truncate = self.truncate if truncate is None else truncate
         if not self.fast or return_traces:
             return "loop"
+        if lengths is not None and steps is not None:
+            try:
+                if int(torch.as_tensor(lengths).min()) >= steps:
+                    lengths = None  # nothing is padded: forward drops them too
+            except (TypeError, ValueError, RuntimeError):
+                pass  # forward refuses them
         first = next(self.parameters())
         methods = {fast.method(c, lengths, truncate, steps, first.device) for row in self._cells for c in row}
         if None in methods:
@@ -562,7 +568,9 @@ class Recurrent(nn.Module):
         layer_in = x
         finals: list[NamedTuple] = []
         traces: Traces = []
-        for layer in range(self.num_layers):
+        # every layer and direction on torch's multi-layer kernel in one call, where it serves them all
+        stacked = use_fast and fast.stacks(cells, lengths, truncate, T, x.device)
+        for layer in range(0 if stacked else self.num_layers):
             outs = []
             for direction in range(D):
                 k = layer * D + direction
@@ -588,8 +596,13 @@ class Recurrent(nn.Module):
                 # kernels return time-major memory; this way both paths drop the same units
                 layer_in = F.dropout(layer_in.contiguous(), self.dropout, training=True)
 
-        out = layer_in
-        final = state_type(*(torch.stack([s[j] for s in finals]) for j in range(len(state_type._fields))))
+        if stacked:
+            out, fields = fast.fused_stack(cells, x, state_in, lengths, self.dropout if self.training else 0.0)
+            final = state_type(*fields)
+            traces = [{} for _ in range(self.num_layers * D)]
+        else:
+            out = layer_in
+            final = state_type(*(torch.stack([s[j] for s in finals]) for j in range(len(state_type._fields))))
         if unbatched:
             out = out.squeeze(0)
             final = state_type(*(f.squeeze(1) for f in final))
