@@ -313,6 +313,24 @@ def test_bad_records_exit_2_and_write_nothing(data_dir, tmp_path, capsys, spoil,
     assert not out.exists()
 
 
+def test_without_the_wfdb_package_one_line_names_the_extra(data_dir, tmp_path, capsys, monkeypatch):
+    """The wfdb extra not installed: one line with the install command, exit 2 (it was a traceback)."""
+    import sys
+
+    from biornn.data import physionet
+
+    for name in ("wfdb", "wfdb.processing"):
+        monkeypatch.setitem(sys.modules, name, None)  # import wfdb raises ImportError
+    out = tmp_path / "run"
+    assert main(["train", "mitdb-qrs", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "biornn: error: reading WFDB records needs the wfdb package; install it with: " \
+                  "pip install 'biornn[wfdb]'", err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"pip install 'biornn\[wfdb\]'"):
+        physionet.wfdb_module("wfdb.processing")
+
+
 def test_config_checks(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     for item, match in (("embedding_dim=4", "embedding_dim must be 0"), ("truncate=100", "truncate must be 0"), ("record=nope", "record 'nope': no nope.hea")):

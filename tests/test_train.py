@@ -627,14 +627,17 @@ def test_an_inapplicable_key_in_a_toml_file_names_the_file(tmp_path, capsys):
     assert f"{toml}: record applies to" in capsys.readouterr().err
 
 
-def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("left", [("config.json",), ("config.json", "model.safetensors", "log.csv", "steps.csv")])
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_dir, tmp_path, capsys, left):
     """A run killed in its first epoch leaves config.json alone: --resume trains it from epoch 1 with the
-    recorded config (it could be neither resumed nor trained again into the same folder)."""
+    recorded config (it could be neither resumed nor trained again into the same folder).  Killed
+    between the first epoch's weights and logs and its checkpoint, it leaves those too (it was refused
+    then, 'checkpoint.pt: missing'), and resumes from epoch 1 the same way."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     _train(data_dir, whole)
     _train(data_dir, stopped)
     for f in stopped.iterdir():  # what a kill in epoch 1 leaves: the config and a partial write
-        if f.name != "config.json":
+        if f.name not in left:
             f.unlink() if f.is_file() else __import__("shutil").rmtree(f)
     (stopped / ".checkpoint.pt.abcd1234.pt").write_bytes(b"partial")
     (stopped / "tensorboard").mkdir()  # a tracker's store, made before epoch 1
@@ -642,6 +645,8 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_d
     a, b = load_file(whole / "model.safetensors"), load_file(stopped / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not list(stopped.glob(".*"))
+    rows = [r.split(",")[:3] for r in (stopped / "log.csv").read_text().splitlines()]
+    assert rows == [r.split(",")[:3] for r in (whole / "log.csv").read_text().splitlines()]  # rewritten, not appended
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
 

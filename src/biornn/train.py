@@ -274,12 +274,15 @@ def _set_threads(n: int) -> None:
 
 def _load_resume_state(out: Path) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None for a run stopped before its first checkpoint (the run
-    directory holds its config.json, perhaps the trackers' stores and a partial write, no weights or
-    logs): it starts again at epoch 1."""
+    directory holds its config.json, perhaps the trackers' stores, a partial write and what the first
+    epoch writes before its checkpoint): it starts again at epoch 1."""
     checkpoint_path = out / "checkpoint.pt"
     if not checkpoint_path.exists():
-        # what a run holds before its first checkpoint: its config, the trackers' stores, partial writes
-        early = {"config.json", "mlflow.db", "mlartifacts", "tensorboard", "tracking.json"}
+        # what a run holds before its first checkpoint: its config, the trackers' stores, partial writes,
+        # and the first epoch's weights and logs, written just before the checkpoint (a kill between
+        # them left a run that could neither resume nor be trained again); epoch 1 rewrites all three
+        early = {"config.json", "mlflow.db", "mlartifacts", "tensorboard", "tracking.json",
+                 "model.safetensors", "log.csv", "steps.csv"}
         names = {f.name for f in out.iterdir() if not checkpoint._TEMP.match(f.name)}
         if "config.json" in names and names <= early:
             return None

@@ -100,9 +100,21 @@ def record_path(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".hea", ".dat", ".atr") else p
 
 
+def wfdb_module(name: str = "wfdb"):
+    """The ``wfdb`` package (or its submodule ``name``), the ``wfdb`` extra; ``ValueError`` (one line, the
+    command to install it) where it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ValueError("reading WFDB records needs the wfdb package; install it with: "
+                         "pip install 'biornn[wfdb]'") from None
+
+
 def _header(base: Path):
     """The parsed header of record ``base``; ``ValueError`` naming the ``.hea`` file if absent or unreadable."""
-    import wfdb
+    wfdb = wfdb_module()
 
     hea = base.with_name(base.name + ".hea")
     if not hea.is_file():
@@ -183,7 +195,7 @@ def read_record(path: str | Path, channels: list[int] | None = None) -> Record:
         that does not match its signal file, no samples, missing (NaN) or
         infinite samples, or a channel the record does not have.
     """
-    import wfdb
+    wfdb = wfdb_module()
 
     base = record_path(path)
     header = _header(base)
@@ -244,7 +256,7 @@ def read_beats(path: str | Path, extension: str = "atr", n_samples: int | None =
         One line naming the annotation file: missing, unreadable, no beat
         annotation in it, samples out of order or outside the record.
     """
-    import wfdb
+    wfdb = wfdb_module()
 
     base = record_path(path)
     ann = base.with_name(f"{base.name}.{extension}")

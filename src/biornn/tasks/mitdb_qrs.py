@@ -63,7 +63,7 @@ from torch import Tensor
 
 from ..beats import REFRACTORY_S, beat_labels, detect_beats, score_beats
 from ..config import TrainConfig
-from ..data.physionet import Record, read_beats, read_record, record_path
+from ..data.physionet import Record, read_beats, read_record, record_path, wfdb_module
 from ..data.registry import DataError, locate, search_path
 from ..metrics import classification_metrics
 from ..models import Ensemble, SequenceTagger
@@ -305,7 +305,7 @@ def score_part(model: torch.nn.Module, data: TaskData, part: str) -> tuple[dict[
 
 def xqrs(data: TaskData, part: str = "test") -> tuple[dict[str, Any], np.ndarray]:
     """The baseline: ``wfdb.processing.xqrs_detect`` on the first lead of a part, scored like the model."""
-    from wfdb import processing
+    processing = wfdb_module("wfdb.processing")
 
     start, end = data.bounds[part]
     t0 = time.perf_counter()
