@@ -342,3 +342,29 @@ def test_build_into_a_fresh_cache_leaves_only_the_library(compiled, monkeypatch,
     assert len(list(path.parent.parent.iterdir())) == 2
     assert main(["native", "build", "--prune"]) == 0
     assert [p.name for p in path.parent.parent.iterdir()] == [native.key()]
+
+
+def test_a_failed_build_is_told_by_the_compiler_s_own_line():
+    """torch's cpp_extension prints a traceback before ninja's output; the line shown was its
+    ``raise CalledProcessError(...`` (the first line mentioning an error), not the compiler's."""
+    from biornn.native import compiler_error
+
+    output = """Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/torch/utils/cpp_extension.py", line 2600, in _run_ninja_build
+    subprocess.run(
+  File "/usr/lib/python3.11/subprocess.py", line 571, in run
+    raise CalledProcessError(retcode, process.args,
+subprocess.CalledProcessError: Command '['ninja', '-v']' returned non-zero exit status 1.
+[1/2] c++ -MMD -MF native.o.d -DTORCH_EXTENSION_NAME=biornn_native -c native.cpp -o native.o
+FAILED: native.o
+c++ -MMD -MF native.o.d -include Python_missing.h -c native.cpp -o native.o
+<command-line>: fatal error: Python_missing.h: No such file or directory
+compilation terminated.
+ninja: build stopped: subcommand failed.
+"""
+    assert compiler_error(output) == "<command-line>: fatal error: Python_missing.h: No such file or directory"
+    gcc = "native.cpp: In function 'void f()':\nnative.cpp:12:3: error: 'x' was not declared in this scope\n"
+    assert compiler_error(gcc) == "native.cpp:12:3: error: 'x' was not declared in this scope"
+    assert compiler_error("FAILED: native.o\n/bin/sh: 1: false: not found\n") == "/bin/sh: 1: false: not found"
+    assert compiler_error("") == "no output"
+    assert compiler_error("something odd\nat the end\n") == "at the end"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -210,9 +211,25 @@ def build(verbose: bool = False, force: bool = False) -> Path:
             _state["tried"] = True
             _load(target)
         return target
-    lines = [ln.strip() for ln in last.splitlines() if ln.strip()]
-    first = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "no output")
-    raise NativeError(f"compiling {SOURCE.name} failed: {first}")
+    raise NativeError(f"compiling {SOURCE.name} failed: {compiler_error(last)}")
+
+
+def compiler_error(output: str) -> str:
+    """The line of a failed build's output that says what went wrong: the compiler's first
+    ``error:`` line (``native.cpp:12:3: error: ...``, ``fatal error: ...``), else the line after
+    ninja's ``FAILED:``, else the first line that mentions an error, else the last line.  (torch's
+    ``cpp_extension`` prints its own traceback before ninja's output, whose lines mention errors
+    too: ``raise CalledProcessError(...``.)"""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    if not lines:
+        return "no output"
+    for ln in lines:
+        if re.search(r"(^|[\s:])(fatal )?error:", ln, re.IGNORECASE) and not ln.startswith(("File ", "raise ")):
+            return ln
+    for k, ln in enumerate(lines[:-1]):
+        if ln.startswith("FAILED:"):
+            return lines[k + 1]
+    return next((ln for ln in lines if "error" in ln.lower() and not ln.startswith(("File ", "raise "))), lines[-1])
 
 
 def remove_stale() -> list[Path]:
@@ -230,18 +247,3 @@ def remove_stale() -> list[Path]:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m biornn.native``: build, as ``biornn native build``."""
-    try:
-        path = build(verbose="-v" in (argv or sys.argv[1:]))
-    except NativeError as e:
-        print(f"biornn native: {e}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
