@@ -384,3 +384,23 @@ def test_a_second_onnx_export_in_one_process_keeps_the_native_route(tmp_path):
         assert export_model(m, None, "onnx", out, vocab_size=12)["routes"] == ["native", "native"], k
         dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param for d in dims] == ["batch", "steps"], k
+
+
+def test_a_full_disk_is_one_line_naming_the_file_not_the_model(run_dir, tmp_path, monkeypatch, capsys):
+    """torch.jit.save to a full disk aborted the process (a C++ exception from a destructor, exit 134)
+    and left its temporary file; ONNX's OSError was told as 'torch cannot export this model'."""
+    import errno
+
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if "m.pt" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    out = tmp_path / "m.pt"
+    assert main(["export", str(run_dir), "--format", "torchscript", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"biornn: error: {out}: cannot write it: No space left on device", err
+    assert list(tmp_path.iterdir()) == []

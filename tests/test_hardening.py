@@ -301,3 +301,40 @@ def test_every_source_file_compiles_without_warnings():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             compile(p.read_text(encoding="utf-8"), str(p), "exec")
+
+
+def _full_disk(monkeypatch, where: str) -> None:
+    """Writes of files whose name contains ``where`` fail as a full disk fails them."""
+    import errno
+
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if where in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+@pytest.mark.parametrize("save, name", [
+    (lambda p: checkpoint.save_state(p, {"a": torch.zeros(3)}), "checkpoint.pt"),
+    (lambda p: checkpoint.save_weights(p, torch.nn.Linear(2, 2), {"k": 1}), "model.safetensors"),
+])
+def test_a_full_disk_is_an_oserror_naming_the_file_and_leaves_no_temp(tmp_path, monkeypatch, save, name):
+    """torch.save reported it as RuntimeError('unexpected pos ...') and safetensors as SafetensorError,
+    neither naming the file: a traceback."""
+    _full_disk(monkeypatch, name)
+    with pytest.raises(OSError) as e:
+        save(tmp_path / name)
+    assert e.value.filename == str(tmp_path / name) and "No space left on device" in e.value.strerror
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_on_a_full_disk_ends_with_one_line_naming_the_file(data_dir, tmp_path, monkeypatch, capsys):
+    _full_disk(monkeypatch, "checkpoint.pt")
+    out = tmp_path / "run"
+    code = main(["train", "splice", "--data-dir", str(data_dir), "--out", str(out), *SPLICE_TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == f"biornn: error: {out / 'checkpoint.pt'}: cannot write it: No space left on device"
+    assert not [f for f in (out.iterdir() if out.exists() else []) if f.name.startswith(".")]

@@ -12,6 +12,7 @@ runs code from a file: weights load with safetensors, training state with
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -104,13 +105,21 @@ def _settle(tmp: Path) -> None:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    An ``OSError`` while writing (a full disk, a quota) is raised again naming ``path`` -- the file
+    the user knows -- rather than the temporary one or none; the temporary file is removed."""
     path = Path(path)
     tmp = _temp_beside(path)
     try:
         yield tmp
         _settle(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None or str(e.filename) == str(tmp):
+            raise OSError(e.errno, f"cannot write it: {e.strerror or e}", str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -239,13 +248,16 @@ def strict_json(obj: Any) -> Any:
 
 def save_weights(path: str | os.PathLike, module: torch.nn.Module, metadata: dict[str, Any]) -> None:
     """The module's state dict as safetensors, ``metadata`` (JSON-able values) in the header."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     header = {k: json.dumps(v) for k, v in metadata.items()}
     header["format_version"] = FORMAT_VERSION
+    # serialised here and written by Python, so that a full disk is an OSError naming the file
+    # (safetensors' own writer raises SafetensorError with no name)
+    data = save(tensors, metadata=header)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        tmp.write_bytes(data)
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -277,8 +289,12 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Training state (tensors, numbers, strings, lists, dicts) for ``--resume``, atomically."""
+    # into memory first and written by Python: torch's file writer reports a full disk as a
+    # RuntimeError ("unexpected pos ..."), which names no file
+    buf = io.BytesIO()
+    torch.save(state, buf)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -570,7 +570,11 @@ def _write_onnx(model: ExportModel, x: Tensor, lengths: Tensor, path: Path, meta
 def _write_torchscript(model: ExportModel, path: Path, metadata: dict[str, str]) -> None:
     with _quiet():
         scripted = torch.jit.script(model)
-    torch.jit.save(scripted, str(path), _extra_files={"biornn.json": json.dumps(metadata)})
+    # into memory, then written by Python: torch.jit.save to a full disk aborts the process (a C++
+    # exception thrown from a destructor) instead of raising
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf, _extra_files={"biornn.json": json.dumps(metadata)})
+    path.write_bytes(buf.getbuffer())
 
 
 def _runner(path: Path, fmt: str) -> Callable[[Tensor, Tensor], np.ndarray]:
@@ -683,7 +687,7 @@ def _write(exported: ExportModel, fmt: str, x: Tensor, lengths: Tensor, path: Pa
             _write_onnx(exported, x, lengths, path, metadata)
         else:
             _write_torchscript(exported, path, metadata)
-    except ValueError:
+    except (ValueError, OSError):  # an OSError is the disk's (full, a quota), not the model's
         raise
     except Exception as e:  # the exporters raise many types; name the model and the reason
         reason = first_line(e, 200) if str(e).strip() else ""
