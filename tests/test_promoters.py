@@ -153,6 +153,28 @@ def test_promoters_cross_validation_end_to_end(data_dir, tmp_path, capsys):
     assert "50 bases; the model reads 57 bp" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage, match", [
+    ('{"task": ', "not readable JSON (Expecting value: line 1 column 10"),
+    ("{}", "not a finished run's metrics (KeyError: 'test')"),
+])
+def test_resuming_with_a_damaged_finished_fold_names_its_metrics(data_dir, tmp_path, capsys, damage, match):
+    """A folds run interrupted after fold 1: resuming reads fold 1's metrics.json for the summary; damaged,
+    it was 'Expecting value: ...' with no file named, or a KeyError traceback."""
+    import shutil
+
+    out = tmp_path / "run"
+    assert main(["train", "promoters", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 0
+    for name in ("metrics.json", "summary.json", "summary.md"):  # as an interruption before the summary leaves it
+        (out / name).unlink()
+    shutil.rmtree(out / "fold-03")
+    (out / "fold-01" / "metrics.json").write_text(damage)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"biornn: error: {out / 'fold-01' / 'metrics.json'}: {match}"), err
+    assert err[-1].endswith(f"remove {out / 'fold-01'} to train that run again")
+
+
 def test_promoters_one_fold_alone(data_dir, tmp_path, capsys):
     out = tmp_path / "one"
     assert main(["train", "promoters", "--data-dir", str(data_dir), "--out", str(out), *TINY, "fold=2"]) == 0

@@ -738,6 +738,22 @@ def _finish(cfg: TrainConfig, task, model: torch.nn.Module, data, out: Path, log
     return metrics
 
 
+def _finished_metrics(task: Any, name: str, sub_dir: Path) -> dict[str, Any]:
+    """A finished sub-run's metrics.json, as the summary reads it; ``ValueError`` naming the file
+    where it is damaged (not JSON, or without what the summary table takes from it)."""
+    path = sub_dir / "metrics.json"
+    again = f"remove {sub_dir} to train that run again"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        task.summary_row(name, metrics)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({first_line(e, 120)}); {again}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path}: not a finished run's metrics ({type(e).__name__}: {first_line(e, 80)}); "
+                         f"{again}") from None
+    return metrics
+
+
 def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path, data_dir: str | None,
                resume: bool, progress: bool | None, log: Callable[[str], None],
                stop_after_epochs: int | None) -> dict[str, Any]:
@@ -764,7 +780,7 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
         for name, sub in runs:
             sub_dir = out / name
             if (sub_dir / "metrics.json").is_file():
-                results[name] = json.loads((sub_dir / "metrics.json").read_text(encoding="utf-8"))
+                results[name] = _finished_metrics(task, name, sub_dir)
                 log(f"{name}: finished before, kept")
                 continue
             again = (sub_dir / "checkpoint.pt").is_file()
