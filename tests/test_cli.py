@@ -205,9 +205,21 @@ def test_no_output_replaces_a_file_of_any_run_directory(tmp_path):
     for target in (every / "summary.json", every / "metrics.json", early / "config.json"):
         with pytest.raises(ValueError, match=f"would replace the {target.name} of the run {target.parent}"):
             refuse_overwriting(target, mine)
+    # another run's plots too (export --out e1/curves.png replaced one with an ONNX file), a sub-run's included
+    sub = every / "chfdbchf15"
+    sub.mkdir()
+    (sub / "config.json").write_text('{"task": "ecg-anomaly"}')
+    (sub / "model.safetensors").write_bytes(b"")
+    for target in (early / "curves.png", sub / "detection.png"):
+        target.write_bytes(b"png")
+        with pytest.raises(ValueError, match=f"would replace the {target.name} of the run {target.parent}"):
+            refuse_overwriting(target, mine)
+    refuse_overwriting(sub / "new.png", mine)  # a new file replaces nothing
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "config.json").write_text('{"lr": 1}')  # someone's config, not a run's
+    (plain / "curves.png").write_bytes(b"png")
+    refuse_overwriting(plain / "curves.png", mine)
     refuse_overwriting(plain / "config.json", mine)
     refuse_overwriting(every / "model.onnx", mine)
 

@@ -67,8 +67,10 @@ def refuse_overwriting(out: str | os.PathLike, run: str | os.PathLike, inputs: t
     # the run's own files, and its plots (curves.png, detection.png, confusion.png, ...)
     if in_run and (target.name in OWN_FILES or (target.suffix.lower() == ".png" and target.exists())):
         raise ValueError(f"{out}: {option} would replace the run's own {target.name}; write elsewhere")
-    # and those of any other run directory: exporting into another run must not break it
-    if target.name in OWN_FILES and is_run_dir(target.parent):
+    # and those of any other run directory (or a sub-run of one): exporting into another run must not
+    # break it, nor replace its plots
+    plot = target.suffix.lower() == ".png" and target.exists()
+    if (target.name in OWN_FILES or plot) and is_run_dir(target.parent):
         raise ValueError(f"{out}: {option} would replace the {target.name} of the run {target.parent}; "
                          f"write elsewhere")
     for f in inputs:
