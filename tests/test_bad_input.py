@@ -947,7 +947,8 @@ def _(ctx):
 def _(ctx):
     run = ctx.copy_run(ctx.runs.ucr)
     (run / "config.json").write_text('{"task": "classify", ')
-    return ["evaluate", str(run)], [str(run / "config.json"), "not valid JSON"]
+    return ["evaluate", str(run)], [str(run / "config.json"), "not valid JSON (Expecting property name enclosed in "
+                                                             "double quotes at line 1 column 22)"]
 
 
 @case("evaluate-weights-truncated")

@@ -182,6 +182,10 @@ def test_resume_ends_with_the_same_weights(data_dir, tmp_path, capsys):
     train(cfg, full, data_dir=str(data_dir), progress=False, log=lambda s: None)
     assert train(cfg, part, data_dir=str(data_dir), progress=False, log=lambda s: None, stop_after_epochs=2) == {}
     assert not (part / "metrics.json").exists()
+    capsys.readouterr()
+    assert main(["predict", str(part), "Abc"]) == 2  # an interrupted run says how to finish it
+    assert capsys.readouterr().err.strip().endswith(
+        f"(missing metrics.json); training was interrupted: finish it with biornn train --resume {part}")
     assert main(["train", "--resume", str(part), "--data-dir", str(data_dir)]) == 0
     wa, wb = (load_file(str(r / "model.safetensors")) for r in (full, part))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

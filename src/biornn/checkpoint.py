@@ -333,5 +333,8 @@ def check_run_dir(run: str | os.PathLike) -> Path:
             shown = ", ".join(subruns[:3]) + (", ..." if len(subruns) > 3 else "")
             raise ValueError(f"{run}: holds {len(subruns)} runs, one per sub-directory ({shown}); "
                              f"give one of them, e.g. {run / subruns[0]}")
-        raise ValueError(f"{run}: not a complete run directory (missing {', '.join(missing)})")
+        hint = ""
+        if (run / "checkpoint.pt").is_file() and (run / "config.json").is_file():
+            hint = f"; training was interrupted: finish it with biornn train --resume {run}"
+        raise ValueError(f"{run}: not a complete run directory (missing {', '.join(missing)}){hint}")
     return run

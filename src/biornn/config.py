@@ -528,7 +528,7 @@ def from_json(text: str, source: str = "config.json") -> TrainConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{source}: not valid JSON ({e.msg})") from None
+        raise ValueError(f"{source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source}: not a JSON object")
     cfg = apply(TrainConfig(), data, source=source)
