@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="biornn's hand-written BPTT has its time loops in C++ (csrc/native.cpp): one recurrent "
         "product and one fused, vectorised pass per step. `build` compiles them for this machine, torch "
         "version and instruction set into the user cache (about 10 s; needs a C++ compiler and ninja; "
-        "`make install` runs it); `status` says whether this process loads them. Without them the same "
+        "run it once after installing biornn; `make install` does); `status` says whether this process loads "
+        "them. Without them the same "
         "BPTT runs as Python loops (path 'bptt'), slower, with the same results. BIORNN_NATIVE=0 turns "
         "them off.")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
