@@ -677,3 +677,32 @@ def test_threads_is_an_option_of_train_too(data_dir, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("biornn: error: option: threads"), err
     assert main(["train", "--resume", str(out), "--threads", "2"]) == 2
     assert "--resume continues a run with its recorded config" in capsys.readouterr().err
+
+
+def test_a_run_directory_being_written_by_another_process_is_refused(data_dir, tmp_path, capsys):
+    """Two trainings started on one --out both found it empty and wrote it together (a config of one,
+    the weights of the other, both exit 0); a resume beside a running training did the same.  The
+    lock (checkpoint.run_lock, held here as another process would hold it) refuses the second one
+    before it reads or writes anything."""
+    import os
+    import subprocess
+    import sys
+
+    from biornn import checkpoint
+
+    out = tmp_path / "run"
+    with checkpoint.run_lock(out):
+        assert main(["train", "names", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"biornn: error: {out}: another biornn process (pid {os.getpid()}) is writing this run "
+                       f"directory; wait for it to end or choose another --out"), err
+        assert not out.exists()
+        # another process, the same folder by another spelling
+        code = ("import sys; from biornn.cli.main import main; "
+                f"sys.exit(main(['train', '--resume', {str(tmp_path / '.' / 'run')!r}]))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "another biornn process" in res.stderr, res.stderr[-2000:]
+    _train(data_dir, out)  # released at the end of the block
+    assert (out / "metrics.json").is_file()
+    with checkpoint.run_lock(out):  # and at the end of the training that held it
+        pass

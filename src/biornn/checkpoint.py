@@ -12,6 +12,7 @@ runs code from a file: weights load with safetensors, training state with
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -125,6 +126,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def run_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the machine-wide lock of the run directory ``out`` (its absolute, resolved path) while the
+    block runs; ``ValueError`` (one line) where another process holds it.
+
+    Two trainings started on one ``--out`` both found it empty and wrote it together (a config of
+    one, the weights and metrics of the other, both exit 0); a resume started beside a running
+    training did the same.  The lock is an ``flock`` on a file in the temporary folder
+    (``biornn-locks-UID/``), not in the run directory, so that it exists before the directory does
+    and leaves nothing in it; the system releases it when the process ends, however it ends.  On
+    a system without ``flock``, or where the lock file cannot be made, the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        where = str(Path(out).expanduser().absolute().resolve())
+    except (OSError, RuntimeError):
+        where = str(Path(out).expanduser().absolute())
+    key = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / f"biornn-locks-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise ValueError(f"{out}: another biornn process{pid} is writing this run directory; wait for it "
+                             f"to end or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_out_dir(path: str | os.PathLike, names: tuple[str, ...] = (), option: str = "--out") -> Path:

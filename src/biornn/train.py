@@ -31,6 +31,7 @@ gradient norms and the plots to TensorBoard and/or MLflow as well
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib
@@ -188,8 +189,10 @@ def train(
     check_trackers(track, track_uri)  # a missing extra fails before any work
     joined = distributed.setup()
     try:
-        result = _train(cfg, Path(out_dir), data_dir, resume, progress, log, stop_after_epochs, tuple(track),
-                        track_uri)
+        # one process writes a run directory: a second one started on it (or resuming it) is refused
+        with checkpoint.run_lock(Path(out_dir)) if distributed.is_main() else contextlib.nullcontext():
+            result = _train(cfg, Path(out_dir), data_dir, resume, progress, log, stop_after_epochs, tuple(track),
+                            track_uri)
     except BaseException:
         if joined:
             distributed.teardown(wait=False)
