@@ -246,3 +246,23 @@ def test_an_unknown_option_points_at_its_commands_help(argv, hint, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(hint), err
+
+
+def test_the_command_imports_no_torch_before_its_handlers_and_ctrl_c_while_it_loads_is_one_line():
+    """Ctrl-C in the first second of any command (torch loading, before main's handlers) was a
+    KeyboardInterrupt traceback; caught, it must not touch the half-imported torch again."""
+    import subprocess
+    import sys
+
+    code = "import sys, biornn, biornn.cli.main; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "False", res.stderr[-2000:]
+    code = ("import os, signal, sys, biornn.cli.main as m\n"
+            "real = m.build_parser\n"
+            "def build():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the subcommands' modules load\n"
+            "    return real()\n"
+            "m.build_parser = build\n"
+            "sys.exit(m.main(['cells']))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130 and res.stderr == "biornn: interrupted\n" and res.stdout == "", res.stderr[-2000:]

@@ -79,7 +79,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    try:  # the subcommands' parsers import torch (about a second): Ctrl-C there is an interruption too
+        parser = build_parser()
+    except (KeyboardInterrupt, Terminated) as e:
+        # nothing is written yet, and a torch whose import was cut short must not be touched again
+        # (importing any part of it fails, and its half-made state can crash the interpreter's exit)
+        print(f"biornn: {'interrupted' if isinstance(e, KeyboardInterrupt) else 'terminated'}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130 if isinstance(e, KeyboardInterrupt) else 143)
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
