@@ -82,6 +82,26 @@ def test_tiny_grid_end_to_end(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["gradient_flow.png", "long_lag.json", "success.png"]
 
 
+def test_an_interrupted_grid_leaves_no_plot_of_an_earlier_one(tmp_path, capsys, monkeypatch):
+    """Interrupted in its first run, a new grid in the folder of a finished one left the earlier
+    success.png and exploding.png beside its own long_lag.json."""
+    from biornn import experiments
+
+    out = tmp_path / "grid"
+    args = ["experiment", "long-lag", "--cells", "elman", "--lags", "6", "--steps", "5", "--hidden", "4",
+            "--batch", "4", "--explode-scale", "1.2", "--out", str(out)]
+    assert main(args) == 0
+    assert {"success.png", "exploding.png"} <= {p.name for p in out.iterdir()}
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "train_adding", interrupted)
+    assert main([*args[:3], "gru", *args[4:]]) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["gradient_flow.png", "long_lag.json"]
+    assert json.loads((out / "long_lag.json").read_text())["config"]["cells"] == ["gru"]
+
+
 def test_jobs_run_the_grid_in_processes_with_the_same_results(tmp_path, capsys):
     args = ["experiment", "long-lag", "--cells", "elman", "gru", "--lags", "5", "9", "--steps", "20",
             "--hidden", "8", "--batch", "4", "--explode-scale", "0"]

@@ -276,6 +276,10 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
         result["gradient_flow"][str(lag)] = flows
     plot_gradient_flow(result["gradient_flow"][str(lags[-1])], out / "gradient_flow.png",
                        gradient_flow_title(lags[-1], cells, forget_bias))
+    # an earlier grid's plots go with its long_lag.json, replaced now: this grid draws its own at the
+    # end, and one interrupted before then must not sit beside another grid's figures
+    for name in ("success.png", "exploding.png"):
+        (out / name).unlink(missing_ok=True)
     write_json(out / "long_lag.json", strict_json(result))
 
     grid = [(c, lag, clipped) for lag in lags for c in cells for clipped in clipping]
@@ -336,10 +340,6 @@ def long_lag_grid(out: str | Path, *, cells: Sequence[str] = DEFAULT["cells"],
     write_json(out / "long_lag.json", strict_json(result))
     if result["runs"]:
         plot_success(result["table"], lags, out / "success.png")
-    # an earlier grid's plots that this one did not draw would sit beside a long_lag.json without them
-    for name, drawn in (("exploding.png", bool(explode_scale)), ("success.png", bool(result["runs"]))):
-        if not drawn and (out / name).is_file():
-            (out / name).unlink()
     return result
 
 
