@@ -2,14 +2,16 @@
 
 A batch whose sequences have different lengths reaches torch's LSTM and RNN kernels as a packed
 sequence, and on the CPU torch runs packed sequences without oneDNN: a generic loop of per-step
-operations, each recorded by autograd.  biornn sends such calls to its hand-written BPTT instead
-(the compiled loops where they are built and serve the cell, else the Python loops), which also
-runs only the rows still going at each step.  For each cell with a fused kernel and each shape,
-this times a training step (forward, a sum loss, backward) of one ``Recurrent`` forced onto the
-fused kernel (``fused``, the route before this release) and of the same module on the route it
-chooses (``auto``), interleaved in one process; each timing is the mean of enough calls to last
-25 ms; prints medians and ``auto/fused``.  Lengths are drawn uniformly from T/3..T, one sequence
-of full length.
+operations, each recorded by autograd.  biornn now sends such calls to its hand-written BPTT
+(the compiled loops where they are built and serve the cell, else the Python loops -- the
+latter only when gradients are recorded), which also runs only the rows still going at each
+step.  For each cell with a fused kernel and each shape, this times a training step (forward,
+a sum loss, backward) and an inference (forward under ``no_grad``) of one ``Recurrent`` on the
+route of the release before (``before``: every layer and direction called alone, the fused
+kernel on the packed sequence; the 1997 LSTM from 32 steps on the compiled loops already) and on
+the route it chooses now (``now``), interleaved in one process; each timing is the mean of enough
+calls to last 25 ms; prints medians and ``now/before``.  Lengths are drawn uniformly from T/3..T,
+one sequence of full length.
 
     .venv/bin/python benchmarks/variable_lengths.py
     .venv/bin/python benchmarks/variable_lengths.py --cells lstm --shapes names-var --repeats 15 --threads 1
@@ -59,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--repeats must be >= 1 and --threads >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}; train-step ms")
-    real = fast.method
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}; ms per call")
+    real_method, real_stacks = fast.method, fast.stacks
+
+    def before(cell, lengths=None, truncate=None, steps=None, device=None):
+        # the release before routed as if no lengths were given (but for truncation with lengths)
+        return real_method(cell, lengths if truncate else None, truncate, steps, device)
+
     for shape in shapes:
         B, T, I, H, L, bi = SHAPES[shape]
         g = torch.Generator().manual_seed(0)
@@ -70,28 +77,39 @@ def main(argv: list[str] | None = None) -> int:
         for cell in cells:
             torch.manual_seed(0)
             rnn = Recurrent(cell, I, H, num_layers=L, bidirectional=bi)
-            auto = rnn.path(lengths=lengths, steps=T)
 
-            def step(route: str) -> None:
-                if route == "fused":  # force the fused kernel, as chosen before this release
-                    fast.method = lambda cell, lengths=None, truncate=None, steps=None, device=None: "fused"
+            def call(route: str, train: bool) -> None:
+                if route == "before":
+                    fast.method, fast.stacks = before, (lambda *a, **k: False)
                 try:
-                    out, _ = rnn(x, lengths=lengths)
-                    out.sum().backward()
+                    if train:
+                        out, _ = rnn(x, lengths=lengths)
+                        out.sum().backward()
+                    else:
+                        with torch.no_grad():
+                            rnn(x, lengths=lengths)
                 finally:
-                    fast.method = real
+                    fast.method, fast.stacks = real_method, real_stacks
                 rnn.zero_grad(set_to_none=True)
                 x.grad = None
 
-            routes = ("fused", "auto")
-            calls = {r: _calls(_timed(lambda: step(r))) for r in routes}
-            times: dict[str, list[float]] = {r: [] for r in routes}
-            for _ in range(args.repeats):
-                for r in routes:
-                    times[r].append(_timed_mean(lambda: step(r), calls[r]))
-            med = {r: statistics.median(v) * 1e3 for r, v in times.items()}
-            print(f"{shape:<12} {cell:<9} L={L} {'bi ' if bi else 'uni'}  fused (packed) {med['fused']:8.2f}  "
-                  f"auto ({auto}) {med['auto']:8.2f}  auto/fused {med['auto'] / med['fused']:.2f}", flush=True)
+            cols = []
+            for train in (True, False):
+                with torch.set_grad_enabled(train):
+                    fast.method = before
+                    old = rnn.path(lengths=lengths, steps=T)
+                    fast.method = real_method
+                    new = rnn.path(lengths=lengths, steps=T)
+                routes = ("before", "now")
+                calls = {r: _calls(_timed(lambda: call(r, train))) for r in routes}
+                times: dict[str, list[float]] = {r: [] for r in routes}
+                for _ in range(args.repeats):
+                    for r in routes:
+                        times[r].append(_timed_mean(lambda: call(r, train), calls[r]))
+                med = {r: statistics.median(v) * 1e3 for r, v in times.items()}
+                cols.append(f"{'train' if train else 'infer'}: before ({old}) {med['before']:8.2f}  now ({new}) "
+                            f"{med['now']:8.2f}  now/before {med['now'] / med['before']:.2f}")
+            print(f"{shape:<12} {cell:<9} L={L} {'bi ' if bi else 'uni'}  " + "   ".join(cols), flush=True)
     return 0
 
 

@@ -153,13 +153,28 @@ def test_promoters_cross_validation_end_to_end(data_dir, tmp_path, capsys):
     assert "50 bases; the model reads 57 bp" in capsys.readouterr().err
 
 
+def _baseline_unnamed(m):
+    del m["baseline"]["name"]
+
+
+def _seconds_null(m):
+    m["train_seconds"] = None
+
+
+def _accuracy_text(m):
+    m["test"]["accuracy"] = "x"
+
+
 @pytest.mark.parametrize("damage, match", [
     ('{"task": ', "not readable JSON (Expecting value: line 1 column 10"),
     ("{}", "not a finished run's metrics (KeyError: 'test')"),
+    (_baseline_unnamed, "not a finished run's metrics (no baseline.name)"),
+    (_seconds_null, "not a finished run's metrics (train_seconds is None)"),
+    (_accuracy_text, "not a finished run's metrics (accuracy is 'x', not a number)"),
 ])
 def test_resuming_with_a_damaged_finished_fold_names_its_metrics(data_dir, tmp_path, capsys, damage, match):
     """A folds run interrupted after fold 1: resuming reads fold 1's metrics.json for the summary; damaged,
-    it was 'Expecting value: ...' with no file named, or a KeyError traceback."""
+    it was 'Expecting value: ...' with no file named, or a KeyError or TypeError traceback."""
     import shutil
 
     out = tmp_path / "run"
@@ -167,12 +182,31 @@ def test_resuming_with_a_damaged_finished_fold_names_its_metrics(data_dir, tmp_p
     for name in ("metrics.json", "summary.json", "summary.md"):  # as an interruption before the summary leaves it
         (out / name).unlink()
     shutil.rmtree(out / "fold-03")
-    (out / "fold-01" / "metrics.json").write_text(damage)
+    fold = out / "fold-01" / "metrics.json"
+    if callable(damage):
+        m = json.loads(fold.read_text())
+        damage(m)
+        fold.write_text(json.dumps(m))
+    else:
+        fold.write_text(damage)
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"biornn: error: {out / 'fold-01' / 'metrics.json'}: {match}"), err
     assert err[-1].endswith(f"remove {out / 'fold-01'} to train that run again")
+
+
+def test_a_fold_being_written_by_another_process_stops_the_run(data_dir, tmp_path, capsys):
+    """The lock covers each run of a several-run train too: a resume of one fold alone, started beside
+    the whole, wrote the same fold at the same time."""
+    from biornn import checkpoint
+
+    out = tmp_path / "run"
+    with checkpoint.run_lock(out / "fold-02"):
+        assert main(["train", "promoters", "--data-dir", str(data_dir), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"biornn: error: {out / 'fold-02'}: another biornn process (pid "), err
+    assert (out / "fold-01" / "metrics.json").is_file() and not (out / "fold-02").exists()
 
 
 def test_promoters_one_fold_alone(data_dir, tmp_path, capsys):

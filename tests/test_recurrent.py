@@ -483,7 +483,8 @@ def test_the_multi_layer_kernel_serves_only_whole_fused_stacks():
     assert stacks(Recurrent("lstm", 2, 3, num_layers=2, bidirectional=True))
     assert stacks(Recurrent("lstm1997", 2, 3, num_layers=2))
     assert not stacks(Recurrent("lstm", 2, 3, truncate=4))  # truncation: a call per cell, chunk by chunk
-    assert not stacks(Recurrent("lstm1997", 2, 3), steps=fast.LSTM1997_MIN_STEPS)  # the compiled loops
+    # from 32 steps the 1997 LSTM takes the compiled loops, where they are built
+    assert stacks(Recurrent("lstm1997", 2, 3), steps=fast.LSTM1997_MIN_STEPS) is not fast._native.available()
     assert not stacks(Recurrent("lstm1997", 2, 3, g="scaled-sigmoid", h="scaled-sigmoid"))  # its state is scaled
     assert not stacks(Recurrent("gru", 2, 3))
     assert not stacks(Recurrent("lstm", 2, 3), steps=1)  # a single LSTM step: the compiled loops
@@ -514,6 +515,8 @@ def test_variable_lengths_on_the_cpu_take_the_hand_written_bptt(name, monkeypatc
     assert routes == []  # the whole stack on the fused kernel, no call per cell
     torch.testing.assert_close(out, rnn(x)[0], rtol=0, atol=0)
     assert fast.method(rnn.cells[0][0], torch.tensor([6, 2]), None, 6, "cuda") == "fused"  # cuDNN takes packed
+    with torch.no_grad():  # inference: only the compiled loops beat the packed kernel
+        assert rnn.path(lengths=torch.tensor([6, 2, 4]), steps=6) == ("native" if hand == "native" else "fused")
 
 
 def test_module_conversions_keep_cells_in_sync():

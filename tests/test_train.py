@@ -643,6 +643,8 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(data_d
     for f in stopped.iterdir():  # what a kill in epoch 1 leaves: the config and a partial write
         if f.name not in left:
             f.unlink() if f.is_file() else __import__("shutil").rmtree(f)
+    if "log.csv" in left:  # the first epoch's row alone
+        (stopped / "log.csv").write_text("\n".join((stopped / "log.csv").read_text().splitlines()[:2]) + "\n")
     (stopped / ".checkpoint.pt.abcd1234.pt").write_bytes(b"partial")
     (stopped / "tensorboard").mkdir()  # a tracker's store, made before epoch 1
     assert main(["train", "--resume", str(stopped), "--data-dir", str(data_dir)]) == 0
@@ -706,3 +708,63 @@ def test_a_run_directory_being_written_by_another_process_is_refused(data_dir, t
     assert (out / "metrics.json").is_file()
     with checkpoint.run_lock(out):  # and at the end of the training that held it
         pass
+
+
+def test_the_run_lock_never_follows_a_planted_file(tmp_path, monkeypatch):
+    """A lock file someone else planted (a symlink to a file of the user's) must not be opened and
+    truncated; a lock folder open to others is not used (the block runs unlocked)."""
+    import hashlib
+
+    from biornn import checkpoint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    folder = tmp_path / "cache" / "biornn" / "locks"
+    folder.mkdir(parents=True, mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data")
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]
+    (folder / f"{key}.lock").symlink_to(victim)
+    with checkpoint.run_lock(out):
+        pass
+    assert victim.read_text() == "precious data"
+    (folder / f"{key}.lock").unlink()
+    folder.chmod(0o777)
+    with checkpoint.run_lock(out):
+        pass
+    assert list(folder.iterdir()) == []
+    folder.chmod(0o700)
+    with checkpoint.run_lock(out):  # this user's own folder: the lock file is made and holds the pid
+        assert (folder / f"{key}.lock").read_text() == str(__import__("os").getpid())
+
+
+def test_a_run_of_several_epochs_without_its_checkpoint_is_not_started_again(data_dir, tmp_path, capsys):
+    """Only what the first epoch writes before its checkpoint lets a run resume from epoch 1; a run
+    that logged more epochs and lost its checkpoint is refused, not overwritten."""
+    run = tmp_path / "run"
+    cfg = resolve("names", overrides=TINY + ["epochs=4"])
+    assert train(cfg, run, data_dir=str(data_dir), progress=False, log=lambda s: None, stop_after_epochs=3) == {}
+    (run / "checkpoint.pt").unlink()
+    before = (run / "log.csv").read_text()
+    assert main(["train", "--resume", str(run), "--data-dir", str(data_dir)]) == 2
+    assert f"{run / 'checkpoint.pt'}: missing, nothing to resume" in capsys.readouterr().err
+    assert (run / "log.csv").read_text() == before
+
+
+def test_the_resume_hint_only_for_an_interrupted_run(data_dir, tmp_path, capsys):
+    import shutil
+
+    from biornn import checkpoint
+
+    run = tmp_path / "run"
+    _train(data_dir, run)
+    lost = tmp_path / "lost"
+    shutil.copytree(run, lost)
+    (lost / "model.safetensors").unlink()  # finished (metrics.json), its weights gone: no resume to suggest
+    capsys.readouterr()
+    assert main(["predict", str(lost), "Abc"]) == 2
+    assert capsys.readouterr().err.strip().endswith("(missing model.safetensors)")
+    (lost / "metrics.json").unlink()
+    with checkpoint.run_lock(lost):  # still training in another process
+        assert main(["predict", str(lost), "Abc"]) == 2
+        assert capsys.readouterr().err.strip().endswith("; another biornn process is training it now")

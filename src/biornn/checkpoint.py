@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,15 +131,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def run_lock(out: str | os.PathLike) -> Iterator[None]:
-    """Hold the machine-wide lock of the run directory ``out`` (its absolute, resolved path) while the
-    block runs; ``ValueError`` (one line) where another process holds it.
+    """Hold the lock of the run directory ``out`` (its absolute, resolved path) while the block runs;
+    ``ValueError`` (one line) where another process holds it.
 
     Two trainings started on one ``--out`` both found it empty and wrote it together (a config of
     one, the weights and metrics of the other, both exit 0); a resume started beside a running
-    training did the same.  The lock is an ``flock`` on a file in the temporary folder
-    (``biornn-locks-UID/``), not in the run directory, so that it exists before the directory does
-    and leaves nothing in it; the system releases it when the process ends, however it ends.  On
-    a system without ``flock``, or where the lock file cannot be made, the block runs unlocked.
+    training did the same.  The lock is an ``flock`` on a file in the user cache
+    (``$XDG_CACHE_HOME/biornn/locks/``), not in the run directory, so that it exists before the
+    directory does and leaves nothing in it; the system releases it when the process ends, however
+    it ends.  Where there is no ``flock``, the lock file cannot be made, or the folder is not this
+    user's alone (a lock file planted by someone else must not be followed), the block runs unlocked.
     """
     try:
         import fcntl
@@ -150,26 +152,50 @@ def run_lock(out: str | os.PathLike) -> Iterator[None]:
     except (OSError, RuntimeError):
         where = str(Path(out).expanduser().absolute())
     key = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    folder = Path(tempfile.gettempdir()) / f"biornn-locks-{os.getuid()}"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "biornn" / "locks"
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            fd = None
+        else:
+            fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError:
+        fd = None
+    if fd is None:
         yield
         return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            pid = f" (pid {holder})" if holder.isdigit() else ""
-            raise ValueError(f"{out}: another biornn process{pid} is writing this run directory; wait for it "
-                             f"to end or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise ValueError(f"{out}: another biornn process{_holder(fd)} is writing this run directory; wait for "
+                             f"it to end or choose another --out") from None
+        except OSError:  # no locks on this file system (ENOLCK): as without flock
+            yield
+            return
+        if os.fstat(fd).st_uid == os.getuid():
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """`` (pid N)`` as the lock file holds it, else nothing."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return f" (pid {text})" if text.isdigit() else ""
+
+
+def run_in_use(out: str | os.PathLike) -> bool:
+    """Whether another process holds the lock of the run directory ``out`` now (:func:`run_lock`)."""
+    try:
+        with run_lock(out):
+            return False
+    except ValueError:
+        return True
 
 
 def check_out_dir(path: str | os.PathLike, names: tuple[str, ...] = (), option: str = "--out") -> Path:
@@ -379,7 +405,8 @@ def check_run_dir(run: str | os.PathLike) -> Path:
             raise ValueError(f"{run}: holds {len(subruns)} runs, one per sub-directory ({shown}); "
                              f"give one of them, e.g. {run / subruns[0]}")
         hint = ""
-        if (run / "checkpoint.pt").is_file() and (run / "config.json").is_file():
-            hint = f"; training was interrupted: finish it with biornn train --resume {run}"
+        if (run / "checkpoint.pt").is_file() and (run / "config.json").is_file() and not (run / "metrics.json").exists():
+            hint = ("; another biornn process is training it now" if run_in_use(run)
+                    else f"; training was interrupted: finish it with biornn train --resume {run}")
         raise ValueError(f"{run}: not a complete run directory (missing {', '.join(missing)}){hint}")
     return run

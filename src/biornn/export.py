@@ -761,8 +761,9 @@ def export_model(model: nn.Module, adjust: Tensor | None, fmt: str, path: str | 
                     # the cell's own step in a loop is slower but keeps T
                     if not native or "native" not in routes:
                         raise
-    except PermissionError as e:
-        raise ValueError(f"{path}: cannot write ({e.strerror})") from None
+    except PermissionError as e:  # atomic_path's message already names the file and says what failed
+        raise ValueError(f"{path}: {e.strerror}" if str(e.strerror).startswith("cannot write")
+                         else f"{path}: cannot write it ({e.strerror})") from None
     return {"routes": routes, "max_abs_diff": worst}
 
 

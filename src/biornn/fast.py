@@ -110,9 +110,10 @@ def method(
     (streaming, one sample per call) of an LSTM is faster by the hand-written
     route, because oneDNN's LSTM re-lays out its weights on every call
     (``biornn bench``'s streaming table).  ``lengths`` (variable lengths, some
-    shorter than T) on the CPU take the hand-written route too: torch's
-    kernels run packed sequences there without oneDNN.  ``device`` is where
-    the tensors are (default: the CPU); the compiled loops run on the CPU only.
+    shorter than T) on the CPU take the hand-written route too where it records
+    gradients or its loops are compiled: torch's kernels run packed sequences
+    there without oneDNN.  ``device`` is where the tensors are (default: the
+    CPU); the compiled loops run on the CPU only.
 
     Returns
     -------
@@ -132,9 +133,10 @@ def method(
     compiling_lstm = type(cell) in (LSTMCell, LSTM1997Cell) and _compiling_with_grad()
     # variable lengths on the CPU: torch's kernels take a packed sequence there without oneDNN, by
     # a generic loop of per-step operations that autograd records one by one -- the hand-written
-    # BPTT (which also runs only the rows still going at each step) is 1.5-8x faster
-    # (docs/speed.md, "Variable lengths"); on a GPU cuDNN takes packed sequences as they are
-    packed_on_cpu = lengths is not None and on_cpu
+    # BPTT (which also runs only the rows still going at each step) trains 1.1-6x faster
+    # (docs/speed.md, "Variable lengths"); without gradients only the compiled loops are faster
+    # (the Python loops are not); on a GPU cuDNN takes packed sequences as they are
+    packed_on_cpu = lengths is not None and on_cpu and (compiled or torch.is_grad_enabled())
     if (_fused_maths(cell) and not (truncate and lengths is not None) and not single_lstm_step
             and not lstm1997_compiled and not compiling_lstm and not packed_on_cpu):
         return "fused"

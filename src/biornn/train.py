@@ -275,6 +275,17 @@ def _set_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
+def _logged_epochs(path: Path) -> int:
+    """The epoch rows of a run's log.csv (0 where there is none); a file that cannot be read counts as
+    many, so that a run is never started again over logs it cannot tell apart."""
+    if not path.exists():
+        return 0
+    try:
+        return max(0, len([ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]) - 1)
+    except (OSError, UnicodeDecodeError):
+        return 2
+
+
 def _load_resume_state(out: Path) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None for a run stopped before its first checkpoint (the run
     directory holds its config.json, perhaps the trackers' stores, a partial write and what the first
@@ -287,7 +298,7 @@ def _load_resume_state(out: Path) -> dict[str, Any] | None:
         early = {"config.json", "mlflow.db", "mlartifacts", "tensorboard", "tracking.json",
                  "model.safetensors", "log.csv", "steps.csv"}
         names = {f.name for f in out.iterdir() if not checkpoint._TEMP.match(f.name)}
-        if "config.json" in names and names <= early:
+        if "config.json" in names and names <= early and _logged_epochs(out / "log.csv") <= 1:
             return None
     state = checkpoint.load_state(checkpoint_path)
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
@@ -748,12 +759,22 @@ def _finished_metrics(task: Any, name: str, sub_dir: Path) -> dict[str, Any]:
     again = f"remove {sub_dir} to train that run again"
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
-        task.summary_row(name, metrics)
+        row = task.summary_row(name, metrics)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not readable JSON ({first_line(e, 120)}); {again}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ValueError(f"{path}: not a finished run's metrics ({type(e).__name__}: {first_line(e, 80)}); "
                          f"{again}") from None
+    # what the summary averages must be numbers (null: a figure that was not a number, as NaN is written)
+    for key, value in list(row.items())[1:]:
+        if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
+            raise ValueError(f"{path}: not a finished run's metrics ({key} is {value!r}, not a number); {again}")
+    for group in getattr(task, "SUMMARY_GROUPS", ("baseline",)):
+        if not isinstance(metrics.get(group), dict) or not isinstance(metrics[group].get("name"), str):
+            raise ValueError(f"{path}: not a finished run's metrics (no {group}.name); {again}")
+    for key in ("train_seconds", "epochs"):
+        if isinstance(row.get(key), bool) or not isinstance(row.get(key), (int, float)):
+            raise ValueError(f"{path}: not a finished run's metrics ({key} is {row.get(key)!r}); {again}")
     return metrics
 
 
@@ -790,7 +811,8 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
             if not again and sub_dir.exists():  # a run that died before its first checkpoint
                 shutil.rmtree(sub_dir)
             log(f"== {name}")
-            m = _train_one(sub, task, sub_dir, data_dir, again, progress, log, stop_after_epochs)
+            with checkpoint.run_lock(sub_dir):  # a resume of this sub-run alone, started beside, is refused
+                m = _train_one(sub, task, sub_dir, data_dir, again, progress, log, stop_after_epochs)
             if not m:
                 return {}
             results[name] = m
@@ -798,7 +820,9 @@ def train_each(cfg: TrainConfig, runs: list[tuple[str, TrainConfig]], out: Path,
         if created and not any(p.name != "config.json" for p in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
         raise
-    rows = [task.summary_row(name, m) for name, m in results.items()]
+    # a figure read back from a finished run's metrics.json as null (it was NaN) is NaN again
+    rows = [{k: math.nan if v is None else v for k, v in task.summary_row(name, m).items()}
+            for name, m in results.items()]
     by = next(iter(rows[0]))  # the first column names the run: "record" (ecg-anomaly), "fold" (promoters)
     numeric = [k for k in rows[0] if k != by and isinstance(rows[0][k], (int, float))]
     mean = {k: round(float(np.mean([r[k] for r in rows])), 6) for k in numeric}
