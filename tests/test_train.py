@@ -710,32 +710,39 @@ def test_a_run_directory_being_written_by_another_process_is_refused(data_dir, t
         pass
 
 
-def test_the_run_lock_never_follows_a_planted_file(tmp_path, monkeypatch):
+def test_the_run_lock_never_follows_a_planted_file_and_leaves_nothing(tmp_path, monkeypatch):
     """A lock file someone else planted (a symlink to a file of the user's) must not be opened and
-    truncated; a lock folder open to others is not used (the block runs unlocked)."""
+    truncated; a lock folder open to others is not used (the block runs unlocked); the lock file is
+    removed when released."""
     import hashlib
+    import os
+    import tempfile
 
     from biornn import checkpoint
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     out = tmp_path / "run"
-    folder = tmp_path / "cache" / "biornn" / "locks"
-    folder.mkdir(parents=True, mode=0o700)
+    folder = tmp_path / f"biornn-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious data")
-    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]
-    (folder / f"{key}.lock").symlink_to(victim)
+    lock = folder / f"{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]}.lock"
+    lock.symlink_to(victim)
     with checkpoint.run_lock(out):
         pass
     assert victim.read_text() == "precious data"
-    (folder / f"{key}.lock").unlink()
+    lock.unlink()
     folder.chmod(0o777)
     with checkpoint.run_lock(out):
-        pass
-    assert list(folder.iterdir()) == []
+        assert list(folder.iterdir()) == []
     folder.chmod(0o700)
-    with checkpoint.run_lock(out):  # this user's own folder: the lock file is made and holds the pid
-        assert (folder / f"{key}.lock").read_text() == str(__import__("os").getpid())
+    with checkpoint.run_lock(out):  # this user's own folder: the lock file holds the pid while held
+        assert lock.read_text() == str(os.getpid())
+        with pytest.raises(ValueError, match=f"another biornn process \\(pid {os.getpid()}\\)"):
+            with checkpoint.run_lock(out / "." ):
+                pass
+    assert list(folder.iterdir()) == []  # and is gone once released
 
 
 def test_a_run_of_several_epochs_without_its_checkpoint_is_not_started_again(data_dir, tmp_path, capsys):

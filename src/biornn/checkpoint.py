@@ -129,6 +129,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _lock_folder() -> Path | None:
+    """This user's folder of run locks, ``$XDG_RUNTIME_DIR`` or the temporary folder's
+    ``biornn-locks-UID``; None where it cannot be made or is not this user's alone."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    folder = Path(base) / f"biornn-locks-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None  # someone else's, or open to others: a lock file planted there must not be followed
+    return folder
+
+
 @contextmanager
 def run_lock(out: str | os.PathLike) -> Iterator[None]:
     """Hold the lock of the run directory ``out`` (its absolute, resolved path) while the block runs;
@@ -136,50 +151,64 @@ def run_lock(out: str | os.PathLike) -> Iterator[None]:
 
     Two trainings started on one ``--out`` both found it empty and wrote it together (a config of
     one, the weights and metrics of the other, both exit 0); a resume started beside a running
-    training did the same.  The lock is an ``flock`` on a file in the user cache
-    (``$XDG_CACHE_HOME/biornn/locks/``), not in the run directory, so that it exists before the
-    directory does and leaves nothing in it; the system releases it when the process ends, however
-    it ends.  Where there is no ``flock``, the lock file cannot be made, or the folder is not this
-    user's alone (a lock file planted by someone else must not be followed), the block runs unlocked.
+    training did the same.  The lock is an ``flock`` on a file in this user's lock folder
+    (:func:`_lock_folder`), not in the run directory, so that it exists before the directory does
+    and leaves nothing in it; the system releases it when the process ends, however it ends, and
+    the file is removed on release (a process that opened it just before checks, once it holds the
+    lock, that the file is still there, and takes the new one if not).  Where there is no
+    ``flock``, or no lock folder can be had, the block runs unlocked.
     """
     try:
         import fcntl
     except ImportError:  # not POSIX
         yield
         return
+    folder = _lock_folder()
+    if folder is None:
+        yield
+        return
     try:
         where = str(Path(out).expanduser().absolute().resolve())
     except (OSError, RuntimeError):
         where = str(Path(out).expanduser().absolute())
-    key = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "biornn" / "locks"
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+    path = folder / f"{hashlib.sha256(where.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.lock"
+    fd = None
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError:
             fd = None
-        else:
-            fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise ValueError(f"{out}: another biornn process{holder} is writing this run directory; wait for "
+                             f"it to end or choose another --out") from None
+        except OSError:  # no locks on this file system (ENOLCK): as without flock
+            os.close(fd)
+            fd = None
+            break
+        try:
+            if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
+                break  # the file we hold is the one on disk
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # released and removed by its holder between our open and our lock: again
         fd = None
     if fd is None:
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"{out}: another biornn process{_holder(fd)} is writing this run directory; wait for "
-                             f"it to end or choose another --out") from None
-        except OSError:  # no locks on this file system (ENOLCK): as without flock
-            yield
-            return
-        if os.fstat(fd).st_uid == os.getuid():
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        try:
+            os.unlink(path)  # still held: whoever opened it meanwhile finds it gone and tries again
+        except OSError:
+            pass
         os.close(fd)
 
 
